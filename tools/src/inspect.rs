@@ -1,0 +1,11 @@
+//! `kiln inspect`.
+
+use std::process::ExitCode;
+
+#[derive(clap::Args)]
+pub struct Args {}
+
+pub fn run(_args: Args) -> ExitCode {
+    eprintln!("kiln inspect: this build does not include it yet");
+    ExitCode::from(2)
+}
