@@ -1,1 +1,3 @@
-//! kiln-zk
+//! kiln-zk: a ZooKeeper wire-compatible server.
+pub mod jute;
+pub mod proto;
