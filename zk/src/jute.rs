@@ -15,17 +15,33 @@ use thiserror::Error;
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum DecodeError {
     #[error("unexpected end of input at offset {offset}: need {need} bytes, have {have}")]
-    UnexpectedEof { offset: usize, need: usize, have: usize },
+    UnexpectedEof {
+        offset: usize,
+        need: usize,
+        have: usize,
+    },
     #[error("negative length {len} at offset {offset}")]
     NegativeLength { offset: usize, len: i32 },
     #[error("length {len} at offset {offset} exceeds the limit of {max} bytes (jute.maxbuffer)")]
-    TooLong { offset: usize, len: usize, max: usize },
+    TooLong {
+        offset: usize,
+        len: usize,
+        max: usize,
+    },
     #[error("vector count {count} at offset {offset} cannot fit in the {have} remaining bytes")]
-    CountTooLarge { offset: usize, count: usize, have: usize },
+    CountTooLarge {
+        offset: usize,
+        count: usize,
+        have: usize,
+    },
     #[error("string at offset {offset} is not valid UTF-8")]
     InvalidUtf8 { offset: usize },
     #[error("invalid value {value} for {what} at offset {offset}")]
-    InvalidValue { offset: usize, what: &'static str, value: i64 },
+    InvalidValue {
+        offset: usize,
+        what: &'static str,
+        value: i64,
+    },
 }
 
 /// A cursor over one jute-encoded payload.
@@ -39,7 +55,11 @@ pub struct Reader<'a> {
 impl<'a> Reader<'a> {
     /// `length_max` bounds every single buffer, string and vector (`jute.maxbuffer`).
     pub fn new(buf: &'a [u8], length_max: usize) -> Self {
-        Self { buf, pos: 0, length_max }
+        Self {
+            buf,
+            pos: 0,
+            length_max,
+        }
     }
 
     pub fn offset(&self) -> usize {
@@ -57,13 +77,21 @@ impl<'a> Reader<'a> {
     fn take(&mut self, need: usize) -> Result<&'a [u8], DecodeError> {
         let have = self.remaining();
         if need > have {
-            return Err(DecodeError::UnexpectedEof { offset: self.pos, need, have });
+            return Err(DecodeError::UnexpectedEof {
+                offset: self.pos,
+                need,
+                have,
+            });
         }
         let start = self.pos;
         self.pos += need;
         self.buf
             .get(start..start + need)
-            .ok_or(DecodeError::UnexpectedEof { offset: start, need, have })
+            .ok_or(DecodeError::UnexpectedEof {
+                offset: start,
+                need,
+                have,
+            })
     }
 
     fn take_array<const N: usize>(&mut self) -> Result<[u8; N], DecodeError> {
@@ -93,13 +121,22 @@ impl<'a> Reader<'a> {
         if len == -1 {
             return Ok(None);
         }
-        let len_usize = usize::try_from(len).map_err(|_| DecodeError::NegativeLength { offset, len })?;
+        let len_usize =
+            usize::try_from(len).map_err(|_| DecodeError::NegativeLength { offset, len })?;
         if len_usize > self.length_max {
-            return Err(DecodeError::TooLong { offset, len: len_usize, max: self.length_max });
+            return Err(DecodeError::TooLong {
+                offset,
+                len: len_usize,
+                max: self.length_max,
+            });
         }
         let have = self.remaining();
         if len_usize > have {
-            return Err(DecodeError::UnexpectedEof { offset: self.pos, need: len_usize, have });
+            return Err(DecodeError::UnexpectedEof {
+                offset: self.pos,
+                need: len_usize,
+                have,
+            });
         }
         Ok(Some(len_usize))
     }
@@ -139,10 +176,15 @@ impl<'a> Reader<'a> {
         if count == -1 {
             return Ok(None);
         }
-        let count = usize::try_from(count).map_err(|_| DecodeError::NegativeLength { offset, len: count })?;
+        let count = usize::try_from(count)
+            .map_err(|_| DecodeError::NegativeLength { offset, len: count })?;
         let have = self.remaining();
         if count.saturating_mul(elem_size_min.max(1)) > have {
-            return Err(DecodeError::CountTooLarge { offset, count, have });
+            return Err(DecodeError::CountTooLarge {
+                offset,
+                count,
+                have,
+            });
         }
         Ok(Some(count))
     }
@@ -178,7 +220,9 @@ impl Writer {
     }
 
     pub fn with_capacity(n: usize) -> Self {
-        Self { buf: Vec::with_capacity(n) }
+        Self {
+            buf: Vec::with_capacity(n),
+        }
     }
 
     /// Starts a frame: reserves the 4-byte length prefix that [`Writer::finish_frame`] fills in.
@@ -288,7 +332,10 @@ mod tests {
         assert_eq!(r.read_buffer().unwrap(), Some(b"abc".to_vec()));
         assert_eq!(r.read_ustring().unwrap(), "/a/b");
         assert_eq!(r.read_ustring_opt().unwrap(), None);
-        assert_eq!(r.read_string_vec().unwrap(), vec!["x".to_string(), "yz".to_string()]);
+        assert_eq!(
+            r.read_string_vec().unwrap(),
+            vec!["x".to_string(), "yz".to_string()]
+        );
         assert!(r.is_empty());
     }
 
@@ -296,7 +343,10 @@ mod tests {
     fn huge_vector_count_is_refused_before_allocating() {
         let bytes = [0x7f, 0xff, 0xff, 0xff];
         let mut r = Reader::new(&bytes, 1 << 20);
-        assert!(matches!(r.read_string_vec(), Err(DecodeError::CountTooLarge { offset: 0, .. })));
+        assert!(matches!(
+            r.read_string_vec(),
+            Err(DecodeError::CountTooLarge { offset: 0, .. })
+        ));
     }
 
     #[test]
@@ -307,9 +357,16 @@ mod tests {
         let bytes = w.into_inner();
         assert!(matches!(
             Reader::new(&bytes, 1000).read_buffer(),
-            Err(DecodeError::UnexpectedEof { offset: 4, need: 100, have: 10 })
+            Err(DecodeError::UnexpectedEof {
+                offset: 4,
+                need: 100,
+                have: 10
+            })
         ));
-        assert!(matches!(Reader::new(&bytes, 50).read_buffer(), Err(DecodeError::TooLong { .. })));
+        assert!(matches!(
+            Reader::new(&bytes, 50).read_buffer(),
+            Err(DecodeError::TooLong { .. })
+        ));
         let neg = (-2i32).to_be_bytes();
         assert!(matches!(
             Reader::new(&neg, 50).read_buffer(),

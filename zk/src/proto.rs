@@ -164,7 +164,10 @@ pub struct Id {
 
 impl Id {
     pub fn new(scheme: &str, id: &str) -> Self {
-        Self { scheme: scheme.to_string(), id: id.to_string() }
+        Self {
+            scheme: scheme.to_string(),
+            id: id.to_string(),
+        }
     }
 }
 
@@ -177,19 +180,28 @@ pub struct Acl {
 impl Acl {
     /// `ZooDefs.Ids.OPEN_ACL_UNSAFE`.
     pub fn open_unsafe() -> Vec<Acl> {
-        vec![Acl { perms: perms::ALL, id: Id::new("world", "anyone") }]
+        vec![Acl {
+            perms: perms::ALL,
+            id: Id::new("world", "anyone"),
+        }]
     }
 
     /// `ZooDefs.Ids.READ_ACL_UNSAFE`.
     pub fn read_unsafe() -> Vec<Acl> {
-        vec![Acl { perms: perms::READ, id: Id::new("world", "anyone") }]
+        vec![Acl {
+            perms: perms::READ,
+            id: Id::new("world", "anyone"),
+        }]
     }
 
     pub fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         let perms = r.read_i32()?;
         let scheme = r.read_ustring()?;
         let id = r.read_ustring()?;
-        Ok(Self { perms, id: Id { scheme, id } })
+        Ok(Self {
+            perms,
+            id: Id { scheme, id },
+        })
     }
 
     pub fn encode(&self, w: &mut Writer) {
@@ -231,8 +243,19 @@ impl ConnectRequest {
         let timeout_ms = r.read_i32()?;
         let session_id = r.read_i64()?;
         let passwd = r.read_buffer()?.unwrap_or_default();
-        let read_only = if r.is_empty() { None } else { Some(r.read_bool()?) };
-        Ok(Self { protocol_version, last_zxid_seen, timeout_ms, session_id, passwd, read_only })
+        let read_only = if r.is_empty() {
+            None
+        } else {
+            Some(r.read_bool()?)
+        };
+        Ok(Self {
+            protocol_version,
+            last_zxid_seen,
+            timeout_ms,
+            session_id,
+            passwd,
+            read_only,
+        })
     }
 
     pub fn encode(&self, w: &mut Writer) {
@@ -273,8 +296,18 @@ impl ConnectResponse {
         let timeout_ms = r.read_i32()?;
         let session_id = r.read_i64()?;
         let passwd = r.read_buffer()?.unwrap_or_default();
-        let read_only = if r.is_empty() { None } else { Some(r.read_bool()?) };
-        Ok(Self { protocol_version, timeout_ms, session_id, passwd, read_only })
+        let read_only = if r.is_empty() {
+            None
+        } else {
+            Some(r.read_bool()?)
+        };
+        Ok(Self {
+            protocol_version,
+            timeout_ms,
+            session_id,
+            passwd,
+            read_only,
+        })
     }
 }
 
@@ -286,7 +319,10 @@ pub struct RequestHeader {
 
 impl RequestHeader {
     pub fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
-        Ok(Self { xid: r.read_i32()?, op: r.read_i32()? })
+        Ok(Self {
+            xid: r.read_i32()?,
+            op: r.read_i32()?,
+        })
     }
 
     pub fn encode(&self, w: &mut Writer) {
@@ -310,7 +346,11 @@ impl ReplyHeader {
     }
 
     pub fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
-        Ok(Self { xid: r.read_i32()?, zxid: r.read_i64()?, err: r.read_i32()? })
+        Ok(Self {
+            xid: r.read_i32()?,
+            zxid: r.read_i64()?,
+            err: r.read_i32()?,
+        })
     }
 }
 
@@ -331,7 +371,13 @@ impl CreateRequest {
         let acl = decode_acls(r)?;
         let flags = r.read_i32()?;
         let ttl = if with_ttl { r.read_i64()? } else { -1 };
-        Ok(Self { path, data, acl, flags, ttl })
+        Ok(Self {
+            path,
+            data,
+            acl,
+            flags,
+            ttl,
+        })
     }
 
     fn encode(&self, w: &mut Writer, with_ttl: bool) {
@@ -360,28 +406,78 @@ pub struct SetWatches {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {
     /// create (1), create2 (15), createContainer (19), createTTL (21); `op` says which.
-    Create { op: i32, req: CreateRequest },
-    Delete { path: String, version: i32 },
-    Exists { path: String, watch: bool },
-    GetData { path: String, watch: bool },
-    SetData { path: String, data: Option<Vec<u8>>, version: i32 },
-    GetAcl { path: String },
-    SetAcl { path: String, acl: Vec<Acl>, version: i32 },
-    GetChildren { path: String, watch: bool },
-    GetChildren2 { path: String, watch: bool },
-    Sync { path: String },
+    Create {
+        op: i32,
+        req: CreateRequest,
+    },
+    Delete {
+        path: String,
+        version: i32,
+    },
+    Exists {
+        path: String,
+        watch: bool,
+    },
+    GetData {
+        path: String,
+        watch: bool,
+    },
+    SetData {
+        path: String,
+        data: Option<Vec<u8>>,
+        version: i32,
+    },
+    GetAcl {
+        path: String,
+    },
+    SetAcl {
+        path: String,
+        acl: Vec<Acl>,
+        version: i32,
+    },
+    GetChildren {
+        path: String,
+        watch: bool,
+    },
+    GetChildren2 {
+        path: String,
+        watch: bool,
+    },
+    Sync {
+        path: String,
+    },
     Ping,
-    Check { path: String, version: i32 },
+    Check {
+        path: String,
+        version: i32,
+    },
     Multi(Vec<Request>),
     MultiRead(Vec<Request>),
     SetWatches(SetWatches),
-    AddWatch { path: String, mode: i32 },
-    CheckWatches { path: String, kind: i32 },
-    RemoveWatches { path: String, kind: i32 },
-    GetEphemerals { prefix: String },
-    GetAllChildrenNumber { path: String },
+    AddWatch {
+        path: String,
+        mode: i32,
+    },
+    CheckWatches {
+        path: String,
+        kind: i32,
+    },
+    RemoveWatches {
+        path: String,
+        kind: i32,
+    },
+    GetEphemerals {
+        prefix: String,
+    },
+    GetAllChildrenNumber {
+        path: String,
+    },
     WhoAmI,
-    Auth { kind: i32, scheme: String, auth: Vec<u8> },
+    Auth {
+        kind: i32,
+        scheme: String,
+        auth: Vec<u8>,
+    },
     CloseSession,
     /// An opcode this server does not implement; answered with UNIMPLEMENTED.
     Unimplemented(i32),
@@ -391,29 +487,55 @@ impl Request {
     /// Decodes the body of a request whose header carried `op`.
     pub fn decode(op: i32, r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         Ok(match op {
-            op::CREATE | op::CREATE2 | op::CREATE_CONTAINER => {
-                Request::Create { op, req: CreateRequest::decode(r, false)? }
-            }
-            op::CREATE_TTL => Request::Create { op, req: CreateRequest::decode(r, true)? },
-            op::DELETE => Request::Delete { path: r.read_ustring()?, version: r.read_i32()? },
-            op::EXISTS => Request::Exists { path: r.read_ustring()?, watch: r.read_bool()? },
-            op::GET_DATA => Request::GetData { path: r.read_ustring()?, watch: r.read_bool()? },
+            op::CREATE | op::CREATE2 | op::CREATE_CONTAINER => Request::Create {
+                op,
+                req: CreateRequest::decode(r, false)?,
+            },
+            op::CREATE_TTL => Request::Create {
+                op,
+                req: CreateRequest::decode(r, true)?,
+            },
+            op::DELETE => Request::Delete {
+                path: r.read_ustring()?,
+                version: r.read_i32()?,
+            },
+            op::EXISTS => Request::Exists {
+                path: r.read_ustring()?,
+                watch: r.read_bool()?,
+            },
+            op::GET_DATA => Request::GetData {
+                path: r.read_ustring()?,
+                watch: r.read_bool()?,
+            },
             op::SET_DATA => Request::SetData {
                 path: r.read_ustring()?,
                 data: r.read_buffer()?,
                 version: r.read_i32()?,
             },
-            op::GET_ACL => Request::GetAcl { path: r.read_ustring()? },
+            op::GET_ACL => Request::GetAcl {
+                path: r.read_ustring()?,
+            },
             op::SET_ACL => Request::SetAcl {
                 path: r.read_ustring()?,
                 acl: decode_acls(r)?,
                 version: r.read_i32()?,
             },
-            op::GET_CHILDREN => Request::GetChildren { path: r.read_ustring()?, watch: r.read_bool()? },
-            op::GET_CHILDREN2 => Request::GetChildren2 { path: r.read_ustring()?, watch: r.read_bool()? },
-            op::SYNC => Request::Sync { path: r.read_ustring()? },
+            op::GET_CHILDREN => Request::GetChildren {
+                path: r.read_ustring()?,
+                watch: r.read_bool()?,
+            },
+            op::GET_CHILDREN2 => Request::GetChildren2 {
+                path: r.read_ustring()?,
+                watch: r.read_bool()?,
+            },
+            op::SYNC => Request::Sync {
+                path: r.read_ustring()?,
+            },
             op::PING => Request::Ping,
-            op::CHECK => Request::Check { path: r.read_ustring()?, version: r.read_i32()? },
+            op::CHECK => Request::Check {
+                path: r.read_ustring()?,
+                version: r.read_i32()?,
+            },
             op::MULTI => Request::Multi(decode_multi(r, false)?),
             op::MULTI_READ => Request::MultiRead(decode_multi(r, true)?),
             op::SET_WATCHES | op::SET_WATCHES2 => {
@@ -430,11 +552,24 @@ impl Request {
                 }
                 Request::SetWatches(sw)
             }
-            op::ADD_WATCH => Request::AddWatch { path: r.read_ustring()?, mode: r.read_i32()? },
-            op::CHECK_WATCHES => Request::CheckWatches { path: r.read_ustring()?, kind: r.read_i32()? },
-            op::REMOVE_WATCHES => Request::RemoveWatches { path: r.read_ustring()?, kind: r.read_i32()? },
-            op::GET_EPHEMERALS => Request::GetEphemerals { prefix: r.read_ustring()? },
-            op::GET_ALL_CHILDREN_NUMBER => Request::GetAllChildrenNumber { path: r.read_ustring()? },
+            op::ADD_WATCH => Request::AddWatch {
+                path: r.read_ustring()?,
+                mode: r.read_i32()?,
+            },
+            op::CHECK_WATCHES => Request::CheckWatches {
+                path: r.read_ustring()?,
+                kind: r.read_i32()?,
+            },
+            op::REMOVE_WATCHES => Request::RemoveWatches {
+                path: r.read_ustring()?,
+                kind: r.read_i32()?,
+            },
+            op::GET_EPHEMERALS => Request::GetEphemerals {
+                prefix: r.read_ustring()?,
+            },
+            op::GET_ALL_CHILDREN_NUMBER => Request::GetAllChildrenNumber {
+                path: r.read_ustring()?,
+            },
             op::WHO_AM_I => Request::WhoAmI,
             op::AUTH => Request::Auth {
                 kind: r.read_i32()?,
@@ -461,7 +596,11 @@ impl Request {
                 w.write_ustring(path);
                 w.write_bool(*watch);
             }
-            Request::SetData { path, data, version } => {
+            Request::SetData {
+                path,
+                data,
+                version,
+            } => {
                 w.write_ustring(path);
                 w.write_buffer(data.as_deref());
                 w.write_i32(*version);
@@ -505,7 +644,8 @@ impl Request {
                 w.write_ustring(scheme);
                 w.write_buffer(Some(auth));
             }
-            Request::Ping | Request::WhoAmI | Request::CloseSession | Request::Unimplemented(_) => {}
+            Request::Ping | Request::WhoAmI | Request::CloseSession | Request::Unimplemented(_) => {
+            }
         }
     }
 
@@ -572,11 +712,21 @@ fn decode_multi(r: &mut Reader<'_>, read_only: bool) -> Result<Vec<Request>, Dec
         } else {
             matches!(
                 kind,
-                op::CREATE | op::CREATE2 | op::CREATE_CONTAINER | op::CREATE_TTL | op::DELETE | op::SET_DATA | op::CHECK
+                op::CREATE
+                    | op::CREATE2
+                    | op::CREATE_CONTAINER
+                    | op::CREATE_TTL
+                    | op::DELETE
+                    | op::SET_DATA
+                    | op::CHECK
             )
         };
         if !allowed {
-            return Err(DecodeError::InvalidValue { offset, what: "multi op type", value: i64::from(kind) });
+            return Err(DecodeError::InvalidValue {
+                offset,
+                what: "multi op type",
+                value: i64::from(kind),
+            });
         }
         ops.push(Request::decode(kind, r)?);
         // Each op consumed at least one header; the loop is bounded by the input length.
@@ -601,13 +751,27 @@ pub enum OpResult {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Response {
     Empty,
-    Create { path: String },
-    Create2 { path: String, stat: Stat },
+    Create {
+        path: String,
+    },
+    Create2 {
+        path: String,
+        stat: Stat,
+    },
     Stat(Stat),
-    GetData { data: Option<Vec<u8>>, stat: Stat },
-    GetAcl { acl: Vec<Acl>, stat: Stat },
+    GetData {
+        data: Option<Vec<u8>>,
+        stat: Stat,
+    },
+    GetAcl {
+        acl: Vec<Acl>,
+        stat: Stat,
+    },
     Children(Vec<String>),
-    Children2 { children: Vec<String>, stat: Stat },
+    Children2 {
+        children: Vec<String>,
+        stat: Stat,
+    },
     Path(String),
     Multi(Vec<OpResult>),
     Strings(Vec<String>),
@@ -703,7 +867,11 @@ impl WatcherEvent {
     }
 
     pub fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
-        Ok(Self { kind: r.read_i32()?, state: r.read_i32()?, path: r.read_ustring()? })
+        Ok(Self {
+            kind: r.read_i32()?,
+            state: r.read_i32()?,
+            path: r.read_ustring()?,
+        })
     }
 }
 
@@ -734,11 +902,25 @@ mod tests {
             },
         });
         round_trip(Request::Multi(vec![
-            Request::Check { path: "/a".into(), version: 3 },
-            Request::Delete { path: "/a".into(), version: -1 },
+            Request::Check {
+                path: "/a".into(),
+                version: 3,
+            },
+            Request::Delete {
+                path: "/a".into(),
+                version: -1,
+            },
         ]));
-        round_trip(Request::SetAcl { path: "/b".into(), acl: Acl::read_unsafe(), version: 2 });
-        round_trip(Request::SetData { path: "/b".into(), data: None, version: -1 });
+        round_trip(Request::SetAcl {
+            path: "/b".into(),
+            acl: Acl::read_unsafe(),
+            version: 2,
+        });
+        round_trip(Request::SetData {
+            path: "/b".into(),
+            data: None,
+            version: -1,
+        });
     }
 
     #[test]
@@ -757,20 +939,30 @@ mod tests {
             req.encode(&mut w);
             let bytes = w.into_inner();
             assert_eq!(bytes.len(), if ro.is_some() { 45 } else { 44 });
-            assert_eq!(ConnectRequest::decode(&mut Reader::new(&bytes, 1 << 20)).unwrap(), req);
+            assert_eq!(
+                ConnectRequest::decode(&mut Reader::new(&bytes, 1 << 20)).unwrap(),
+                req
+            );
         }
     }
 
     #[test]
     fn unknown_opcode_decodes_as_unimplemented() {
         let mut r = Reader::new(&[], 10);
-        assert_eq!(Request::decode(999, &mut r).unwrap(), Request::Unimplemented(999));
+        assert_eq!(
+            Request::decode(999, &mut r).unwrap(),
+            Request::Unimplemented(999)
+        );
     }
 
     #[test]
     fn multi_with_read_op_is_refused() {
         let mut w = Writer::new();
-        Request::MultiRead(vec![Request::GetData { path: "/".into(), watch: false }]).encode(&mut w);
+        Request::MultiRead(vec![Request::GetData {
+            path: "/".into(),
+            watch: false,
+        }])
+        .encode(&mut w);
         let bytes = w.into_inner();
         assert!(Request::decode(op::MULTI, &mut Reader::new(&bytes, 1 << 20)).is_err());
     }
