@@ -1,0 +1,248 @@
+//! Four-letter words (`ruok`, `srvr`, `mntr`, ...) and the AdminServer's command names: pure
+//! rendering of a [`Report`] that the server fills in. The text follows ZooKeeper 3.8's layout so
+//! scripts that parse it (kazoo reads `zookeeper.version` from `envi`) keep working.
+
+use std::fmt::Write as _;
+
+/// The version Kiln reports, in ZooKeeper's format (clients parse the part before the first '-').
+pub const ZK_VERSION: &str = "3.8.4--kiln, built on 2026-11-27 00:00 UTC";
+
+/// Every four-letter word Kiln answers.
+pub const COMMANDS: &[&str] = &[
+    "ruok", "srvr", "stat", "mntr", "conf", "cons", "envi", "wchs", "wchc", "wchp", "dump", "isro",
+    "dirs", "crst", "srst",
+];
+
+/// A four-letter word as the big-endian int a client sends in place of a length prefix.
+pub fn command_of(first4: [u8; 4]) -> Option<&'static str> {
+    COMMANDS.iter().copied().find(|c| c.as_bytes() == first4)
+}
+
+/// One client connection, for `cons` and `stat`.
+#[derive(Debug, Clone, Default)]
+pub struct ConnInfo {
+    pub peer: String,
+    pub received: u64,
+    pub sent: u64,
+    pub session: i64,
+    pub timeout_ms: i32,
+    pub last_op: String,
+    pub last_cxid: i32,
+    pub last_zxid: i64,
+    pub queued: u64,
+}
+
+/// What the server knows at the moment a command runs.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    pub latency_min_ms: u64,
+    pub latency_avg_ms: f64,
+    pub latency_max_ms: u64,
+    pub received: u64,
+    pub sent: u64,
+    pub outstanding: u64,
+    pub zxid: i64,
+    pub node_count: usize,
+    pub watch_count: usize,
+    pub watched_paths: usize,
+    pub watching_sessions: usize,
+    pub ephemerals_count: usize,
+    pub data_bytes: u64,
+    pub conns: Vec<ConnInfo>,
+    pub conf: Vec<(String, String)>,
+    pub sessions: Vec<(i64, i32)>,
+    pub ephemerals: Vec<(i64, Vec<String>)>,
+    pub watches_by_session: Vec<(i64, Vec<String>)>,
+    pub watches_by_path: Vec<(String, Vec<i64>)>,
+    pub data_dir_bytes: u64,
+    pub log_dir_bytes: u64,
+}
+
+fn stats_block(r: &Report, out: &mut String) {
+    let _ = writeln!(
+        out,
+        "Latency min/avg/max: {}/{:.4}/{}",
+        r.latency_min_ms, r.latency_avg_ms, r.latency_max_ms
+    );
+    let _ = writeln!(out, "Received: {}", r.received);
+    let _ = writeln!(out, "Sent: {}", r.sent);
+    let _ = writeln!(out, "Connections: {}", r.conns.len());
+    let _ = writeln!(out, "Outstanding: {}", r.outstanding);
+    let _ = writeln!(out, "Zxid: 0x{:x}", r.zxid);
+    let _ = writeln!(out, "Mode: standalone");
+    let _ = writeln!(out, "Node count: {}", r.node_count);
+}
+
+fn conn_line(c: &ConnInfo, long: bool) -> String {
+    if long {
+        format!(
+            " {}[1](queued={},recved={},sent={},sid=0x{:x},lop={},est=0,to={},lcxid=0x{:x},lzxid=0x{:x},lresp=0,llat=0,minlat=0,avglat=0,maxlat=0)",
+            c.peer,
+            c.queued,
+            c.received,
+            c.sent,
+            c.session,
+            c.last_op,
+            c.timeout_ms,
+            c.last_cxid,
+            c.last_zxid
+        )
+    } else {
+        format!(
+            " {}[1](queued={},recved={},sent={})",
+            c.peer, c.queued, c.received, c.sent
+        )
+    }
+}
+
+/// The reply to `cmd`, or the whitelist refusal when `allowed` is false.
+pub fn render(cmd: &str, allowed: bool, r: &Report) -> String {
+    if !allowed {
+        return format!("{cmd} is not executed because it is not in the whitelist.\n");
+    }
+    let mut out = String::new();
+    match cmd {
+        "ruok" => out.push_str("imok"),
+        "isro" => out.push_str("rw"),
+        "srvr" => {
+            let _ = writeln!(out, "Zookeeper version: {ZK_VERSION}");
+            stats_block(r, &mut out);
+        }
+        "stat" => {
+            let _ = writeln!(out, "Zookeeper version: {ZK_VERSION}");
+            out.push_str("Clients:\n");
+            for c in &r.conns {
+                let _ = writeln!(out, "{}", conn_line(c, false));
+            }
+            out.push('\n');
+            stats_block(r, &mut out);
+        }
+        "cons" => {
+            for c in &r.conns {
+                let _ = writeln!(out, "{}", conn_line(c, true));
+            }
+            out.push('\n');
+        }
+        "mntr" => {
+            let rows: Vec<(&str, String)> = vec![
+                ("zk_version", ZK_VERSION.to_string()),
+                ("zk_server_state", "standalone".to_string()),
+                ("zk_avg_latency", format!("{:.4}", r.latency_avg_ms)),
+                ("zk_max_latency", r.latency_max_ms.to_string()),
+                ("zk_min_latency", r.latency_min_ms.to_string()),
+                ("zk_packets_received", r.received.to_string()),
+                ("zk_packets_sent", r.sent.to_string()),
+                ("zk_num_alive_connections", r.conns.len().to_string()),
+                ("zk_outstanding_requests", r.outstanding.to_string()),
+                ("zk_znode_count", r.node_count.to_string()),
+                ("zk_watch_count", r.watch_count.to_string()),
+                ("zk_ephemerals_count", r.ephemerals_count.to_string()),
+                ("zk_approximate_data_size", r.data_bytes.to_string()),
+                ("zk_global_sessions", r.sessions.len().to_string()),
+                ("zk_last_proposal_size", "-1".to_string()),
+            ];
+            for (k, v) in rows {
+                let _ = writeln!(out, "{k}\t{v}");
+            }
+        }
+        "conf" => {
+            for (k, v) in &r.conf {
+                let _ = writeln!(out, "{k}={v}");
+            }
+        }
+        "envi" => {
+            out.push_str("Environment:\n");
+            let _ = writeln!(out, "zookeeper.version={ZK_VERSION}");
+            let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".to_string());
+            let _ = writeln!(out, "host.name={host}");
+            let _ = writeln!(
+                out,
+                "java.version=none (Kiln {})",
+                env!("CARGO_PKG_VERSION")
+            );
+            let _ = writeln!(out, "os.name={}", std::env::consts::OS);
+            let _ = writeln!(out, "os.arch={}", std::env::consts::ARCH);
+            let cwd = std::env::current_dir()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default();
+            let _ = writeln!(out, "user.dir={cwd}");
+        }
+        "wchs" => {
+            let _ = writeln!(
+                out,
+                "{} connections watching {} paths",
+                r.watching_sessions, r.watched_paths
+            );
+            let _ = writeln!(out, "Total watches:{}", r.watch_count);
+        }
+        "wchc" => {
+            for (s, paths) in &r.watches_by_session {
+                let _ = writeln!(out, "0x{s:x}");
+                for p in paths {
+                    let _ = writeln!(out, "\t{p}");
+                }
+            }
+        }
+        "wchp" => {
+            for (p, sessions) in &r.watches_by_path {
+                let _ = writeln!(out, "{p}");
+                for s in sessions {
+                    let _ = writeln!(out, "\t0x{s:x}");
+                }
+            }
+        }
+        "dump" => {
+            out.push_str("SessionTracker dump:\n");
+            let _ = writeln!(out, "Global Sessions({}):", r.sessions.len());
+            for (s, to) in &r.sessions {
+                let _ = writeln!(out, "0x{s:x}\t{to}ms");
+            }
+            out.push_str("ephemeral nodes dump:\n");
+            let _ = writeln!(out, "Sessions with Ephemerals ({}):", r.ephemerals.len());
+            for (s, paths) in &r.ephemerals {
+                let _ = writeln!(out, "0x{s:x}:");
+                for p in paths {
+                    let _ = writeln!(out, "\t{p}");
+                }
+            }
+            out.push_str("Connections dump:\n");
+            let _ = writeln!(out, "Connections Sets (1)/({}):", r.conns.len());
+        }
+        "dirs" => {
+            let _ = writeln!(out, "datadir_size: {}", r.data_dir_bytes);
+            let _ = writeln!(out, "logdir_size: {}", r.log_dir_bytes);
+        }
+        "crst" => out.push_str("Connection stats reset.\n"),
+        "srst" => out.push_str("Server stats reset.\n"),
+        other => {
+            let _ = writeln!(out, "Unknown command {other}");
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recognises_commands_and_whitelist() {
+        assert_eq!(command_of(*b"ruok"), Some("ruok"));
+        assert_eq!(command_of([0, 0, 0, 45]), None);
+        assert_eq!(
+            render("dump", false, &Report::default()),
+            "dump is not executed because it is not in the whitelist.\n"
+        );
+        assert_eq!(render("ruok", true, &Report::default()), "imok");
+    }
+
+    #[test]
+    fn envi_carries_a_parsable_version() {
+        let text = render("envi", true, &Report::default());
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("zookeeper.version="))
+            .unwrap();
+        assert!(line["zookeeper.version=".len()..].starts_with("3.8.4-"));
+    }
+}
