@@ -94,4 +94,4 @@ pub mod frame;
 pub mod wire;
 
 pub use generated::{ApiKey, RequestBody, ResponseBody};
-pub use wire::{ChunkWriter, DecodeError, EncodeError, Reader, Uuid, Writer};
+pub use wire::{ChunkWriter, DecodeError, EncodeError, Reader, Sampler, Uuid, Writer};

@@ -777,3 +777,82 @@ pub mod put {
         Ok(())
     }
 }
+
+/// A small deterministic pseudo-random source (xorshift64*) for generated `sample`
+/// functions: tests, fuzz targets and benchmarks build varied messages from a seed.
+#[derive(Debug, Clone)]
+pub struct Sampler {
+    state: u64,
+}
+
+impl Sampler {
+    pub fn new(seed: u64) -> Sampler {
+        Sampler {
+            state: seed ^ 0x9e37_79b9_7f4a_7c15 | 1,
+        }
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        let mut x = self.state;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.state = x;
+        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n.max(1)
+    }
+
+    pub fn bool(&mut self) -> bool {
+        self.next_u64() & 1 == 1
+    }
+    pub fn i8(&mut self) -> i8 {
+        self.next_u64() as i8
+    }
+    pub fn i16(&mut self) -> i16 {
+        self.next_u64() as i16
+    }
+    pub fn u16(&mut self) -> u16 {
+        self.next_u64() as u16
+    }
+    pub fn i32(&mut self) -> i32 {
+        self.next_u64() as i32
+    }
+    pub fn i64(&mut self) -> i64 {
+        self.next_u64() as i64
+    }
+    /// A finite float (NaN would not compare equal after a round trip).
+    pub fn f64(&mut self) -> f64 {
+        (self.next_u64() % 1_000_000) as f64 / 8.0
+    }
+    pub fn uuid(&mut self) -> Uuid {
+        Uuid::from_u64_pair(self.next_u64(), self.next_u64())
+    }
+    /// A short ASCII string, sometimes empty.
+    pub fn string(&mut self) -> String {
+        let n = self.below(9);
+        (0..n)
+            .map(|_| char::from(b'a' + self.below(26) as u8))
+            .collect()
+    }
+    /// A short byte string, sometimes empty.
+    pub fn bytes(&mut self) -> Bytes {
+        let n = self.below(17);
+        Bytes::from((0..n).map(|_| self.next_u64() as u8).collect::<Vec<u8>>())
+    }
+    /// Zero to three elements.
+    pub fn vec<T>(&mut self, mut f: impl FnMut(&mut Sampler) -> T) -> Vec<T> {
+        let n = self.below(4);
+        (0..n).map(|_| f(self)).collect()
+    }
+    /// `None` one time in four.
+    pub fn option<T>(&mut self, f: impl FnOnce(&mut Sampler) -> T) -> Option<T> {
+        if self.below(4) == 0 {
+            None
+        } else {
+            Some(f(self))
+        }
+    }
+}

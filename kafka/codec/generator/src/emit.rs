@@ -722,7 +722,7 @@ impl Ctx<'_> {
         let full = format!(
             "{check}{flexible_let}r.enter(\"{name}\")?;\nlet {mutability}this = Self::default();\n{body}r.leave();\nOk(this)\n"
         );
-        let vparam = if full.contains("version") {
+        let vparam = if has_word(&full, "version") {
             "version"
         } else {
             "_version"
@@ -811,7 +811,7 @@ impl Ctx<'_> {
             String::new()
         };
         let full = format!("{check}{flexible_let}{body}Ok(())\n");
-        let vparam = if full.contains("version") {
+        let vparam = if has_word(&full, "version") {
             "version"
         } else {
             "_version"
@@ -823,9 +823,74 @@ impl Ctx<'_> {
         };
         let _ = writeln!(
             out,
-            "    /// Encodes this `{name}` at `version` into `w`.\n    pub fn encode<W: Writer + ?Sized>(&self, {wparam}: &mut W, {vparam}: i16) -> Result<(), EncodeError> {{\n{full}}}\n}}\n"
+            "    /// Encodes this `{name}` at `version` into `w`.\n    pub fn encode<W: Writer + ?Sized>(&self, {wparam}: &mut W, {vparam}: i16) -> Result<(), EncodeError> {{\n{full}}}\n"
+        );
+
+        // ---- sample ----
+        let mut body = String::new();
+        for f in fields {
+            let tagged_live = Versions::intersect(f.tagged, f.versions)
+                .and_then(|t| Versions::intersect(Some(t), msg.flexible));
+            let mut ranges = minus(
+                f.versions,
+                if flex_cond == Cond::False {
+                    None
+                } else {
+                    f.tagged
+                },
+            );
+            ranges.extend(tagged_live);
+            let c = Cond::from_ranges(&ranges, valid);
+            let stmt = format!("this.{} = {};", field_ident(&f.name), self.sample_field(f));
+            body.push_str(&c.guard(&stmt));
+        }
+        let mutability = if body.is_empty() { "" } else { "mut " };
+        let full = format!("let {mutability}this = Self::default();\n{body}this\n");
+        let vparam = if has_word(&full, "version") {
+            "version"
+        } else {
+            "_version"
+        };
+        let sparam = if full.contains("(s") || full.contains("s.") {
+            "s"
+        } else {
+            "_s"
+        };
+        let _ = writeln!(
+            out,
+            "    /// A pseudo-random value holding every field `version` carries (others at their\n    /// defaults), for tests, fuzzing and benchmarks.\n    #[doc(hidden)]\n    pub fn sample({sparam}: &mut Sampler, {vparam}: i16) -> Self {{\n{full}}}\n}}\n"
         );
         Ok(())
+    }
+
+    fn sample_elem(&self, t: &Type) -> String {
+        match t {
+            Type::Bool => "s.bool()".into(),
+            Type::Int8 => "s.i8()".into(),
+            Type::Int16 => "s.i16()".into(),
+            Type::Uint16 => "s.u16()".into(),
+            Type::Int32 => "s.i32()".into(),
+            Type::Int64 => "s.i64()".into(),
+            Type::Float64 => "s.f64()".into(),
+            Type::Uuid => "s.uuid()".into(),
+            Type::String => "s.string()".into(),
+            Type::Bytes | Type::Records => "s.bytes()".into(),
+            Type::Array(e) => format!("s.vec(|s| {})", self.sample_elem(e)),
+            Type::Struct(n) => format!("{n}::sample(s, version)"),
+        }
+    }
+
+    fn sample_field(&self, f: &Field) -> String {
+        let e = self.sample_elem(&f.ty);
+        if !self.is_option(f) {
+            return e;
+        }
+        let present = Versions::intersect(f.versions, Some(self.valid)).unwrap_or(self.valid);
+        match Cond::of(self.nullable_in(f), present) {
+            Cond::True => format!("s.option(|s| {e})"),
+            Cond::False => format!("Some({e})"),
+            Cond::Expr(c) => format!("if {c} {{ s.option(|s| {e}) }} else {{ Some({e}) }}"),
+        }
     }
 }
 
@@ -959,7 +1024,7 @@ pub fn gen_message(msg: &Message) -> Result<String, SpecError> {
     for (name, fields) in &order {
         ctx.gen_struct(&mut body, name, fields, false)?;
     }
-    let mut uses = vec!["DecodeError", "EncodeError", "Reader", "Writer"];
+    let mut uses = vec!["DecodeError", "EncodeError", "Reader", "Sampler", "Writer"];
     if has_word(&body, "put") {
         uses.insert(2, "put");
     }
@@ -1000,7 +1065,7 @@ pub fn gen_mod(msgs: &[Message]) -> Result<String, SpecError> {
         let _ = writeln!(out, "pub use {}::{};", module_name(m), m.name);
     }
     out.push('\n');
-    out.push_str("use crate::wire::{DecodeError, EncodeError, Reader, Writer};\n\n");
+    out.push_str("use crate::wire::{DecodeError, EncodeError, Reader, Sampler, Writer};\n\n");
 
     let mut apis: Vec<Api> = Vec::new();
     for m in msgs.iter().filter(|m| m.kind == Kind::Request) {
@@ -1133,6 +1198,18 @@ pub fn gen_mod(msgs: &[Message]) -> Result<String, SpecError> {
                 out,
                 "            {enum_name}::{}(m) => m.encode(w, version),",
                 a.variant
+            );
+        }
+        let _ = writeln!(
+            out,
+            "        }}\n    }}\n\n    /// A pseudo-random body for `key` at `version` (see the messages' `sample`).\n    #[doc(hidden)]\n    pub fn sample(key: ApiKey, version: i16, s: &mut Sampler) -> Self {{\n        match key {{"
+        );
+        for a in &apis {
+            let _ = writeln!(
+                out,
+                "            ApiKey::{v} => {enum_name}::{v}({m}::sample(s, version)),",
+                v = a.variant,
+                m = msg_of(a)
             );
         }
         let _ = writeln!(

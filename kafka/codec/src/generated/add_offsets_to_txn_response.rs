@@ -3,7 +3,7 @@
 
 //! `AddOffsetsToTxnResponse` (versions 0-4).
 
-use crate::wire::{DecodeError, EncodeError, Reader, Writer, put};
+use crate::wire::{DecodeError, EncodeError, Reader, Sampler, Writer, put};
 
 /// `AddOffsetsToTxnResponse`: versions 0-4, flexible 3+.
 ///
@@ -77,5 +77,15 @@ impl AddOffsetsToTxnResponse {
             put::unsigned_varint(w, 0);
         }
         Ok(())
+    }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, _version: i16) -> Self {
+        let mut this = Self::default();
+        this.throttle_time_ms = s.i32();
+        this.error_code = s.i16();
+        this
     }
 }

@@ -3,7 +3,7 @@
 
 //! `AddPartitionsToTxnRequest` (versions 0-5).
 
-use crate::wire::{DecodeError, EncodeError, Reader, Writer, put};
+use crate::wire::{DecodeError, EncodeError, Reader, Sampler, Writer, put};
 
 /// `AddPartitionsToTxnRequest`: versions 0-5, flexible 3+.
 ///
@@ -175,6 +175,29 @@ impl AddPartitionsToTxnRequest {
         }
         Ok(())
     }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        if version >= 4 {
+            this.transactions = s.vec(|s| AddPartitionsToTxnTransaction::sample(s, version));
+        }
+        if version <= 3 {
+            this.v3_and_below_transactional_id = s.string();
+        }
+        if version <= 3 {
+            this.v3_and_below_producer_id = s.i64();
+        }
+        if version <= 3 {
+            this.v3_and_below_producer_epoch = s.i16();
+        }
+        if version <= 3 {
+            this.v3_and_below_topics = s.vec(|s| AddPartitionsToTxnTopic::sample(s, version));
+        }
+        this
+    }
 }
 
 /// `AddPartitionsToTxnTransaction`, part of [`AddPartitionsToTxnRequest`].
@@ -300,6 +323,29 @@ impl AddPartitionsToTxnTransaction {
         }
         Ok(())
     }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        if version >= 4 {
+            this.transactional_id = s.string();
+        }
+        if version >= 4 {
+            this.producer_id = s.i64();
+        }
+        if version >= 4 {
+            this.producer_epoch = s.i16();
+        }
+        if version >= 4 {
+            this.verify_only = s.bool();
+        }
+        if version >= 4 {
+            this.topics = s.vec(|s| AddPartitionsToTxnTopic::sample(s, version));
+        }
+        this
+    }
 }
 
 /// `AddPartitionsToTxnTopic`, part of [`AddPartitionsToTxnRequest`].
@@ -355,5 +401,15 @@ impl AddPartitionsToTxnTopic {
             put::unsigned_varint(w, 0);
         }
         Ok(())
+    }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, _version: i16) -> Self {
+        let mut this = Self::default();
+        this.name = s.string();
+        this.partitions = s.vec(|s| s.i32());
+        this
     }
 }

@@ -3,7 +3,7 @@
 
 //! `AddPartitionsToTxnResponse` (versions 0-5).
 
-use crate::wire::{DecodeError, EncodeError, Reader, Writer, put};
+use crate::wire::{DecodeError, EncodeError, Reader, Sampler, Writer, put};
 
 /// `AddPartitionsToTxnResponse`: versions 0-5, flexible 3+.
 ///
@@ -134,6 +134,25 @@ impl AddPartitionsToTxnResponse {
         }
         Ok(())
     }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        this.throttle_time_ms = s.i32();
+        if version >= 4 {
+            this.error_code = s.i16();
+        }
+        if version >= 4 {
+            this.results_by_transaction = s.vec(|s| AddPartitionsToTxnResult::sample(s, version));
+        }
+        if version <= 3 {
+            this.results_by_topic_v3_and_below =
+                s.vec(|s| AddPartitionsToTxnTopicResult::sample(s, version));
+        }
+        this
+    }
 }
 
 /// `AddPartitionsToTxnResult`, part of [`AddPartitionsToTxnResponse`].
@@ -214,6 +233,20 @@ impl AddPartitionsToTxnResult {
         }
         Ok(())
     }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        if version >= 4 {
+            this.transactional_id = s.string();
+        }
+        if version >= 4 {
+            this.topic_results = s.vec(|s| AddPartitionsToTxnTopicResult::sample(s, version));
+        }
+        this
+    }
 }
 
 /// `AddPartitionsToTxnTopicResult`, part of [`AddPartitionsToTxnResponse`].
@@ -275,6 +308,17 @@ impl AddPartitionsToTxnTopicResult {
         }
         Ok(())
     }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        this.name = s.string();
+        this.results_by_partition =
+            s.vec(|s| AddPartitionsToTxnPartitionResult::sample(s, version));
+        this
+    }
 }
 
 /// `AddPartitionsToTxnPartitionResult`, part of [`AddPartitionsToTxnResponse`].
@@ -320,5 +364,15 @@ impl AddPartitionsToTxnPartitionResult {
             put::unsigned_varint(w, 0);
         }
         Ok(())
+    }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, _version: i16) -> Self {
+        let mut this = Self::default();
+        this.partition_index = s.i32();
+        this.partition_error_code = s.i16();
+        this
     }
 }

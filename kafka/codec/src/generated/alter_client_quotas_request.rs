@@ -3,7 +3,7 @@
 
 //! `AlterClientQuotasRequest` (versions 0-1).
 
-use crate::wire::{DecodeError, EncodeError, Reader, Writer, put};
+use crate::wire::{DecodeError, EncodeError, Reader, Sampler, Writer, put};
 
 /// `AlterClientQuotasRequest`: versions 0-1, flexible 1+.
 ///
@@ -86,6 +86,16 @@ impl AlterClientQuotasRequest {
         }
         Ok(())
     }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        this.entries = s.vec(|s| EntryData::sample(s, version));
+        this.validate_only = s.bool();
+        this
+    }
 }
 
 /// `EntryData`, part of [`AlterClientQuotasRequest`].
@@ -139,6 +149,16 @@ impl EntryData {
         }
         Ok(())
     }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        this.entity = s.vec(|s| EntityData::sample(s, version));
+        this.ops = s.vec(|s| OpData::sample(s, version));
+        this
+    }
 }
 
 /// `EntityData`, part of [`AlterClientQuotasRequest`].
@@ -189,6 +209,16 @@ impl EntityData {
         }
         Ok(())
     }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, _version: i16) -> Self {
+        let mut this = Self::default();
+        this.entity_type = s.string();
+        this.entity_name = s.option(|s| s.string());
+        this
+    }
 }
 
 /// `OpData`, part of [`AlterClientQuotasRequest`].
@@ -238,5 +268,16 @@ impl OpData {
             put::unsigned_varint(w, 0);
         }
         Ok(())
+    }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, _version: i16) -> Self {
+        let mut this = Self::default();
+        this.key = s.string();
+        this.value = s.f64();
+        this.remove = s.bool();
+        this
     }
 }

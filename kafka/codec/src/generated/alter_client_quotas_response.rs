@@ -3,7 +3,7 @@
 
 //! `AlterClientQuotasResponse` (versions 0-1).
 
-use crate::wire::{DecodeError, EncodeError, Reader, Writer, put};
+use crate::wire::{DecodeError, EncodeError, Reader, Sampler, Writer, put};
 
 /// `AlterClientQuotasResponse`: versions 0-1, flexible 1+.
 ///
@@ -86,6 +86,16 @@ impl AlterClientQuotasResponse {
         }
         Ok(())
     }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        this.throttle_time_ms = s.i32();
+        this.entries = s.vec(|s| EntryData::sample(s, version));
+        this
+    }
 }
 
 /// `EntryData`, part of [`AlterClientQuotasResponse`].
@@ -145,6 +155,17 @@ impl EntryData {
         }
         Ok(())
     }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        this.error_code = s.i16();
+        this.error_message = s.option(|s| s.string());
+        this.entity = s.vec(|s| EntityData::sample(s, version));
+        this
+    }
 }
 
 /// `EntityData`, part of [`AlterClientQuotasResponse`].
@@ -194,5 +215,15 @@ impl EntityData {
             put::unsigned_varint(w, 0);
         }
         Ok(())
+    }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, _version: i16) -> Self {
+        let mut this = Self::default();
+        this.entity_type = s.string();
+        this.entity_name = s.option(|s| s.string());
+        this
     }
 }

@@ -3,7 +3,7 @@
 
 //! `AlterConfigsRequest` (versions 0-2).
 
-use crate::wire::{DecodeError, EncodeError, Reader, Writer, put};
+use crate::wire::{DecodeError, EncodeError, Reader, Sampler, Writer, put};
 
 /// `AlterConfigsRequest`: versions 0-2, flexible 2+.
 ///
@@ -86,6 +86,16 @@ impl AlterConfigsRequest {
         }
         Ok(())
     }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        this.resources = s.vec(|s| AlterConfigsResource::sample(s, version));
+        this.validate_only = s.bool();
+        this
+    }
 }
 
 /// `AlterConfigsResource`, part of [`AlterConfigsRequest`].
@@ -149,6 +159,17 @@ impl AlterConfigsResource {
         }
         Ok(())
     }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        this.resource_type = s.i8();
+        this.resource_name = s.string();
+        this.configs = s.vec(|s| AlterableConfig::sample(s, version));
+        this
+    }
 }
 
 /// `AlterableConfig`, part of [`AlterConfigsRequest`].
@@ -193,5 +214,15 @@ impl AlterableConfig {
             put::unsigned_varint(w, 0);
         }
         Ok(())
+    }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, _version: i16) -> Self {
+        let mut this = Self::default();
+        this.name = s.string();
+        this.value = s.option(|s| s.string());
+        this
     }
 }

@@ -3,7 +3,7 @@
 
 //! `AlterConfigsResponse` (versions 0-2).
 
-use crate::wire::{DecodeError, EncodeError, Reader, Writer, put};
+use crate::wire::{DecodeError, EncodeError, Reader, Sampler, Writer, put};
 
 /// `AlterConfigsResponse`: versions 0-2, flexible 2+.
 ///
@@ -86,6 +86,16 @@ impl AlterConfigsResponse {
         }
         Ok(())
     }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        this.throttle_time_ms = s.i32();
+        this.responses = s.vec(|s| AlterConfigsResourceResponse::sample(s, version));
+        this
+    }
 }
 
 /// `AlterConfigsResourceResponse`, part of [`AlterConfigsResponse`].
@@ -152,5 +162,17 @@ impl AlterConfigsResourceResponse {
             put::unsigned_varint(w, 0);
         }
         Ok(())
+    }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, _version: i16) -> Self {
+        let mut this = Self::default();
+        this.error_code = s.i16();
+        this.error_message = s.option(|s| s.string());
+        this.resource_type = s.i8();
+        this.resource_name = s.string();
+        this
     }
 }

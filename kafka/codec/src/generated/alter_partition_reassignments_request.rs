@@ -3,7 +3,7 @@
 
 //! `AlterPartitionReassignmentsRequest` (versions 0-1).
 
-use crate::wire::{DecodeError, EncodeError, Reader, Writer, put};
+use crate::wire::{DecodeError, EncodeError, Reader, Sampler, Writer, put};
 
 /// `AlterPartitionReassignmentsRequest`: versions 0-1, flexible 0+.
 ///
@@ -96,6 +96,19 @@ impl AlterPartitionReassignmentsRequest {
         put::unsigned_varint(w, 0);
         Ok(())
     }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        this.timeout_ms = s.i32();
+        if version >= 1 {
+            this.allow_replication_factor_change = s.bool();
+        }
+        this.topics = s.vec(|s| ReassignableTopic::sample(s, version));
+        this
+    }
 }
 
 /// `ReassignableTopic`, part of [`AlterPartitionReassignmentsRequest`].
@@ -142,6 +155,16 @@ impl ReassignableTopic {
         )?;
         put::unsigned_varint(w, 0);
         Ok(())
+    }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        this.name = s.string();
+        this.partitions = s.vec(|s| ReassignablePartition::sample(s, version));
+        this
     }
 }
 
@@ -192,5 +215,15 @@ impl ReassignablePartition {
         )?;
         put::unsigned_varint(w, 0);
         Ok(())
+    }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, _version: i16) -> Self {
+        let mut this = Self::default();
+        this.partition_index = s.i32();
+        this.replicas = s.option(|s| s.vec(|s| s.i32()));
+        this
     }
 }

@@ -3,7 +3,7 @@
 
 //! `AlterPartitionReassignmentsResponse` (versions 0-1).
 
-use crate::wire::{DecodeError, EncodeError, Reader, Writer, put};
+use crate::wire::{DecodeError, EncodeError, Reader, Sampler, Writer, put};
 
 /// `AlterPartitionReassignmentsResponse`: versions 0-1, flexible 0+.
 ///
@@ -110,6 +110,21 @@ impl AlterPartitionReassignmentsResponse {
         put::unsigned_varint(w, 0);
         Ok(())
     }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        this.throttle_time_ms = s.i32();
+        if version >= 1 {
+            this.allow_replication_factor_change = s.bool();
+        }
+        this.error_code = s.i16();
+        this.error_message = s.option(|s| s.string());
+        this.responses = s.vec(|s| ReassignableTopicResponse::sample(s, version));
+        this
+    }
 }
 
 /// `ReassignableTopicResponse`, part of [`AlterPartitionReassignmentsResponse`].
@@ -156,6 +171,16 @@ impl ReassignableTopicResponse {
         )?;
         put::unsigned_varint(w, 0);
         Ok(())
+    }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        this.name = s.string();
+        this.partitions = s.vec(|s| ReassignablePartitionResponse::sample(s, version));
+        this
     }
 }
 
@@ -206,5 +231,16 @@ impl ReassignablePartitionResponse {
         )?;
         put::unsigned_varint(w, 0);
         Ok(())
+    }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, _version: i16) -> Self {
+        let mut this = Self::default();
+        this.partition_index = s.i32();
+        this.error_code = s.i16();
+        this.error_message = s.option(|s| s.string());
+        this
     }
 }

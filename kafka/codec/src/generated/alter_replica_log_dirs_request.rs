@@ -3,7 +3,7 @@
 
 //! `AlterReplicaLogDirsRequest` (versions 1-2).
 
-use crate::wire::{DecodeError, EncodeError, Reader, Writer, put};
+use crate::wire::{DecodeError, EncodeError, Reader, Sampler, Writer, put};
 
 /// `AlterReplicaLogDirsRequest`: versions 1-2, flexible 2+.
 ///
@@ -79,6 +79,15 @@ impl AlterReplicaLogDirsRequest {
         }
         Ok(())
     }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        this.dirs = s.vec(|s| AlterReplicaLogDir::sample(s, version));
+        this
+    }
 }
 
 /// `AlterReplicaLogDir`, part of [`AlterReplicaLogDirsRequest`].
@@ -131,6 +140,16 @@ impl AlterReplicaLogDir {
             put::unsigned_varint(w, 0);
         }
         Ok(())
+    }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        this.path = s.string();
+        this.topics = s.vec(|s| AlterReplicaLogDirTopic::sample(s, version));
+        this
     }
 }
 
@@ -187,5 +206,15 @@ impl AlterReplicaLogDirTopic {
             put::unsigned_varint(w, 0);
         }
         Ok(())
+    }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, _version: i16) -> Self {
+        let mut this = Self::default();
+        this.name = s.string();
+        this.partitions = s.vec(|s| s.i32());
+        this
     }
 }

@@ -3,7 +3,7 @@
 
 //! `AlterReplicaLogDirsResponse` (versions 1-2).
 
-use crate::wire::{DecodeError, EncodeError, Reader, Writer, put};
+use crate::wire::{DecodeError, EncodeError, Reader, Sampler, Writer, put};
 
 /// `AlterReplicaLogDirsResponse`: versions 1-2, flexible 2+.
 ///
@@ -86,6 +86,16 @@ impl AlterReplicaLogDirsResponse {
         }
         Ok(())
     }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        this.throttle_time_ms = s.i32();
+        this.results = s.vec(|s| AlterReplicaLogDirTopicResult::sample(s, version));
+        this
+    }
 }
 
 /// `AlterReplicaLogDirTopicResult`, part of [`AlterReplicaLogDirsResponse`].
@@ -147,6 +157,16 @@ impl AlterReplicaLogDirTopicResult {
         }
         Ok(())
     }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        this.topic_name = s.string();
+        this.partitions = s.vec(|s| AlterReplicaLogDirPartitionResult::sample(s, version));
+        this
+    }
 }
 
 /// `AlterReplicaLogDirPartitionResult`, part of [`AlterReplicaLogDirsResponse`].
@@ -191,5 +211,15 @@ impl AlterReplicaLogDirPartitionResult {
             put::unsigned_varint(w, 0);
         }
         Ok(())
+    }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, _version: i16) -> Self {
+        let mut this = Self::default();
+        this.partition_index = s.i32();
+        this.error_code = s.i16();
+        this
     }
 }

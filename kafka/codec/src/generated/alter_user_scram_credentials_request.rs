@@ -3,7 +3,7 @@
 
 //! `AlterUserScramCredentialsRequest` (versions 0).
 
-use crate::wire::{DecodeError, EncodeError, Reader, Writer, put};
+use crate::wire::{DecodeError, EncodeError, Reader, Sampler, Writer, put};
 use bytes::Bytes;
 
 /// `AlterUserScramCredentialsRequest`: versions 0, flexible 0+.
@@ -93,6 +93,16 @@ impl AlterUserScramCredentialsRequest {
         put::unsigned_varint(w, 0);
         Ok(())
     }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        this.deletions = s.vec(|s| ScramCredentialDeletion::sample(s, version));
+        this.upsertions = s.vec(|s| ScramCredentialUpsertion::sample(s, version));
+        this
+    }
 }
 
 /// `ScramCredentialDeletion`, part of [`AlterUserScramCredentialsRequest`].
@@ -131,6 +141,16 @@ impl ScramCredentialDeletion {
         put::i8(w, self.mechanism);
         put::unsigned_varint(w, 0);
         Ok(())
+    }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, _version: i16) -> Self {
+        let mut this = Self::default();
+        this.name = s.string();
+        this.mechanism = s.i8();
+        this
     }
 }
 
@@ -190,5 +210,18 @@ impl ScramCredentialUpsertion {
         )?;
         put::unsigned_varint(w, 0);
         Ok(())
+    }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, _version: i16) -> Self {
+        let mut this = Self::default();
+        this.name = s.string();
+        this.mechanism = s.i8();
+        this.iterations = s.i32();
+        this.salt = s.bytes();
+        this.salted_password = s.bytes();
+        this
     }
 }

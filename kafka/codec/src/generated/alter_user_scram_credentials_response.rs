@@ -3,7 +3,7 @@
 
 //! `AlterUserScramCredentialsResponse` (versions 0).
 
-use crate::wire::{DecodeError, EncodeError, Reader, Writer, put};
+use crate::wire::{DecodeError, EncodeError, Reader, Sampler, Writer, put};
 
 /// `AlterUserScramCredentialsResponse`: versions 0, flexible 0+.
 ///
@@ -80,6 +80,16 @@ impl AlterUserScramCredentialsResponse {
         put::unsigned_varint(w, 0);
         Ok(())
     }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        this.throttle_time_ms = s.i32();
+        this.results = s.vec(|s| AlterUserScramCredentialsResult::sample(s, version));
+        this
+    }
 }
 
 /// `AlterUserScramCredentialsResult`, part of [`AlterUserScramCredentialsResponse`].
@@ -129,5 +139,16 @@ impl AlterUserScramCredentialsResult {
         )?;
         put::unsigned_varint(w, 0);
         Ok(())
+    }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, _version: i16) -> Self {
+        let mut this = Self::default();
+        this.user = s.string();
+        this.error_code = s.i16();
+        this.error_message = s.option(|s| s.string());
+        this
     }
 }

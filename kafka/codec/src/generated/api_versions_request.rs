@@ -3,7 +3,7 @@
 
 //! `ApiVersionsRequest` (versions 0-4).
 
-use crate::wire::{DecodeError, EncodeError, Reader, Writer, put};
+use crate::wire::{DecodeError, EncodeError, Reader, Sampler, Writer, put};
 
 /// `ApiVersionsRequest`: versions 0-4, flexible 3+.
 ///
@@ -97,5 +97,19 @@ impl ApiVersionsRequest {
             put::unsigned_varint(w, 0);
         }
         Ok(())
+    }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        if version >= 3 {
+            this.client_software_name = s.string();
+        }
+        if version >= 3 {
+            this.client_software_version = s.string();
+        }
+        this
     }
 }

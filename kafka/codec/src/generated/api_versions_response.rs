@@ -3,7 +3,7 @@
 
 //! `ApiVersionsResponse` (versions 0-4).
 
-use crate::wire::{DecodeError, EncodeError, Reader, Writer, put};
+use crate::wire::{DecodeError, EncodeError, Reader, Sampler, Writer, put};
 
 /// `ApiVersionsResponse`: versions 0-4, flexible 3+.
 ///
@@ -190,6 +190,31 @@ impl ApiVersionsResponse {
         }
         Ok(())
     }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        this.error_code = s.i16();
+        this.api_keys = s.vec(|s| ApiVersion::sample(s, version));
+        if version >= 1 {
+            this.throttle_time_ms = s.i32();
+        }
+        if version >= 3 {
+            this.supported_features = s.vec(|s| SupportedFeatureKey::sample(s, version));
+        }
+        if version >= 3 {
+            this.finalized_features_epoch = s.i64();
+        }
+        if version >= 3 {
+            this.finalized_features = s.vec(|s| FinalizedFeatureKey::sample(s, version));
+        }
+        if version >= 3 {
+            this.zk_migration_ready = s.bool();
+        }
+        this
+    }
 }
 
 /// `ApiVersion`, part of [`ApiVersionsResponse`].
@@ -239,6 +264,17 @@ impl ApiVersion {
             put::unsigned_varint(w, 0);
         }
         Ok(())
+    }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, _version: i16) -> Self {
+        let mut this = Self::default();
+        this.api_key = s.i16();
+        this.min_version = s.i16();
+        this.max_version = s.i16();
+        this
     }
 }
 
@@ -320,6 +356,23 @@ impl SupportedFeatureKey {
         }
         Ok(())
     }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        if version >= 3 {
+            this.name = s.string();
+        }
+        if version >= 3 {
+            this.min_version = s.i16();
+        }
+        if version >= 3 {
+            this.max_version = s.i16();
+        }
+        this
+    }
 }
 
 /// `FinalizedFeatureKey`, part of [`ApiVersionsResponse`].
@@ -399,5 +452,22 @@ impl FinalizedFeatureKey {
             put::unsigned_varint(w, 0);
         }
         Ok(())
+    }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        if version >= 3 {
+            this.name = s.string();
+        }
+        if version >= 3 {
+            this.max_version_level = s.i16();
+        }
+        if version >= 3 {
+            this.min_version_level = s.i16();
+        }
+        this
     }
 }

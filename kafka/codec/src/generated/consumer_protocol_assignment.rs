@@ -3,7 +3,7 @@
 
 //! `ConsumerProtocolAssignment` (versions 0-3).
 
-use crate::wire::{DecodeError, EncodeError, Reader, Writer, put};
+use crate::wire::{DecodeError, EncodeError, Reader, Sampler, Writer, put};
 use bytes::Bytes;
 
 /// `ConsumerProtocolAssignment`: versions 0-3, flexible none.
@@ -83,6 +83,16 @@ impl ConsumerProtocolAssignment {
         )?;
         Ok(())
     }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        this.assigned_partitions = s.vec(|s| TopicPartition::sample(s, version));
+        this.user_data = s.option(|s| s.bytes());
+        this
+    }
 }
 
 /// `TopicPartition`, part of [`ConsumerProtocolAssignment`].
@@ -130,5 +140,15 @@ impl TopicPartition {
             },
         )?;
         Ok(())
+    }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, _version: i16) -> Self {
+        let mut this = Self::default();
+        this.topic = s.string();
+        this.partitions = s.vec(|s| s.i32());
+        this
     }
 }

@@ -3,7 +3,7 @@
 
 //! `ConsumerProtocolSubscription` (versions 0-3).
 
-use crate::wire::{DecodeError, EncodeError, Reader, Writer, put};
+use crate::wire::{DecodeError, EncodeError, Reader, Sampler, Writer, put};
 use bytes::Bytes;
 
 /// `ConsumerProtocolSubscription`: versions 0-3, flexible none.
@@ -123,6 +123,25 @@ impl ConsumerProtocolSubscription {
         }
         Ok(())
     }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        this.topics = s.vec(|s| s.string());
+        this.user_data = s.option(|s| s.bytes());
+        if version >= 1 {
+            this.owned_partitions = s.vec(|s| TopicPartition::sample(s, version));
+        }
+        if version >= 2 {
+            this.generation_id = s.i32();
+        }
+        if version >= 3 {
+            this.rack_id = s.option(|s| s.string());
+        }
+        this
+    }
 }
 
 /// `TopicPartition`, part of [`ConsumerProtocolSubscription`].
@@ -190,5 +209,19 @@ impl TopicPartition {
             )?;
         }
         Ok(())
+    }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        if version >= 1 {
+            this.topic = s.string();
+        }
+        if version >= 1 {
+            this.partitions = s.vec(|s| s.i32());
+        }
+        this
     }
 }

@@ -3,7 +3,7 @@
 
 //! `CreateAclsRequest` (versions 1-3).
 
-use crate::wire::{DecodeError, EncodeError, Reader, Writer, put};
+use crate::wire::{DecodeError, EncodeError, Reader, Sampler, Writer, put};
 
 /// `CreateAclsRequest`: versions 1-3, flexible 2+.
 ///
@@ -81,6 +81,15 @@ impl CreateAclsRequest {
         }
         Ok(())
     }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        this.creations = s.vec(|s| AclCreation::sample(s, version));
+        this
+    }
 }
 
 /// `AclCreation`, part of [`CreateAclsRequest`].
@@ -155,5 +164,20 @@ impl AclCreation {
             put::unsigned_varint(w, 0);
         }
         Ok(())
+    }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, _version: i16) -> Self {
+        let mut this = Self::default();
+        this.resource_type = s.i8();
+        this.resource_name = s.string();
+        this.resource_pattern_type = s.i8();
+        this.principal = s.string();
+        this.host = s.string();
+        this.operation = s.i8();
+        this.permission_type = s.i8();
+        this
     }
 }

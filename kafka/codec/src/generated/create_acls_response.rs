@@ -3,7 +3,7 @@
 
 //! `CreateAclsResponse` (versions 1-3).
 
-use crate::wire::{DecodeError, EncodeError, Reader, Writer, put};
+use crate::wire::{DecodeError, EncodeError, Reader, Sampler, Writer, put};
 
 /// `CreateAclsResponse`: versions 1-3, flexible 2+.
 ///
@@ -86,6 +86,16 @@ impl CreateAclsResponse {
         }
         Ok(())
     }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        this.throttle_time_ms = s.i32();
+        this.results = s.vec(|s| AclCreationResult::sample(s, version));
+        this
+    }
 }
 
 /// `AclCreationResult`, part of [`CreateAclsResponse`].
@@ -135,5 +145,15 @@ impl AclCreationResult {
             put::unsigned_varint(w, 0);
         }
         Ok(())
+    }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, _version: i16) -> Self {
+        let mut this = Self::default();
+        this.error_code = s.i16();
+        this.error_message = s.option(|s| s.string());
+        this
     }
 }

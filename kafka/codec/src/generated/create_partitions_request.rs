@@ -3,7 +3,7 @@
 
 //! `CreatePartitionsRequest` (versions 0-3).
 
-use crate::wire::{DecodeError, EncodeError, Reader, Writer, put};
+use crate::wire::{DecodeError, EncodeError, Reader, Sampler, Writer, put};
 
 /// `CreatePartitionsRequest`: versions 0-3, flexible 2+.
 ///
@@ -91,6 +91,17 @@ impl CreatePartitionsRequest {
         }
         Ok(())
     }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        this.topics = s.vec(|s| CreatePartitionsTopic::sample(s, version));
+        this.timeout_ms = s.i32();
+        this.validate_only = s.bool();
+        this
+    }
 }
 
 /// `CreatePartitionsTopic`, part of [`CreatePartitionsRequest`].
@@ -150,6 +161,17 @@ impl CreatePartitionsTopic {
         }
         Ok(())
     }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        this.name = s.string();
+        this.count = s.i32();
+        this.assignments = s.option(|s| s.vec(|s| CreatePartitionsAssignment::sample(s, version)));
+        this
+    }
 }
 
 /// `CreatePartitionsAssignment`, part of [`CreatePartitionsRequest`].
@@ -201,5 +223,14 @@ impl CreatePartitionsAssignment {
             put::unsigned_varint(w, 0);
         }
         Ok(())
+    }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, _version: i16) -> Self {
+        let mut this = Self::default();
+        this.broker_ids = s.vec(|s| s.i32());
+        this
     }
 }

@@ -3,7 +3,7 @@
 
 //! `CreatePartitionsResponse` (versions 0-3).
 
-use crate::wire::{DecodeError, EncodeError, Reader, Writer, put};
+use crate::wire::{DecodeError, EncodeError, Reader, Sampler, Writer, put};
 
 /// `CreatePartitionsResponse`: versions 0-3, flexible 2+.
 ///
@@ -86,6 +86,16 @@ impl CreatePartitionsResponse {
         }
         Ok(())
     }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        this.throttle_time_ms = s.i32();
+        this.results = s.vec(|s| CreatePartitionsTopicResult::sample(s, version));
+        this
+    }
 }
 
 /// `CreatePartitionsTopicResult`, part of [`CreatePartitionsResponse`].
@@ -141,5 +151,16 @@ impl CreatePartitionsTopicResult {
             put::unsigned_varint(w, 0);
         }
         Ok(())
+    }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, _version: i16) -> Self {
+        let mut this = Self::default();
+        this.name = s.string();
+        this.error_code = s.i16();
+        this.error_message = s.option(|s| s.string());
+        this
     }
 }

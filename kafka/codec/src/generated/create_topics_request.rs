@@ -3,7 +3,7 @@
 
 //! `CreateTopicsRequest` (versions 2-7).
 
-use crate::wire::{DecodeError, EncodeError, Reader, Writer, put};
+use crate::wire::{DecodeError, EncodeError, Reader, Sampler, Writer, put};
 
 /// `CreateTopicsRequest`: versions 2-7, flexible 5+.
 ///
@@ -91,6 +91,17 @@ impl CreateTopicsRequest {
         }
         Ok(())
     }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        this.topics = s.vec(|s| CreatableTopic::sample(s, version));
+        this.timeout_ms = s.i32();
+        this.validate_only = s.bool();
+        this
+    }
 }
 
 /// `CreatableTopic`, part of [`CreateTopicsRequest`].
@@ -167,6 +178,19 @@ impl CreatableTopic {
         }
         Ok(())
     }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        this.name = s.string();
+        this.num_partitions = s.i32();
+        this.replication_factor = s.i16();
+        this.assignments = s.vec(|s| CreatableReplicaAssignment::sample(s, version));
+        this.configs = s.vec(|s| CreatableTopicConfig::sample(s, version));
+        this
+    }
 }
 
 /// `CreatableReplicaAssignment`, part of [`CreateTopicsRequest`].
@@ -224,6 +248,16 @@ impl CreatableReplicaAssignment {
         }
         Ok(())
     }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, _version: i16) -> Self {
+        let mut this = Self::default();
+        this.partition_index = s.i32();
+        this.broker_ids = s.vec(|s| s.i32());
+        this
+    }
 }
 
 /// `CreatableTopicConfig`, part of [`CreateTopicsRequest`].
@@ -273,5 +307,15 @@ impl CreatableTopicConfig {
             put::unsigned_varint(w, 0);
         }
         Ok(())
+    }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, _version: i16) -> Self {
+        let mut this = Self::default();
+        this.name = s.string();
+        this.value = s.option(|s| s.string());
+        this
     }
 }

@@ -3,7 +3,7 @@
 
 //! `CreateTopicsResponse` (versions 2-7).
 
-use crate::wire::{DecodeError, EncodeError, Reader, Uuid, Writer, put};
+use crate::wire::{DecodeError, EncodeError, Reader, Sampler, Uuid, Writer, put};
 
 /// `CreateTopicsResponse`: versions 2-7, flexible 5+.
 ///
@@ -85,6 +85,16 @@ impl CreateTopicsResponse {
             put::unsigned_varint(w, 0);
         }
         Ok(())
+    }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        this.throttle_time_ms = s.i32();
+        this.topics = s.vec(|s| CreatableTopicResult::sample(s, version));
+        this
     }
 }
 
@@ -211,6 +221,32 @@ impl CreatableTopicResult {
         }
         Ok(())
     }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        this.name = s.string();
+        if version >= 7 {
+            this.topic_id = s.uuid();
+        }
+        this.error_code = s.i16();
+        this.error_message = s.option(|s| s.string());
+        if version >= 5 {
+            this.topic_config_error_code = s.i16();
+        }
+        if version >= 5 {
+            this.num_partitions = s.i32();
+        }
+        if version >= 5 {
+            this.replication_factor = s.i16();
+        }
+        if version >= 5 {
+            this.configs = s.option(|s| s.vec(|s| CreatableTopicConfigs::sample(s, version)));
+        }
+        this
+    }
 }
 
 /// `CreatableTopicConfigs`, part of [`CreateTopicsResponse`].
@@ -319,5 +355,28 @@ impl CreatableTopicConfigs {
             put::unsigned_varint(w, 0);
         }
         Ok(())
+    }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        if version >= 5 {
+            this.name = s.string();
+        }
+        if version >= 5 {
+            this.value = s.option(|s| s.string());
+        }
+        if version >= 5 {
+            this.read_only = s.bool();
+        }
+        if version >= 5 {
+            this.config_source = s.i8();
+        }
+        if version >= 5 {
+            this.is_sensitive = s.bool();
+        }
+        this
     }
 }

@@ -3,7 +3,7 @@
 
 //! `DeleteAclsResponse` (versions 1-3).
 
-use crate::wire::{DecodeError, EncodeError, Reader, Writer, put};
+use crate::wire::{DecodeError, EncodeError, Reader, Sampler, Writer, put};
 
 /// `DeleteAclsResponse`: versions 1-3, flexible 2+.
 ///
@@ -87,6 +87,16 @@ impl DeleteAclsResponse {
         }
         Ok(())
     }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        this.throttle_time_ms = s.i32();
+        this.filter_results = s.vec(|s| DeleteAclsFilterResult::sample(s, version));
+        this
+    }
 }
 
 /// `DeleteAclsFilterResult`, part of [`DeleteAclsResponse`].
@@ -151,6 +161,17 @@ impl DeleteAclsFilterResult {
             put::unsigned_varint(w, 0);
         }
         Ok(())
+    }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        this.error_code = s.i16();
+        this.error_message = s.option(|s| s.string());
+        this.matching_acls = s.vec(|s| DeleteAclsMatchingAcl::sample(s, version));
+        this
     }
 }
 
@@ -247,5 +268,22 @@ impl DeleteAclsMatchingAcl {
             put::unsigned_varint(w, 0);
         }
         Ok(())
+    }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, _version: i16) -> Self {
+        let mut this = Self::default();
+        this.error_code = s.i16();
+        this.error_message = s.option(|s| s.string());
+        this.resource_type = s.i8();
+        this.resource_name = s.string();
+        this.pattern_type = s.i8();
+        this.principal = s.string();
+        this.host = s.string();
+        this.operation = s.i8();
+        this.permission_type = s.i8();
+        this
     }
 }

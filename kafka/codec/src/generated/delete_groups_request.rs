@@ -3,7 +3,7 @@
 
 //! `DeleteGroupsRequest` (versions 0-2).
 
-use crate::wire::{DecodeError, EncodeError, Reader, Writer, put};
+use crate::wire::{DecodeError, EncodeError, Reader, Sampler, Writer, put};
 
 /// `DeleteGroupsRequest`: versions 0-2, flexible 2+.
 ///
@@ -80,5 +80,14 @@ impl DeleteGroupsRequest {
             put::unsigned_varint(w, 0);
         }
         Ok(())
+    }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, _version: i16) -> Self {
+        let mut this = Self::default();
+        this.groups_names = s.vec(|s| s.string());
+        this
     }
 }

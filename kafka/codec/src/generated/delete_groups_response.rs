@@ -3,7 +3,7 @@
 
 //! `DeleteGroupsResponse` (versions 0-2).
 
-use crate::wire::{DecodeError, EncodeError, Reader, Writer, put};
+use crate::wire::{DecodeError, EncodeError, Reader, Sampler, Writer, put};
 
 /// `DeleteGroupsResponse`: versions 0-2, flexible 2+.
 ///
@@ -86,6 +86,16 @@ impl DeleteGroupsResponse {
         }
         Ok(())
     }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        this.throttle_time_ms = s.i32();
+        this.results = s.vec(|s| DeletableGroupResult::sample(s, version));
+        this
+    }
 }
 
 /// `DeletableGroupResult`, part of [`DeleteGroupsResponse`].
@@ -130,5 +140,15 @@ impl DeletableGroupResult {
             put::unsigned_varint(w, 0);
         }
         Ok(())
+    }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, _version: i16) -> Self {
+        let mut this = Self::default();
+        this.group_id = s.string();
+        this.error_code = s.i16();
+        this
     }
 }

@@ -3,7 +3,7 @@
 
 //! `DeleteRecordsRequest` (versions 0-2).
 
-use crate::wire::{DecodeError, EncodeError, Reader, Writer, put};
+use crate::wire::{DecodeError, EncodeError, Reader, Sampler, Writer, put};
 
 /// `DeleteRecordsRequest`: versions 0-2, flexible 2+.
 ///
@@ -86,6 +86,16 @@ impl DeleteRecordsRequest {
         }
         Ok(())
     }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        this.topics = s.vec(|s| DeleteRecordsTopic::sample(s, version));
+        this.timeout_ms = s.i32();
+        this
+    }
 }
 
 /// `DeleteRecordsTopic`, part of [`DeleteRecordsRequest`].
@@ -139,6 +149,16 @@ impl DeleteRecordsTopic {
         }
         Ok(())
     }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        this.name = s.string();
+        this.partitions = s.vec(|s| DeleteRecordsPartition::sample(s, version));
+        this
+    }
 }
 
 /// `DeleteRecordsPartition`, part of [`DeleteRecordsRequest`].
@@ -183,5 +203,15 @@ impl DeleteRecordsPartition {
             put::unsigned_varint(w, 0);
         }
         Ok(())
+    }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, _version: i16) -> Self {
+        let mut this = Self::default();
+        this.partition_index = s.i32();
+        this.offset = s.i64();
+        this
     }
 }

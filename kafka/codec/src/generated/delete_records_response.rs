@@ -3,7 +3,7 @@
 
 //! `DeleteRecordsResponse` (versions 0-2).
 
-use crate::wire::{DecodeError, EncodeError, Reader, Writer, put};
+use crate::wire::{DecodeError, EncodeError, Reader, Sampler, Writer, put};
 
 /// `DeleteRecordsResponse`: versions 0-2, flexible 2+.
 ///
@@ -86,6 +86,16 @@ impl DeleteRecordsResponse {
         }
         Ok(())
     }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        this.throttle_time_ms = s.i32();
+        this.topics = s.vec(|s| DeleteRecordsTopicResult::sample(s, version));
+        this
+    }
 }
 
 /// `DeleteRecordsTopicResult`, part of [`DeleteRecordsResponse`].
@@ -140,6 +150,16 @@ impl DeleteRecordsTopicResult {
         }
         Ok(())
     }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        this.name = s.string();
+        this.partitions = s.vec(|s| DeleteRecordsPartitionResult::sample(s, version));
+        this
+    }
 }
 
 /// `DeleteRecordsPartitionResult`, part of [`DeleteRecordsResponse`].
@@ -189,5 +209,16 @@ impl DeleteRecordsPartitionResult {
             put::unsigned_varint(w, 0);
         }
         Ok(())
+    }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, _version: i16) -> Self {
+        let mut this = Self::default();
+        this.partition_index = s.i32();
+        this.low_watermark = s.i64();
+        this.error_code = s.i16();
+        this
     }
 }

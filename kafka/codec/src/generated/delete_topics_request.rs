@@ -3,7 +3,7 @@
 
 //! `DeleteTopicsRequest` (versions 1-6).
 
-use crate::wire::{DecodeError, EncodeError, Reader, Uuid, Writer, put};
+use crate::wire::{DecodeError, EncodeError, Reader, Sampler, Uuid, Writer, put};
 
 /// `DeleteTopicsRequest`: versions 1-6, flexible 4+.
 ///
@@ -114,6 +114,21 @@ impl DeleteTopicsRequest {
         }
         Ok(())
     }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        if version >= 6 {
+            this.topics = s.vec(|s| DeleteTopicState::sample(s, version));
+        }
+        if version <= 5 {
+            this.topic_names = s.vec(|s| s.string());
+        }
+        this.timeout_ms = s.i32();
+        this
+    }
 }
 
 /// `DeleteTopicState`, part of [`DeleteTopicsRequest`].
@@ -178,5 +193,19 @@ impl DeleteTopicState {
             put::unsigned_varint(w, 0);
         }
         Ok(())
+    }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        if version >= 6 {
+            this.name = s.option(|s| s.string());
+        }
+        if version >= 6 {
+            this.topic_id = s.uuid();
+        }
+        this
     }
 }

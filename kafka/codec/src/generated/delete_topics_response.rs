@@ -3,7 +3,7 @@
 
 //! `DeleteTopicsResponse` (versions 1-6).
 
-use crate::wire::{DecodeError, EncodeError, Reader, Uuid, Writer, put};
+use crate::wire::{DecodeError, EncodeError, Reader, Sampler, Uuid, Writer, put};
 
 /// `DeleteTopicsResponse`: versions 1-6, flexible 4+.
 ///
@@ -85,6 +85,16 @@ impl DeleteTopicsResponse {
             put::unsigned_varint(w, 0);
         }
         Ok(())
+    }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        this.throttle_time_ms = s.i32();
+        this.responses = s.vec(|s| DeletableTopicResult::sample(s, version));
+        this
     }
 }
 
@@ -175,5 +185,25 @@ impl DeletableTopicResult {
             put::unsigned_varint(w, 0);
         }
         Ok(())
+    }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        this.name = if version >= 6 {
+            s.option(|s| s.string())
+        } else {
+            Some(s.string())
+        };
+        if version >= 6 {
+            this.topic_id = s.uuid();
+        }
+        this.error_code = s.i16();
+        if version >= 5 {
+            this.error_message = s.option(|s| s.string());
+        }
+        this
     }
 }

@@ -3,7 +3,7 @@
 
 //! `DescribeAclsRequest` (versions 1-3).
 
-use crate::wire::{DecodeError, EncodeError, Reader, Writer, put};
+use crate::wire::{DecodeError, EncodeError, Reader, Sampler, Writer, put};
 
 /// `DescribeAclsRequest`: versions 1-3, flexible 2+.
 ///
@@ -119,5 +119,20 @@ impl DescribeAclsRequest {
             put::unsigned_varint(w, 0);
         }
         Ok(())
+    }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, _version: i16) -> Self {
+        let mut this = Self::default();
+        this.resource_type_filter = s.i8();
+        this.resource_name_filter = s.option(|s| s.string());
+        this.pattern_type_filter = s.i8();
+        this.principal_filter = s.option(|s| s.string());
+        this.host_filter = s.option(|s| s.string());
+        this.operation = s.i8();
+        this.permission_type = s.i8();
+        this
     }
 }

@@ -3,7 +3,7 @@
 
 //! `DescribeAclsResponse` (versions 1-3).
 
-use crate::wire::{DecodeError, EncodeError, Reader, Writer, put};
+use crate::wire::{DecodeError, EncodeError, Reader, Sampler, Writer, put};
 
 /// `DescribeAclsResponse`: versions 1-3, flexible 2+.
 ///
@@ -102,6 +102,18 @@ impl DescribeAclsResponse {
         }
         Ok(())
     }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        this.throttle_time_ms = s.i32();
+        this.error_code = s.i16();
+        this.error_message = s.option(|s| s.string());
+        this.resources = s.vec(|s| DescribeAclsResource::sample(s, version));
+        this
+    }
 }
 
 /// `DescribeAclsResource`, part of [`DescribeAclsResponse`].
@@ -170,6 +182,18 @@ impl DescribeAclsResource {
         }
         Ok(())
     }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        this.resource_type = s.i8();
+        this.resource_name = s.string();
+        this.pattern_type = s.i8();
+        this.acls = s.vec(|s| AclDescription::sample(s, version));
+        this
+    }
 }
 
 /// `AclDescription`, part of [`DescribeAclsResponse`].
@@ -224,5 +248,17 @@ impl AclDescription {
             put::unsigned_varint(w, 0);
         }
         Ok(())
+    }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, _version: i16) -> Self {
+        let mut this = Self::default();
+        this.principal = s.string();
+        this.host = s.string();
+        this.operation = s.i8();
+        this.permission_type = s.i8();
+        this
     }
 }

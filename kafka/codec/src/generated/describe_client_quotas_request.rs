@@ -3,7 +3,7 @@
 
 //! `DescribeClientQuotasRequest` (versions 0-1).
 
-use crate::wire::{DecodeError, EncodeError, Reader, Writer, put};
+use crate::wire::{DecodeError, EncodeError, Reader, Sampler, Writer, put};
 
 /// `DescribeClientQuotasRequest`: versions 0-1, flexible 1+.
 ///
@@ -87,6 +87,16 @@ impl DescribeClientQuotasRequest {
         }
         Ok(())
     }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        this.components = s.vec(|s| ComponentData::sample(s, version));
+        this.strict = s.bool();
+        this
+    }
 }
 
 /// `ComponentData`, part of [`DescribeClientQuotasRequest`].
@@ -136,5 +146,16 @@ impl ComponentData {
             put::unsigned_varint(w, 0);
         }
         Ok(())
+    }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, _version: i16) -> Self {
+        let mut this = Self::default();
+        this.entity_type = s.string();
+        this.match_type = s.i8();
+        this.match_ = s.option(|s| s.string());
+        this
     }
 }

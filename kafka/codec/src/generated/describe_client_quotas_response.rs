@@ -3,7 +3,7 @@
 
 //! `DescribeClientQuotasResponse` (versions 0-1).
 
-use crate::wire::{DecodeError, EncodeError, Reader, Writer, put};
+use crate::wire::{DecodeError, EncodeError, Reader, Sampler, Writer, put};
 
 /// `DescribeClientQuotasResponse`: versions 0-1, flexible 1+.
 ///
@@ -103,6 +103,18 @@ impl DescribeClientQuotasResponse {
         }
         Ok(())
     }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        this.throttle_time_ms = s.i32();
+        this.error_code = s.i16();
+        this.error_message = s.option(|s| s.string());
+        this.entries = s.option(|s| s.vec(|s| EntryData::sample(s, version)));
+        this
+    }
 }
 
 /// `EntryData`, part of [`DescribeClientQuotasResponse`].
@@ -156,6 +168,16 @@ impl EntryData {
         }
         Ok(())
     }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        this.entity = s.vec(|s| EntityData::sample(s, version));
+        this.values = s.vec(|s| ValueData::sample(s, version));
+        this
+    }
 }
 
 /// `EntityData`, part of [`DescribeClientQuotasResponse`].
@@ -206,6 +228,16 @@ impl EntityData {
         }
         Ok(())
     }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, _version: i16) -> Self {
+        let mut this = Self::default();
+        this.entity_type = s.string();
+        this.entity_name = s.option(|s| s.string());
+        this
+    }
 }
 
 /// `ValueData`, part of [`DescribeClientQuotasResponse`].
@@ -250,5 +282,15 @@ impl ValueData {
             put::unsigned_varint(w, 0);
         }
         Ok(())
+    }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, _version: i16) -> Self {
+        let mut this = Self::default();
+        this.key = s.string();
+        this.value = s.f64();
+        this
     }
 }

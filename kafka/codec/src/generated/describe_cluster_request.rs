@@ -3,7 +3,7 @@
 
 //! `DescribeClusterRequest` (versions 0-2).
 
-use crate::wire::{DecodeError, EncodeError, Reader, Writer, put};
+use crate::wire::{DecodeError, EncodeError, Reader, Sampler, Writer, put};
 
 /// `DescribeClusterRequest`: versions 0-2, flexible 0+.
 ///
@@ -98,5 +98,20 @@ impl DescribeClusterRequest {
         }
         put::unsigned_varint(w, 0);
         Ok(())
+    }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        this.include_cluster_authorized_operations = s.bool();
+        if version >= 1 {
+            this.endpoint_type = s.i8();
+        }
+        if version >= 2 {
+            this.include_fenced_brokers = s.bool();
+        }
+        this
     }
 }

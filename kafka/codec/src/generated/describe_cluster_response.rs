@@ -3,7 +3,7 @@
 
 //! `DescribeClusterResponse` (versions 0-2).
 
-use crate::wire::{DecodeError, EncodeError, Reader, Writer, put};
+use crate::wire::{DecodeError, EncodeError, Reader, Sampler, Writer, put};
 
 /// `DescribeClusterResponse`: versions 0-2, flexible 0+.
 ///
@@ -132,6 +132,24 @@ impl DescribeClusterResponse {
         put::unsigned_varint(w, 0);
         Ok(())
     }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        this.throttle_time_ms = s.i32();
+        this.error_code = s.i16();
+        this.error_message = s.option(|s| s.string());
+        if version >= 1 {
+            this.endpoint_type = s.i8();
+        }
+        this.cluster_id = s.string();
+        this.controller_id = s.i32();
+        this.brokers = s.vec(|s| DescribeClusterBroker::sample(s, version));
+        this.cluster_authorized_operations = s.i32();
+        this
+    }
 }
 
 /// `DescribeClusterBroker`, part of [`DescribeClusterResponse`].
@@ -195,5 +213,20 @@ impl DescribeClusterBroker {
         }
         put::unsigned_varint(w, 0);
         Ok(())
+    }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        this.broker_id = s.i32();
+        this.host = s.string();
+        this.port = s.i32();
+        this.rack = s.option(|s| s.string());
+        if version >= 2 {
+            this.is_fenced = s.bool();
+        }
+        this
     }
 }

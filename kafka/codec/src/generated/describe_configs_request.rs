@@ -3,7 +3,7 @@
 
 //! `DescribeConfigsRequest` (versions 1-4).
 
-use crate::wire::{DecodeError, EncodeError, Reader, Writer, put};
+use crate::wire::{DecodeError, EncodeError, Reader, Sampler, Writer, put};
 
 /// `DescribeConfigsRequest`: versions 1-4, flexible 4+.
 ///
@@ -102,6 +102,19 @@ impl DescribeConfigsRequest {
         }
         Ok(())
     }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        this.resources = s.vec(|s| DescribeConfigsResource::sample(s, version));
+        this.include_synonyms = s.bool();
+        if version >= 3 {
+            this.include_documentation = s.bool();
+        }
+        this
+    }
 }
 
 /// `DescribeConfigsResource`, part of [`DescribeConfigsRequest`].
@@ -167,5 +180,16 @@ impl DescribeConfigsResource {
             put::unsigned_varint(w, 0);
         }
         Ok(())
+    }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, _version: i16) -> Self {
+        let mut this = Self::default();
+        this.resource_type = s.i8();
+        this.resource_name = s.string();
+        this.configuration_keys = s.option(|s| s.vec(|s| s.string()));
+        this
     }
 }

@@ -3,7 +3,7 @@
 
 //! `DescribeConfigsResponse` (versions 1-4).
 
-use crate::wire::{DecodeError, EncodeError, Reader, Writer, put};
+use crate::wire::{DecodeError, EncodeError, Reader, Sampler, Writer, put};
 
 /// `DescribeConfigsResponse`: versions 1-4, flexible 4+.
 ///
@@ -86,6 +86,16 @@ impl DescribeConfigsResponse {
         }
         Ok(())
     }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        this.throttle_time_ms = s.i32();
+        this.results = s.vec(|s| DescribeConfigsResult::sample(s, version));
+        this
+    }
 }
 
 /// `DescribeConfigsResult`, part of [`DescribeConfigsResponse`].
@@ -164,6 +174,19 @@ impl DescribeConfigsResult {
             put::unsigned_varint(w, 0);
         }
         Ok(())
+    }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        this.error_code = s.i16();
+        this.error_message = s.option(|s| s.string());
+        this.resource_type = s.i8();
+        this.resource_name = s.string();
+        this.configs = s.vec(|s| DescribeConfigsResourceResult::sample(s, version));
+        this
     }
 }
 
@@ -282,6 +305,26 @@ impl DescribeConfigsResourceResult {
         }
         Ok(())
     }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        this.name = s.string();
+        this.value = s.option(|s| s.string());
+        this.read_only = s.bool();
+        this.config_source = s.i8();
+        this.is_sensitive = s.bool();
+        this.synonyms = s.vec(|s| DescribeConfigsSynonym::sample(s, version));
+        if version >= 3 {
+            this.config_type = s.i8();
+        }
+        if version >= 3 {
+            this.documentation = s.option(|s| s.string());
+        }
+        this
+    }
 }
 
 /// `DescribeConfigsSynonym`, part of [`DescribeConfigsResponse`].
@@ -336,5 +379,16 @@ impl DescribeConfigsSynonym {
             put::unsigned_varint(w, 0);
         }
         Ok(())
+    }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, _version: i16) -> Self {
+        let mut this = Self::default();
+        this.name = s.string();
+        this.value = s.option(|s| s.string());
+        this.source = s.i8();
+        this
     }
 }

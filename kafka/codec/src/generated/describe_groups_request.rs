@@ -3,7 +3,7 @@
 
 //! `DescribeGroupsRequest` (versions 0-6).
 
-use crate::wire::{DecodeError, EncodeError, Reader, Writer, put};
+use crate::wire::{DecodeError, EncodeError, Reader, Sampler, Writer, put};
 
 /// `DescribeGroupsRequest`: versions 0-6, flexible 5+.
 ///
@@ -96,5 +96,17 @@ impl DescribeGroupsRequest {
             put::unsigned_varint(w, 0);
         }
         Ok(())
+    }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        this.groups = s.vec(|s| s.string());
+        if version >= 3 {
+            this.include_authorized_operations = s.bool();
+        }
+        this
     }
 }

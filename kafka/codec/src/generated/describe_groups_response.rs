@@ -3,7 +3,7 @@
 
 //! `DescribeGroupsResponse` (versions 0-6).
 
-use crate::wire::{DecodeError, EncodeError, Reader, Writer, put};
+use crate::wire::{DecodeError, EncodeError, Reader, Sampler, Writer, put};
 use bytes::Bytes;
 
 /// `DescribeGroupsResponse`: versions 0-6, flexible 5+.
@@ -90,6 +90,18 @@ impl DescribeGroupsResponse {
             put::unsigned_varint(w, 0);
         }
         Ok(())
+    }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        if version >= 1 {
+            this.throttle_time_ms = s.i32();
+        }
+        this.groups = s.vec(|s| DescribedGroup::sample(s, version));
+        this
     }
 }
 
@@ -210,6 +222,26 @@ impl DescribedGroup {
         }
         Ok(())
     }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        this.error_code = s.i16();
+        if version >= 6 {
+            this.error_message = s.option(|s| s.string());
+        }
+        this.group_id = s.string();
+        this.group_state = s.string();
+        this.protocol_type = s.string();
+        this.protocol_data = s.string();
+        this.members = s.vec(|s| DescribedGroupMember::sample(s, version));
+        if version >= 3 {
+            this.authorized_operations = s.i32();
+        }
+        this
+    }
 }
 
 /// `DescribedGroupMember`, part of [`DescribeGroupsResponse`].
@@ -310,5 +342,21 @@ impl DescribedGroupMember {
             put::unsigned_varint(w, 0);
         }
         Ok(())
+    }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        this.member_id = s.string();
+        if version >= 4 {
+            this.group_instance_id = s.option(|s| s.string());
+        }
+        this.client_id = s.string();
+        this.client_host = s.string();
+        this.member_metadata = s.bytes();
+        this.member_assignment = s.bytes();
+        this
     }
 }

@@ -3,7 +3,7 @@
 
 //! `DescribeLogDirsRequest` (versions 1-5).
 
-use crate::wire::{DecodeError, EncodeError, Reader, Writer, put};
+use crate::wire::{DecodeError, EncodeError, Reader, Sampler, Writer, put};
 
 /// `DescribeLogDirsRequest`: versions 1-5, flexible 2+.
 ///
@@ -81,6 +81,15 @@ impl DescribeLogDirsRequest {
         }
         Ok(())
     }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        this.topics = s.option(|s| s.vec(|s| DescribableLogDirTopic::sample(s, version)));
+        this
+    }
 }
 
 /// `DescribableLogDirTopic`, part of [`DescribeLogDirsRequest`].
@@ -136,5 +145,15 @@ impl DescribableLogDirTopic {
             put::unsigned_varint(w, 0);
         }
         Ok(())
+    }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, _version: i16) -> Self {
+        let mut this = Self::default();
+        this.topic = s.string();
+        this.partitions = s.vec(|s| s.i32());
+        this
     }
 }

@@ -3,7 +3,7 @@
 
 //! `DescribeLogDirsResponse` (versions 1-5).
 
-use crate::wire::{DecodeError, EncodeError, Reader, Writer, put};
+use crate::wire::{DecodeError, EncodeError, Reader, Sampler, Writer, put};
 
 /// `DescribeLogDirsResponse`: versions 1-5, flexible 2+.
 ///
@@ -95,6 +95,19 @@ impl DescribeLogDirsResponse {
         }
         Ok(())
     }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        this.throttle_time_ms = s.i32();
+        if version >= 3 {
+            this.error_code = s.i16();
+        }
+        this.results = s.vec(|s| DescribeLogDirsResult::sample(s, version));
+        this
+    }
 }
 
 /// `DescribeLogDirsResult`, part of [`DescribeLogDirsResponse`].
@@ -180,6 +193,26 @@ impl DescribeLogDirsResult {
         }
         Ok(())
     }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        this.error_code = s.i16();
+        this.log_dir = s.string();
+        this.topics = s.vec(|s| DescribeLogDirsTopic::sample(s, version));
+        if version >= 4 {
+            this.total_bytes = s.i64();
+        }
+        if version >= 4 {
+            this.usable_bytes = s.i64();
+        }
+        if version >= 5 {
+            this.is_cordoned = s.bool();
+        }
+        this
+    }
 }
 
 /// `DescribeLogDirsTopic`, part of [`DescribeLogDirsResponse`].
@@ -232,6 +265,16 @@ impl DescribeLogDirsTopic {
             put::unsigned_varint(w, 0);
         }
         Ok(())
+    }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        this.name = s.string();
+        this.partitions = s.vec(|s| DescribeLogDirsPartition::sample(s, version));
+        this
     }
 }
 
@@ -287,5 +330,17 @@ impl DescribeLogDirsPartition {
             put::unsigned_varint(w, 0);
         }
         Ok(())
+    }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, _version: i16) -> Self {
+        let mut this = Self::default();
+        this.partition_index = s.i32();
+        this.partition_size = s.i64();
+        this.offset_lag = s.i64();
+        this.is_future_key = s.bool();
+        this
     }
 }

@@ -3,7 +3,7 @@
 
 //! `DescribeProducersRequest` (versions 0).
 
-use crate::wire::{DecodeError, EncodeError, Reader, Writer, put};
+use crate::wire::{DecodeError, EncodeError, Reader, Sampler, Writer, put};
 
 /// `DescribeProducersRequest`: versions 0, flexible 0+.
 ///
@@ -73,6 +73,15 @@ impl DescribeProducersRequest {
         put::unsigned_varint(w, 0);
         Ok(())
     }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        this.topics = s.vec(|s| TopicRequest::sample(s, version));
+        this
+    }
 }
 
 /// `TopicRequest`, part of [`DescribeProducersRequest`].
@@ -122,5 +131,15 @@ impl TopicRequest {
         )?;
         put::unsigned_varint(w, 0);
         Ok(())
+    }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, _version: i16) -> Self {
+        let mut this = Self::default();
+        this.name = s.string();
+        this.partition_indexes = s.vec(|s| s.i32());
+        this
     }
 }

@@ -3,7 +3,7 @@
 
 //! `DescribeProducersResponse` (versions 0).
 
-use crate::wire::{DecodeError, EncodeError, Reader, Writer, put};
+use crate::wire::{DecodeError, EncodeError, Reader, Sampler, Writer, put};
 
 /// `DescribeProducersResponse`: versions 0, flexible 0+.
 ///
@@ -80,6 +80,16 @@ impl DescribeProducersResponse {
         put::unsigned_varint(w, 0);
         Ok(())
     }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        this.throttle_time_ms = s.i32();
+        this.topics = s.vec(|s| TopicResponse::sample(s, version));
+        this
+    }
 }
 
 /// `TopicResponse`, part of [`DescribeProducersResponse`].
@@ -126,6 +136,16 @@ impl TopicResponse {
         )?;
         put::unsigned_varint(w, 0);
         Ok(())
+    }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        this.name = s.string();
+        this.partitions = s.vec(|s| PartitionResponse::sample(s, version));
+        this
     }
 }
 
@@ -190,6 +210,18 @@ impl PartitionResponse {
         put::unsigned_varint(w, 0);
         Ok(())
     }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        this.partition_index = s.i32();
+        this.error_code = s.i16();
+        this.error_message = s.option(|s| s.string());
+        this.active_producers = s.vec(|s| ProducerState::sample(s, version));
+        this
+    }
 }
 
 /// `ProducerState`, part of [`DescribeProducersResponse`].
@@ -248,5 +280,19 @@ impl ProducerState {
         put::i64(w, self.current_txn_start_offset);
         put::unsigned_varint(w, 0);
         Ok(())
+    }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, _version: i16) -> Self {
+        let mut this = Self::default();
+        this.producer_id = s.i64();
+        this.producer_epoch = s.i32();
+        this.last_sequence = s.i32();
+        this.last_timestamp = s.i64();
+        this.coordinator_epoch = s.i32();
+        this.current_txn_start_offset = s.i64();
+        this
     }
 }

@@ -3,7 +3,7 @@
 
 //! `DescribeQuorumRequest` (versions 0-2).
 
-use crate::wire::{DecodeError, EncodeError, Reader, Writer, put};
+use crate::wire::{DecodeError, EncodeError, Reader, Sampler, Writer, put};
 
 /// `DescribeQuorumRequest`: versions 0-2, flexible 0+.
 ///
@@ -73,6 +73,15 @@ impl DescribeQuorumRequest {
         put::unsigned_varint(w, 0);
         Ok(())
     }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        this.topics = s.vec(|s| TopicData::sample(s, version));
+        this
+    }
 }
 
 /// `TopicData`, part of [`DescribeQuorumRequest`].
@@ -116,6 +125,16 @@ impl TopicData {
         put::unsigned_varint(w, 0);
         Ok(())
     }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        this.topic_name = s.string();
+        this.partitions = s.vec(|s| PartitionData::sample(s, version));
+        this
+    }
 }
 
 /// `PartitionData`, part of [`DescribeQuorumRequest`].
@@ -147,5 +166,14 @@ impl PartitionData {
         put::i32(w, self.partition_index);
         put::unsigned_varint(w, 0);
         Ok(())
+    }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, _version: i16) -> Self {
+        let mut this = Self::default();
+        this.partition_index = s.i32();
+        this
     }
 }

@@ -3,7 +3,7 @@
 
 //! `DescribeQuorumResponse` (versions 0-2).
 
-use crate::wire::{DecodeError, EncodeError, Reader, Uuid, Writer, put};
+use crate::wire::{DecodeError, EncodeError, Reader, Sampler, Uuid, Writer, put};
 
 /// `DescribeQuorumResponse`: versions 0-2, flexible 0+.
 ///
@@ -118,6 +118,22 @@ impl DescribeQuorumResponse {
         put::unsigned_varint(w, 0);
         Ok(())
     }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        this.error_code = s.i16();
+        if version >= 2 {
+            this.error_message = s.option(|s| s.string());
+        }
+        this.topics = s.vec(|s| TopicData::sample(s, version));
+        if version >= 2 {
+            this.nodes = s.vec(|s| Node::sample(s, version));
+        }
+        this
+    }
 }
 
 /// `TopicData`, part of [`DescribeQuorumResponse`].
@@ -160,6 +176,16 @@ impl TopicData {
         })?;
         put::unsigned_varint(w, 0);
         Ok(())
+    }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        this.topic_name = s.string();
+        this.partitions = s.vec(|s| PartitionData::sample(s, version));
+        this
     }
 }
 
@@ -255,6 +281,24 @@ impl PartitionData {
         put::unsigned_varint(w, 0);
         Ok(())
     }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        this.partition_index = s.i32();
+        this.error_code = s.i16();
+        if version >= 2 {
+            this.error_message = s.option(|s| s.string());
+        }
+        this.leader_id = s.i32();
+        this.leader_epoch = s.i32();
+        this.high_watermark = s.i64();
+        this.current_voters = s.vec(|s| ReplicaState::sample(s, version));
+        this.observers = s.vec(|s| ReplicaState::sample(s, version));
+        this
+    }
 }
 
 /// `Node`, part of [`DescribeQuorumResponse`].
@@ -316,6 +360,20 @@ impl Node {
         }
         put::unsigned_varint(w, 0);
         Ok(())
+    }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        if version >= 2 {
+            this.node_id = s.i32();
+        }
+        if version >= 2 {
+            this.listeners = s.vec(|s| Listener::sample(s, version));
+        }
+        this
     }
 }
 
@@ -391,6 +449,23 @@ impl Listener {
         put::unsigned_varint(w, 0);
         Ok(())
     }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        if version >= 2 {
+            this.name = s.string();
+        }
+        if version >= 2 {
+            this.host = s.string();
+        }
+        if version >= 2 {
+            this.port = s.u16();
+        }
+        this
+    }
 }
 
 /// `ReplicaState`, part of [`DescribeQuorumResponse`].
@@ -462,5 +537,24 @@ impl ReplicaState {
         }
         put::unsigned_varint(w, 0);
         Ok(())
+    }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        this.replica_id = s.i32();
+        if version >= 2 {
+            this.replica_directory_id = s.uuid();
+        }
+        this.log_end_offset = s.i64();
+        if version >= 1 {
+            this.last_fetch_timestamp = s.i64();
+        }
+        if version >= 1 {
+            this.last_caught_up_timestamp = s.i64();
+        }
+        this
     }
 }

@@ -3,7 +3,7 @@
 
 //! `DescribeTopicPartitionsRequest` (versions 0).
 
-use crate::wire::{DecodeError, EncodeError, Reader, Writer, put};
+use crate::wire::{DecodeError, EncodeError, Reader, Sampler, Writer, put};
 
 /// `DescribeTopicPartitionsRequest`: versions 0, flexible 0+.
 ///
@@ -94,6 +94,17 @@ impl DescribeTopicPartitionsRequest {
         put::unsigned_varint(w, 0);
         Ok(())
     }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        this.topics = s.vec(|s| TopicRequest::sample(s, version));
+        this.response_partition_limit = s.i32();
+        this.cursor = s.option(|s| Cursor::sample(s, version));
+        this
+    }
 }
 
 /// `TopicRequest`, part of [`DescribeTopicPartitionsRequest`].
@@ -127,6 +138,15 @@ impl TopicRequest {
         put::string(w, "TopicRequest.name", &self.name, true)?;
         put::unsigned_varint(w, 0);
         Ok(())
+    }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, _version: i16) -> Self {
+        let mut this = Self::default();
+        this.name = s.string();
+        this
     }
 }
 
@@ -166,5 +186,15 @@ impl Cursor {
         put::i32(w, self.partition_index);
         put::unsigned_varint(w, 0);
         Ok(())
+    }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, _version: i16) -> Self {
+        let mut this = Self::default();
+        this.topic_name = s.string();
+        this.partition_index = s.i32();
+        this
     }
 }

@@ -3,7 +3,7 @@
 
 //! `DescribeTopicPartitionsResponse` (versions 0).
 
-use crate::wire::{DecodeError, EncodeError, Reader, Uuid, Writer, put};
+use crate::wire::{DecodeError, EncodeError, Reader, Sampler, Uuid, Writer, put};
 
 /// `DescribeTopicPartitionsResponse`: versions 0, flexible 0+.
 ///
@@ -94,6 +94,17 @@ impl DescribeTopicPartitionsResponse {
         put::unsigned_varint(w, 0);
         Ok(())
     }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        this.throttle_time_ms = s.i32();
+        this.topics = s.vec(|s| DescribeTopicPartitionsResponseTopic::sample(s, version));
+        this.next_cursor = s.option(|s| Cursor::sample(s, version));
+        this
+    }
 }
 
 /// `DescribeTopicPartitionsResponseTopic`, part of [`DescribeTopicPartitionsResponse`].
@@ -169,6 +180,20 @@ impl DescribeTopicPartitionsResponseTopic {
         put::i32(w, self.topic_authorized_operations);
         put::unsigned_varint(w, 0);
         Ok(())
+    }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        this.error_code = s.i16();
+        this.name = s.option(|s| s.string());
+        this.topic_id = s.uuid();
+        this.is_internal = s.bool();
+        this.partitions = s.vec(|s| DescribeTopicPartitionsResponsePartition::sample(s, version));
+        this.topic_authorized_operations = s.i32();
+        this
     }
 }
 
@@ -315,6 +340,23 @@ impl DescribeTopicPartitionsResponsePartition {
         put::unsigned_varint(w, 0);
         Ok(())
     }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, _version: i16) -> Self {
+        let mut this = Self::default();
+        this.error_code = s.i16();
+        this.partition_index = s.i32();
+        this.leader_id = s.i32();
+        this.leader_epoch = s.i32();
+        this.replica_nodes = s.vec(|s| s.i32());
+        this.isr_nodes = s.vec(|s| s.i32());
+        this.eligible_leader_replicas = s.option(|s| s.vec(|s| s.i32()));
+        this.last_known_elr = s.option(|s| s.vec(|s| s.i32()));
+        this.offline_replicas = s.vec(|s| s.i32());
+        this
+    }
 }
 
 /// `Cursor`, part of [`DescribeTopicPartitionsResponse`].
@@ -353,5 +395,15 @@ impl Cursor {
         put::i32(w, self.partition_index);
         put::unsigned_varint(w, 0);
         Ok(())
+    }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, _version: i16) -> Self {
+        let mut this = Self::default();
+        this.topic_name = s.string();
+        this.partition_index = s.i32();
+        this
     }
 }

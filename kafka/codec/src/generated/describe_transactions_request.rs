@@ -3,7 +3,7 @@
 
 //! `DescribeTransactionsRequest` (versions 0).
 
-use crate::wire::{DecodeError, EncodeError, Reader, Writer, put};
+use crate::wire::{DecodeError, EncodeError, Reader, Sampler, Writer, put};
 
 /// `DescribeTransactionsRequest`: versions 0, flexible 0+.
 ///
@@ -77,5 +77,14 @@ impl DescribeTransactionsRequest {
         )?;
         put::unsigned_varint(w, 0);
         Ok(())
+    }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, _version: i16) -> Self {
+        let mut this = Self::default();
+        this.transactional_ids = s.vec(|s| s.string());
+        this
     }
 }

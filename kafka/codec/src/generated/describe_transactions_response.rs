@@ -3,7 +3,7 @@
 
 //! `DescribeTransactionsResponse` (versions 0).
 
-use crate::wire::{DecodeError, EncodeError, Reader, Writer, put};
+use crate::wire::{DecodeError, EncodeError, Reader, Sampler, Writer, put};
 
 /// `DescribeTransactionsResponse`: versions 0, flexible 0+.
 ///
@@ -82,6 +82,16 @@ impl DescribeTransactionsResponse {
         )?;
         put::unsigned_varint(w, 0);
         Ok(())
+    }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        this.throttle_time_ms = s.i32();
+        this.transaction_states = s.vec(|s| TransactionState::sample(s, version));
+        this
     }
 }
 
@@ -167,6 +177,22 @@ impl TransactionState {
         put::unsigned_varint(w, 0);
         Ok(())
     }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        this.error_code = s.i16();
+        this.transactional_id = s.string();
+        this.transaction_state = s.string();
+        this.transaction_timeout_ms = s.i32();
+        this.transaction_start_time_ms = s.i64();
+        this.producer_id = s.i64();
+        this.producer_epoch = s.i16();
+        this.topics = s.vec(|s| TopicData::sample(s, version));
+        this
+    }
 }
 
 /// `TopicData`, part of [`DescribeTransactionsResponse`].
@@ -210,5 +236,15 @@ impl TopicData {
         })?;
         put::unsigned_varint(w, 0);
         Ok(())
+    }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, _version: i16) -> Self {
+        let mut this = Self::default();
+        this.topic = s.string();
+        this.partitions = s.vec(|s| s.i32());
+        this
     }
 }

@@ -3,7 +3,7 @@
 
 //! `DescribeUserScramCredentialsRequest` (versions 0).
 
-use crate::wire::{DecodeError, EncodeError, Reader, Writer, put};
+use crate::wire::{DecodeError, EncodeError, Reader, Sampler, Writer, put};
 
 /// `DescribeUserScramCredentialsRequest`: versions 0, flexible 0+.
 ///
@@ -76,6 +76,15 @@ impl DescribeUserScramCredentialsRequest {
         put::unsigned_varint(w, 0);
         Ok(())
     }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        this.users = s.option(|s| s.vec(|s| UserName::sample(s, version)));
+        this
+    }
 }
 
 /// `UserName`, part of [`DescribeUserScramCredentialsRequest`].
@@ -109,5 +118,14 @@ impl UserName {
         put::string(w, "UserName.name", &self.name, true)?;
         put::unsigned_varint(w, 0);
         Ok(())
+    }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, _version: i16) -> Self {
+        let mut this = Self::default();
+        this.name = s.string();
+        this
     }
 }

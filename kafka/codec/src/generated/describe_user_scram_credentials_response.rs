@@ -3,7 +3,7 @@
 
 //! `DescribeUserScramCredentialsResponse` (versions 0).
 
-use crate::wire::{DecodeError, EncodeError, Reader, Writer, put};
+use crate::wire::{DecodeError, EncodeError, Reader, Sampler, Writer, put};
 
 /// `DescribeUserScramCredentialsResponse`: versions 0, flexible 0+.
 ///
@@ -100,6 +100,18 @@ impl DescribeUserScramCredentialsResponse {
         put::unsigned_varint(w, 0);
         Ok(())
     }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        this.throttle_time_ms = s.i32();
+        this.error_code = s.i16();
+        this.error_message = s.option(|s| s.string());
+        this.results = s.vec(|s| DescribeUserScramCredentialsResult::sample(s, version));
+        this
+    }
 }
 
 /// `DescribeUserScramCredentialsResult`, part of [`DescribeUserScramCredentialsResponse`].
@@ -171,6 +183,18 @@ impl DescribeUserScramCredentialsResult {
         put::unsigned_varint(w, 0);
         Ok(())
     }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        this.user = s.string();
+        this.error_code = s.i16();
+        this.error_message = s.option(|s| s.string());
+        this.credential_infos = s.vec(|s| CredentialInfo::sample(s, version));
+        this
+    }
 }
 
 /// `CredentialInfo`, part of [`DescribeUserScramCredentialsResponse`].
@@ -209,5 +233,15 @@ impl CredentialInfo {
         put::i32(w, self.iterations);
         put::unsigned_varint(w, 0);
         Ok(())
+    }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, _version: i16) -> Self {
+        let mut this = Self::default();
+        this.mechanism = s.i8();
+        this.iterations = s.i32();
+        this
     }
 }

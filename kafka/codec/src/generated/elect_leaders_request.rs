@@ -3,7 +3,7 @@
 
 //! `ElectLeadersRequest` (versions 0-2).
 
-use crate::wire::{DecodeError, EncodeError, Reader, Writer, put};
+use crate::wire::{DecodeError, EncodeError, Reader, Sampler, Writer, put};
 
 /// `ElectLeadersRequest`: versions 0-2, flexible 2+.
 ///
@@ -102,6 +102,19 @@ impl ElectLeadersRequest {
         }
         Ok(())
     }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        if version >= 1 {
+            this.election_type = s.i8();
+        }
+        this.topic_partitions = s.option(|s| s.vec(|s| TopicPartitions::sample(s, version)));
+        this.timeout_ms = s.i32();
+        this
+    }
 }
 
 /// `TopicPartitions`, part of [`ElectLeadersRequest`].
@@ -157,5 +170,15 @@ impl TopicPartitions {
             put::unsigned_varint(w, 0);
         }
         Ok(())
+    }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, _version: i16) -> Self {
+        let mut this = Self::default();
+        this.topic = s.string();
+        this.partitions = s.vec(|s| s.i32());
+        this
     }
 }

@@ -3,7 +3,7 @@
 
 //! `ElectLeadersResponse` (versions 0-2).
 
-use crate::wire::{DecodeError, EncodeError, Reader, Writer, put};
+use crate::wire::{DecodeError, EncodeError, Reader, Sampler, Writer, put};
 
 /// `ElectLeadersResponse`: versions 0-2, flexible 2+.
 ///
@@ -104,6 +104,19 @@ impl ElectLeadersResponse {
         }
         Ok(())
     }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        this.throttle_time_ms = s.i32();
+        if version >= 1 {
+            this.error_code = s.i16();
+        }
+        this.replica_election_results = s.vec(|s| ReplicaElectionResult::sample(s, version));
+        this
+    }
 }
 
 /// `ReplicaElectionResult`, part of [`ElectLeadersResponse`].
@@ -157,6 +170,16 @@ impl ReplicaElectionResult {
             put::unsigned_varint(w, 0);
         }
         Ok(())
+    }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        this.topic = s.string();
+        this.partition_result = s.vec(|s| PartitionResult::sample(s, version));
+        this
     }
 }
 
@@ -212,5 +235,16 @@ impl PartitionResult {
             put::unsigned_varint(w, 0);
         }
         Ok(())
+    }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, _version: i16) -> Self {
+        let mut this = Self::default();
+        this.partition_id = s.i32();
+        this.error_code = s.i16();
+        this.error_message = s.option(|s| s.string());
+        this
     }
 }

@@ -3,7 +3,7 @@
 
 //! `EndTxnRequest` (versions 0-5).
 
-use crate::wire::{DecodeError, EncodeError, Reader, Writer, put};
+use crate::wire::{DecodeError, EncodeError, Reader, Sampler, Writer, put};
 
 /// `EndTxnRequest`: versions 0-5, flexible 3+.
 ///
@@ -92,5 +92,17 @@ impl EndTxnRequest {
             put::unsigned_varint(w, 0);
         }
         Ok(())
+    }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, _version: i16) -> Self {
+        let mut this = Self::default();
+        this.transactional_id = s.string();
+        this.producer_id = s.i64();
+        this.producer_epoch = s.i16();
+        this.committed = s.bool();
+        this
     }
 }

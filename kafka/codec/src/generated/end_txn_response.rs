@@ -3,7 +3,7 @@
 
 //! `EndTxnResponse` (versions 0-5).
 
-use crate::wire::{DecodeError, EncodeError, Reader, Writer, put};
+use crate::wire::{DecodeError, EncodeError, Reader, Sampler, Writer, put};
 
 /// `EndTxnResponse`: versions 0-5, flexible 3+.
 ///
@@ -95,5 +95,21 @@ impl EndTxnResponse {
             put::unsigned_varint(w, 0);
         }
         Ok(())
+    }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        this.throttle_time_ms = s.i32();
+        this.error_code = s.i16();
+        if version >= 5 {
+            this.producer_id = s.i64();
+        }
+        if version >= 5 {
+            this.producer_epoch = s.i16();
+        }
+        this
     }
 }

@@ -3,7 +3,7 @@
 
 //! `FetchRequest` (versions 4-18).
 
-use crate::wire::{DecodeError, EncodeError, Reader, Uuid, Writer, put};
+use crate::wire::{DecodeError, EncodeError, Reader, Sampler, Uuid, Writer, put};
 
 /// `FetchRequest`: versions 4-18, flexible 12+.
 ///
@@ -212,6 +212,40 @@ impl FetchRequest {
         }
         Ok(())
     }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        if version >= 12 {
+            this.cluster_id = s.option(|s| s.string());
+        }
+        if version <= 14 {
+            this.replica_id = s.i32();
+        }
+        if version >= 15 {
+            this.replica_state = ReplicaState::sample(s, version);
+        }
+        this.max_wait_ms = s.i32();
+        this.min_bytes = s.i32();
+        this.max_bytes = s.i32();
+        this.isolation_level = s.i8();
+        if version >= 7 {
+            this.session_id = s.i32();
+        }
+        if version >= 7 {
+            this.session_epoch = s.i32();
+        }
+        this.topics = s.vec(|s| FetchTopic::sample(s, version));
+        if version >= 7 {
+            this.forgotten_topics_data = s.vec(|s| ForgottenTopic::sample(s, version));
+        }
+        if version >= 11 {
+            this.rack_id = s.string();
+        }
+        this
+    }
 }
 
 /// `ReplicaState`, part of [`FetchRequest`].
@@ -276,6 +310,20 @@ impl ReplicaState {
             put::unsigned_varint(w, 0);
         }
         Ok(())
+    }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        if version >= 15 {
+            this.replica_id = s.i32();
+        }
+        if version >= 15 {
+            this.replica_epoch = s.i64();
+        }
+        this
     }
 }
 
@@ -342,6 +390,21 @@ impl FetchTopic {
             put::unsigned_varint(w, 0);
         }
         Ok(())
+    }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        if version <= 12 {
+            this.topic = s.string();
+        }
+        if version >= 13 {
+            this.topic_id = s.uuid();
+        }
+        this.partitions = s.vec(|s| FetchPartition::sample(s, version));
+        this
     }
 }
 
@@ -464,6 +527,32 @@ impl FetchPartition {
         }
         Ok(())
     }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        this.partition = s.i32();
+        if version >= 9 {
+            this.current_leader_epoch = s.i32();
+        }
+        this.fetch_offset = s.i64();
+        if version >= 12 {
+            this.last_fetched_epoch = s.i32();
+        }
+        if version >= 5 {
+            this.log_start_offset = s.i64();
+        }
+        this.partition_max_bytes = s.i32();
+        if version >= 17 {
+            this.replica_directory_id = s.uuid();
+        }
+        if version >= 18 {
+            this.high_watermark = s.i64();
+        }
+        this
+    }
 }
 
 /// `ForgottenTopic`, part of [`FetchRequest`].
@@ -542,5 +631,22 @@ impl ForgottenTopic {
             put::unsigned_varint(w, 0);
         }
         Ok(())
+    }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        if (7..=12).contains(&version) {
+            this.topic = s.string();
+        }
+        if version >= 13 {
+            this.topic_id = s.uuid();
+        }
+        if version >= 7 {
+            this.partitions = s.vec(|s| s.i32());
+        }
+        this
     }
 }

@@ -3,7 +3,7 @@
 
 //! `FetchResponse` (versions 4-18).
 
-use crate::wire::{DecodeError, EncodeError, Reader, Uuid, Writer, put};
+use crate::wire::{DecodeError, EncodeError, Reader, Sampler, Uuid, Writer, put};
 use bytes::Bytes;
 
 /// `FetchResponse`: versions 4-18, flexible 12+.
@@ -148,6 +148,25 @@ impl FetchResponse {
         }
         Ok(())
     }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        this.throttle_time_ms = s.i32();
+        if version >= 7 {
+            this.error_code = s.i16();
+        }
+        if version >= 7 {
+            this.session_id = s.i32();
+        }
+        this.responses = s.vec(|s| FetchableTopicResponse::sample(s, version));
+        if version >= 16 {
+            this.node_endpoints = s.vec(|s| NodeEndpoint::sample(s, version));
+        }
+        this
+    }
 }
 
 /// `FetchableTopicResponse`, part of [`FetchResponse`].
@@ -213,6 +232,21 @@ impl FetchableTopicResponse {
             put::unsigned_varint(w, 0);
         }
         Ok(())
+    }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        if version <= 12 {
+            this.topic = s.string();
+        }
+        if version >= 13 {
+            this.topic_id = s.uuid();
+        }
+        this.partitions = s.vec(|s| PartitionData::sample(s, version));
+        this
     }
 }
 
@@ -382,6 +416,35 @@ impl PartitionData {
         }
         Ok(())
     }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        this.partition_index = s.i32();
+        this.error_code = s.i16();
+        this.high_watermark = s.i64();
+        this.last_stable_offset = s.i64();
+        if version >= 5 {
+            this.log_start_offset = s.i64();
+        }
+        if version >= 12 {
+            this.diverging_epoch = EpochEndOffset::sample(s, version);
+        }
+        if version >= 12 {
+            this.current_leader = LeaderIdAndEpoch::sample(s, version);
+        }
+        if version >= 12 {
+            this.snapshot_id = SnapshotId::sample(s, version);
+        }
+        this.aborted_transactions = s.option(|s| s.vec(|s| AbortedTransaction::sample(s, version)));
+        if version >= 11 {
+            this.preferred_read_replica = s.i32();
+        }
+        this.records = s.option(|s| s.bytes());
+        this
+    }
 }
 
 /// `EpochEndOffset`, part of [`FetchResponse`].
@@ -446,6 +509,20 @@ impl EpochEndOffset {
             put::unsigned_varint(w, 0);
         }
         Ok(())
+    }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        if version >= 12 {
+            this.epoch = s.i32();
+        }
+        if version >= 12 {
+            this.end_offset = s.i64();
+        }
+        this
     }
 }
 
@@ -512,6 +589,20 @@ impl LeaderIdAndEpoch {
         }
         Ok(())
     }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        if version >= 12 {
+            this.leader_id = s.i32();
+        }
+        if version >= 12 {
+            this.leader_epoch = s.i32();
+        }
+        this
+    }
 }
 
 /// `SnapshotId`, part of [`FetchResponse`].
@@ -557,6 +648,16 @@ impl SnapshotId {
         }
         Ok(())
     }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, _version: i16) -> Self {
+        let mut this = Self::default();
+        this.end_offset = s.i64();
+        this.epoch = s.i32();
+        this
+    }
 }
 
 /// `AbortedTransaction`, part of [`FetchResponse`].
@@ -601,6 +702,16 @@ impl AbortedTransaction {
             put::unsigned_varint(w, 0);
         }
         Ok(())
+    }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, _version: i16) -> Self {
+        let mut this = Self::default();
+        this.producer_id = s.i64();
+        this.first_offset = s.i64();
+        this
     }
 }
 
@@ -696,5 +807,25 @@ impl NodeEndpoint {
             put::unsigned_varint(w, 0);
         }
         Ok(())
+    }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        if version >= 16 {
+            this.node_id = s.i32();
+        }
+        if version >= 16 {
+            this.host = s.string();
+        }
+        if version >= 16 {
+            this.port = s.i32();
+        }
+        if version >= 16 {
+            this.rack = s.option(|s| s.string());
+        }
+        this
     }
 }

@@ -3,7 +3,7 @@
 
 //! `FindCoordinatorRequest` (versions 0-6).
 
-use crate::wire::{DecodeError, EncodeError, Reader, Writer, put};
+use crate::wire::{DecodeError, EncodeError, Reader, Sampler, Writer, put};
 
 /// `FindCoordinatorRequest`: versions 0-6, flexible 3+.
 ///
@@ -123,5 +123,22 @@ impl FindCoordinatorRequest {
             put::unsigned_varint(w, 0);
         }
         Ok(())
+    }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        if version <= 3 {
+            this.key = s.string();
+        }
+        if version >= 1 {
+            this.key_type = s.i8();
+        }
+        if version >= 4 {
+            this.coordinator_keys = s.vec(|s| s.string());
+        }
+        this
     }
 }

@@ -3,7 +3,7 @@
 
 //! `FindCoordinatorResponse` (versions 0-6).
 
-use crate::wire::{DecodeError, EncodeError, Reader, Writer, put};
+use crate::wire::{DecodeError, EncodeError, Reader, Sampler, Writer, put};
 
 /// `FindCoordinatorResponse`: versions 0-6, flexible 3+.
 ///
@@ -176,6 +176,35 @@ impl FindCoordinatorResponse {
         }
         Ok(())
     }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        if version >= 1 {
+            this.throttle_time_ms = s.i32();
+        }
+        if version <= 3 {
+            this.error_code = s.i16();
+        }
+        if (1..=3).contains(&version) {
+            this.error_message = s.option(|s| s.string());
+        }
+        if version <= 3 {
+            this.node_id = s.i32();
+        }
+        if version <= 3 {
+            this.host = s.string();
+        }
+        if version <= 3 {
+            this.port = s.i32();
+        }
+        if version >= 4 {
+            this.coordinators = s.vec(|s| Coordinator::sample(s, version));
+        }
+        this
+    }
 }
 
 /// `Coordinator`, part of [`FindCoordinatorResponse`].
@@ -299,5 +328,31 @@ impl Coordinator {
             put::unsigned_varint(w, 0);
         }
         Ok(())
+    }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        if version >= 4 {
+            this.key = s.string();
+        }
+        if version >= 4 {
+            this.node_id = s.i32();
+        }
+        if version >= 4 {
+            this.host = s.string();
+        }
+        if version >= 4 {
+            this.port = s.i32();
+        }
+        if version >= 4 {
+            this.error_code = s.i16();
+        }
+        if version >= 4 {
+            this.error_message = s.option(|s| s.string());
+        }
+        this
     }
 }

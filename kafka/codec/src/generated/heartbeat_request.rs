@@ -3,7 +3,7 @@
 
 //! `HeartbeatRequest` (versions 0-4).
 
-use crate::wire::{DecodeError, EncodeError, Reader, Writer, put};
+use crate::wire::{DecodeError, EncodeError, Reader, Sampler, Writer, put};
 
 /// `HeartbeatRequest`: versions 0-4, flexible 4+.
 ///
@@ -103,5 +103,19 @@ impl HeartbeatRequest {
             put::unsigned_varint(w, 0);
         }
         Ok(())
+    }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        this.group_id = s.string();
+        this.generation_id = s.i32();
+        this.member_id = s.string();
+        if version >= 3 {
+            this.group_instance_id = s.option(|s| s.string());
+        }
+        this
     }
 }

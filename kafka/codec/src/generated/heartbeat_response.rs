@@ -3,7 +3,7 @@
 
 //! `HeartbeatResponse` (versions 0-4).
 
-use crate::wire::{DecodeError, EncodeError, Reader, Writer, put};
+use crate::wire::{DecodeError, EncodeError, Reader, Sampler, Writer, put};
 
 /// `HeartbeatResponse`: versions 0-4, flexible 4+.
 ///
@@ -81,5 +81,17 @@ impl HeartbeatResponse {
             put::unsigned_varint(w, 0);
         }
         Ok(())
+    }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        if version >= 1 {
+            this.throttle_time_ms = s.i32();
+        }
+        this.error_code = s.i16();
+        this
     }
 }

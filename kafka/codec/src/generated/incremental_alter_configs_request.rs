@@ -3,7 +3,7 @@
 
 //! `IncrementalAlterConfigsRequest` (versions 0-1).
 
-use crate::wire::{DecodeError, EncodeError, Reader, Writer, put};
+use crate::wire::{DecodeError, EncodeError, Reader, Sampler, Writer, put};
 
 /// `IncrementalAlterConfigsRequest`: versions 0-1, flexible 1+.
 ///
@@ -89,6 +89,16 @@ impl IncrementalAlterConfigsRequest {
         }
         Ok(())
     }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        this.resources = s.vec(|s| AlterConfigsResource::sample(s, version));
+        this.validate_only = s.bool();
+        this
+    }
 }
 
 /// `AlterConfigsResource`, part of [`IncrementalAlterConfigsRequest`].
@@ -152,6 +162,17 @@ impl AlterConfigsResource {
         }
         Ok(())
     }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        this.resource_type = s.i8();
+        this.resource_name = s.string();
+        this.configs = s.vec(|s| AlterableConfig::sample(s, version));
+        this
+    }
 }
 
 /// `AlterableConfig`, part of [`IncrementalAlterConfigsRequest`].
@@ -201,5 +222,16 @@ impl AlterableConfig {
             put::unsigned_varint(w, 0);
         }
         Ok(())
+    }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, _version: i16) -> Self {
+        let mut this = Self::default();
+        this.name = s.string();
+        this.config_operation = s.i8();
+        this.value = s.option(|s| s.string());
+        this
     }
 }

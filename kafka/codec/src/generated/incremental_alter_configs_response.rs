@@ -3,7 +3,7 @@
 
 //! `IncrementalAlterConfigsResponse` (versions 0-1).
 
-use crate::wire::{DecodeError, EncodeError, Reader, Writer, put};
+use crate::wire::{DecodeError, EncodeError, Reader, Sampler, Writer, put};
 
 /// `IncrementalAlterConfigsResponse`: versions 0-1, flexible 1+.
 ///
@@ -89,6 +89,16 @@ impl IncrementalAlterConfigsResponse {
         }
         Ok(())
     }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        this.throttle_time_ms = s.i32();
+        this.responses = s.vec(|s| AlterConfigsResourceResponse::sample(s, version));
+        this
+    }
 }
 
 /// `AlterConfigsResourceResponse`, part of [`IncrementalAlterConfigsResponse`].
@@ -155,5 +165,17 @@ impl AlterConfigsResourceResponse {
             put::unsigned_varint(w, 0);
         }
         Ok(())
+    }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, _version: i16) -> Self {
+        let mut this = Self::default();
+        this.error_code = s.i16();
+        this.error_message = s.option(|s| s.string());
+        this.resource_type = s.i8();
+        this.resource_name = s.string();
+        this
     }
 }

@@ -3,7 +3,7 @@
 
 //! `InitProducerIdRequest` (versions 0-6).
 
-use crate::wire::{DecodeError, EncodeError, Reader, Writer, put};
+use crate::wire::{DecodeError, EncodeError, Reader, Sampler, Writer, put};
 
 /// `InitProducerIdRequest`: versions 0-6, flexible 2+.
 ///
@@ -143,5 +143,27 @@ impl InitProducerIdRequest {
             put::unsigned_varint(w, 0);
         }
         Ok(())
+    }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        this.transactional_id = s.option(|s| s.string());
+        this.transaction_timeout_ms = s.i32();
+        if version >= 3 {
+            this.producer_id = s.i64();
+        }
+        if version >= 3 {
+            this.producer_epoch = s.i16();
+        }
+        if version >= 6 {
+            this.enable2_pc = s.bool();
+        }
+        if version >= 6 {
+            this.keep_prepared_txn = s.bool();
+        }
+        this
     }
 }

@@ -3,7 +3,7 @@
 
 //! `InitProducerIdResponse` (versions 0-6).
 
-use crate::wire::{DecodeError, EncodeError, Reader, Writer, put};
+use crate::wire::{DecodeError, EncodeError, Reader, Sampler, Writer, put};
 
 /// `InitProducerIdResponse`: versions 0-6, flexible 2+.
 ///
@@ -119,5 +119,23 @@ impl InitProducerIdResponse {
             put::unsigned_varint(w, 0);
         }
         Ok(())
+    }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        this.throttle_time_ms = s.i32();
+        this.error_code = s.i16();
+        this.producer_id = s.i64();
+        this.producer_epoch = s.i16();
+        if version >= 6 {
+            this.ongoing_txn_producer_id = s.i64();
+        }
+        if version >= 6 {
+            this.ongoing_txn_producer_epoch = s.i16();
+        }
+        this
     }
 }

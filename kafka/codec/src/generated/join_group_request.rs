@@ -3,7 +3,7 @@
 
 //! `JoinGroupRequest` (versions 0-9).
 
-use crate::wire::{DecodeError, EncodeError, Reader, Writer, put};
+use crate::wire::{DecodeError, EncodeError, Reader, Sampler, Writer, put};
 use bytes::Bytes;
 
 /// `JoinGroupRequest`: versions 0-9, flexible 6+.
@@ -151,6 +151,28 @@ impl JoinGroupRequest {
         }
         Ok(())
     }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        this.group_id = s.string();
+        this.session_timeout_ms = s.i32();
+        if version >= 1 {
+            this.rebalance_timeout_ms = s.i32();
+        }
+        this.member_id = s.string();
+        if version >= 5 {
+            this.group_instance_id = s.option(|s| s.string());
+        }
+        this.protocol_type = s.string();
+        this.protocols = s.vec(|s| JoinGroupRequestProtocol::sample(s, version));
+        if version >= 8 {
+            this.reason = s.option(|s| s.string());
+        }
+        this
+    }
 }
 
 /// `JoinGroupRequestProtocol`, part of [`JoinGroupRequest`].
@@ -200,5 +222,15 @@ impl JoinGroupRequestProtocol {
             put::unsigned_varint(w, 0);
         }
         Ok(())
+    }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, _version: i16) -> Self {
+        let mut this = Self::default();
+        this.name = s.string();
+        this.metadata = s.bytes();
+        this
     }
 }

@@ -3,7 +3,7 @@
 
 //! `JoinGroupResponse` (versions 0-9).
 
-use crate::wire::{DecodeError, EncodeError, Reader, Writer, put};
+use crate::wire::{DecodeError, EncodeError, Reader, Sampler, Writer, put};
 use bytes::Bytes;
 
 /// `JoinGroupResponse`: versions 0-9, flexible 6+.
@@ -169,6 +169,33 @@ impl JoinGroupResponse {
         }
         Ok(())
     }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        if version >= 2 {
+            this.throttle_time_ms = s.i32();
+        }
+        this.error_code = s.i16();
+        this.generation_id = s.i32();
+        if version >= 7 {
+            this.protocol_type = s.option(|s| s.string());
+        }
+        this.protocol_name = if version >= 7 {
+            s.option(|s| s.string())
+        } else {
+            Some(s.string())
+        };
+        this.leader = s.string();
+        if version >= 9 {
+            this.skip_assignment = s.bool();
+        }
+        this.member_id = s.string();
+        this.members = s.vec(|s| JoinGroupResponseMember::sample(s, version));
+        this
+    }
 }
 
 /// `JoinGroupResponseMember`, part of [`JoinGroupResponse`].
@@ -238,5 +265,18 @@ impl JoinGroupResponseMember {
             put::unsigned_varint(w, 0);
         }
         Ok(())
+    }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        this.member_id = s.string();
+        if version >= 5 {
+            this.group_instance_id = s.option(|s| s.string());
+        }
+        this.metadata = s.bytes();
+        this
     }
 }

@@ -3,7 +3,7 @@
 
 //! `LeaveGroupRequest` (versions 0-5).
 
-use crate::wire::{DecodeError, EncodeError, Reader, Writer, put};
+use crate::wire::{DecodeError, EncodeError, Reader, Sampler, Writer, put};
 
 /// `LeaveGroupRequest`: versions 0-5, flexible 4+.
 ///
@@ -111,6 +111,21 @@ impl LeaveGroupRequest {
         }
         Ok(())
     }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        this.group_id = s.string();
+        if version <= 2 {
+            this.member_id = s.string();
+        }
+        if version >= 3 {
+            this.members = s.vec(|s| MemberIdentity::sample(s, version));
+        }
+        this
+    }
 }
 
 /// `MemberIdentity`, part of [`LeaveGroupRequest`].
@@ -190,5 +205,22 @@ impl MemberIdentity {
             put::unsigned_varint(w, 0);
         }
         Ok(())
+    }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        if version >= 3 {
+            this.member_id = s.string();
+        }
+        if version >= 3 {
+            this.group_instance_id = s.option(|s| s.string());
+        }
+        if version >= 5 {
+            this.reason = s.option(|s| s.string());
+        }
+        this
     }
 }

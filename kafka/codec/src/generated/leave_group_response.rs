@@ -3,7 +3,7 @@
 
 //! `LeaveGroupResponse` (versions 0-5).
 
-use crate::wire::{DecodeError, EncodeError, Reader, Writer, put};
+use crate::wire::{DecodeError, EncodeError, Reader, Sampler, Writer, put};
 
 /// `LeaveGroupResponse`: versions 0-5, flexible 4+.
 ///
@@ -105,6 +105,21 @@ impl LeaveGroupResponse {
         }
         Ok(())
     }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        if version >= 1 {
+            this.throttle_time_ms = s.i32();
+        }
+        this.error_code = s.i16();
+        if version >= 3 {
+            this.members = s.vec(|s| MemberResponse::sample(s, version));
+        }
+        this
+    }
 }
 
 /// `MemberResponse`, part of [`LeaveGroupResponse`].
@@ -190,5 +205,22 @@ impl MemberResponse {
             put::unsigned_varint(w, 0);
         }
         Ok(())
+    }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        if version >= 3 {
+            this.member_id = s.string();
+        }
+        if version >= 3 {
+            this.group_instance_id = s.option(|s| s.string());
+        }
+        if version >= 3 {
+            this.error_code = s.i16();
+        }
+        this
     }
 }

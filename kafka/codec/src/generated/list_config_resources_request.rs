@@ -3,7 +3,7 @@
 
 //! `ListConfigResourcesRequest` (versions 0-1).
 
-use crate::wire::{DecodeError, EncodeError, Reader, Writer, put};
+use crate::wire::{DecodeError, EncodeError, Reader, Sampler, Writer, put};
 
 /// `ListConfigResourcesRequest`: versions 0-1, flexible 0+.
 ///
@@ -88,5 +88,16 @@ impl ListConfigResourcesRequest {
         }
         put::unsigned_varint(w, 0);
         Ok(())
+    }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        if version >= 1 {
+            this.resource_types = s.vec(|s| s.i8());
+        }
+        this
     }
 }

@@ -3,7 +3,7 @@
 
 //! `ListConfigResourcesResponse` (versions 0-1).
 
-use crate::wire::{DecodeError, EncodeError, Reader, Writer, put};
+use crate::wire::{DecodeError, EncodeError, Reader, Sampler, Writer, put};
 
 /// `ListConfigResourcesResponse`: versions 0-1, flexible 0+.
 ///
@@ -88,6 +88,17 @@ impl ListConfigResourcesResponse {
         put::unsigned_varint(w, 0);
         Ok(())
     }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        this.throttle_time_ms = s.i32();
+        this.error_code = s.i16();
+        this.config_resources = s.vec(|s| ConfigResource::sample(s, version));
+        this
+    }
 }
 
 /// `ConfigResource`, part of [`ListConfigResourcesResponse`].
@@ -130,5 +141,17 @@ impl ConfigResource {
         }
         put::unsigned_varint(w, 0);
         Ok(())
+    }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        this.resource_name = s.string();
+        if version >= 1 {
+            this.resource_type = s.i8();
+        }
+        this
     }
 }

@@ -3,7 +3,7 @@
 
 //! `ListGroupsRequest` (versions 0-5).
 
-use crate::wire::{DecodeError, EncodeError, Reader, Writer, put};
+use crate::wire::{DecodeError, EncodeError, Reader, Sampler, Writer, put};
 
 /// `ListGroupsRequest`: versions 0-5, flexible 3+.
 ///
@@ -115,5 +115,19 @@ impl ListGroupsRequest {
             put::unsigned_varint(w, 0);
         }
         Ok(())
+    }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        if version >= 4 {
+            this.states_filter = s.vec(|s| s.string());
+        }
+        if version >= 5 {
+            this.types_filter = s.vec(|s| s.string());
+        }
+        this
     }
 }

@@ -3,7 +3,7 @@
 
 //! `ListGroupsResponse` (versions 0-5).
 
-use crate::wire::{DecodeError, EncodeError, Reader, Writer, put};
+use crate::wire::{DecodeError, EncodeError, Reader, Sampler, Writer, put};
 
 /// `ListGroupsResponse`: versions 0-5, flexible 3+.
 ///
@@ -95,6 +95,19 @@ impl ListGroupsResponse {
         }
         Ok(())
     }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        if version >= 1 {
+            this.throttle_time_ms = s.i32();
+        }
+        this.error_code = s.i16();
+        this.groups = s.vec(|s| ListedGroup::sample(s, version));
+        this
+    }
 }
 
 /// `ListedGroup`, part of [`ListGroupsResponse`].
@@ -162,5 +175,21 @@ impl ListedGroup {
             put::unsigned_varint(w, 0);
         }
         Ok(())
+    }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        this.group_id = s.string();
+        this.protocol_type = s.string();
+        if version >= 4 {
+            this.group_state = s.string();
+        }
+        if version >= 5 {
+            this.group_type = s.string();
+        }
+        this
     }
 }

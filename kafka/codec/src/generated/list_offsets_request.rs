@@ -3,7 +3,7 @@
 
 //! `ListOffsetsRequest` (versions 1-11).
 
-use crate::wire::{DecodeError, EncodeError, Reader, Writer, put};
+use crate::wire::{DecodeError, EncodeError, Reader, Sampler, Writer, put};
 
 /// `ListOffsetsRequest`: versions 1-11, flexible 6+.
 ///
@@ -110,6 +110,22 @@ impl ListOffsetsRequest {
         }
         Ok(())
     }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        this.replica_id = s.i32();
+        if version >= 2 {
+            this.isolation_level = s.i8();
+        }
+        this.topics = s.vec(|s| ListOffsetsTopic::sample(s, version));
+        if version >= 10 {
+            this.timeout_ms = s.i32();
+        }
+        this
+    }
 }
 
 /// `ListOffsetsTopic`, part of [`ListOffsetsRequest`].
@@ -162,6 +178,16 @@ impl ListOffsetsTopic {
             put::unsigned_varint(w, 0);
         }
         Ok(())
+    }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        this.name = s.string();
+        this.partitions = s.vec(|s| ListOffsetsPartition::sample(s, version));
+        this
     }
 }
 
@@ -225,5 +251,18 @@ impl ListOffsetsPartition {
             put::unsigned_varint(w, 0);
         }
         Ok(())
+    }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        this.partition_index = s.i32();
+        if version >= 4 {
+            this.current_leader_epoch = s.i32();
+        }
+        this.timestamp = s.i64();
+        this
     }
 }

@@ -3,7 +3,7 @@
 
 //! `ListOffsetsResponse` (versions 1-11).
 
-use crate::wire::{DecodeError, EncodeError, Reader, Writer, put};
+use crate::wire::{DecodeError, EncodeError, Reader, Sampler, Writer, put};
 
 /// `ListOffsetsResponse`: versions 1-11, flexible 6+.
 ///
@@ -90,6 +90,18 @@ impl ListOffsetsResponse {
         }
         Ok(())
     }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        if version >= 2 {
+            this.throttle_time_ms = s.i32();
+        }
+        this.topics = s.vec(|s| ListOffsetsTopicResponse::sample(s, version));
+        this
+    }
 }
 
 /// `ListOffsetsTopicResponse`, part of [`ListOffsetsResponse`].
@@ -143,6 +155,16 @@ impl ListOffsetsTopicResponse {
             put::unsigned_varint(w, 0);
         }
         Ok(())
+    }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        this.name = s.string();
+        this.partitions = s.vec(|s| ListOffsetsPartitionResponse::sample(s, version));
+        this
     }
 }
 
@@ -222,5 +244,20 @@ impl ListOffsetsPartitionResponse {
             put::unsigned_varint(w, 0);
         }
         Ok(())
+    }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        this.partition_index = s.i32();
+        this.error_code = s.i16();
+        this.timestamp = s.i64();
+        this.offset = s.i64();
+        if version >= 4 {
+            this.leader_epoch = s.i32();
+        }
+        this
     }
 }

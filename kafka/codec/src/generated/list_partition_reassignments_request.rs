@@ -3,7 +3,7 @@
 
 //! `ListPartitionReassignmentsRequest` (versions 0).
 
-use crate::wire::{DecodeError, EncodeError, Reader, Writer, put};
+use crate::wire::{DecodeError, EncodeError, Reader, Sampler, Writer, put};
 
 /// `ListPartitionReassignmentsRequest`: versions 0, flexible 0+.
 ///
@@ -81,6 +81,16 @@ impl ListPartitionReassignmentsRequest {
         put::unsigned_varint(w, 0);
         Ok(())
     }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        this.timeout_ms = s.i32();
+        this.topics = s.option(|s| s.vec(|s| ListPartitionReassignmentsTopics::sample(s, version)));
+        this
+    }
 }
 
 /// `ListPartitionReassignmentsTopics`, part of [`ListPartitionReassignmentsRequest`].
@@ -133,5 +143,15 @@ impl ListPartitionReassignmentsTopics {
         )?;
         put::unsigned_varint(w, 0);
         Ok(())
+    }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, _version: i16) -> Self {
+        let mut this = Self::default();
+        this.name = s.string();
+        this.partition_indexes = s.vec(|s| s.i32());
+        this
     }
 }

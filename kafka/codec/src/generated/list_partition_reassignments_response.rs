@@ -3,7 +3,7 @@
 
 //! `ListPartitionReassignmentsResponse` (versions 0).
 
-use crate::wire::{DecodeError, EncodeError, Reader, Writer, put};
+use crate::wire::{DecodeError, EncodeError, Reader, Sampler, Writer, put};
 
 /// `ListPartitionReassignmentsResponse`: versions 0, flexible 0+.
 ///
@@ -97,6 +97,18 @@ impl ListPartitionReassignmentsResponse {
         put::unsigned_varint(w, 0);
         Ok(())
     }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        this.throttle_time_ms = s.i32();
+        this.error_code = s.i16();
+        this.error_message = s.option(|s| s.string());
+        this.topics = s.vec(|s| OngoingTopicReassignment::sample(s, version));
+        this
+    }
 }
 
 /// `OngoingTopicReassignment`, part of [`ListPartitionReassignmentsResponse`].
@@ -143,6 +155,16 @@ impl OngoingTopicReassignment {
         )?;
         put::unsigned_varint(w, 0);
         Ok(())
+    }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        this.name = s.string();
+        this.partitions = s.vec(|s| OngoingPartitionReassignment::sample(s, version));
+        this
     }
 }
 
@@ -231,5 +253,17 @@ impl OngoingPartitionReassignment {
         )?;
         put::unsigned_varint(w, 0);
         Ok(())
+    }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, _version: i16) -> Self {
+        let mut this = Self::default();
+        this.partition_index = s.i32();
+        this.replicas = s.vec(|s| s.i32());
+        this.adding_replicas = s.vec(|s| s.i32());
+        this.removing_replicas = s.vec(|s| s.i32());
+        this
     }
 }

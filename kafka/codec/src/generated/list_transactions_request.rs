@@ -3,7 +3,7 @@
 
 //! `ListTransactionsRequest` (versions 0-2).
 
-use crate::wire::{DecodeError, EncodeError, Reader, Writer, put};
+use crate::wire::{DecodeError, EncodeError, Reader, Sampler, Writer, put};
 
 /// `ListTransactionsRequest`: versions 0-2, flexible 0+.
 ///
@@ -130,5 +130,21 @@ impl ListTransactionsRequest {
         }
         put::unsigned_varint(w, 0);
         Ok(())
+    }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        this.state_filters = s.vec(|s| s.string());
+        this.producer_id_filters = s.vec(|s| s.i64());
+        if version >= 1 {
+            this.duration_filter = s.i64();
+        }
+        if version >= 2 {
+            this.transactional_id_pattern = s.option(|s| s.string());
+        }
+        this
     }
 }

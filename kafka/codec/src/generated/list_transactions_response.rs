@@ -3,7 +3,7 @@
 
 //! `ListTransactionsResponse` (versions 0-2).
 
-use crate::wire::{DecodeError, EncodeError, Reader, Writer, put};
+use crate::wire::{DecodeError, EncodeError, Reader, Sampler, Writer, put};
 
 /// `ListTransactionsResponse`: versions 0-2, flexible 0+.
 ///
@@ -104,6 +104,18 @@ impl ListTransactionsResponse {
         put::unsigned_varint(w, 0);
         Ok(())
     }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        this.throttle_time_ms = s.i32();
+        this.error_code = s.i16();
+        this.unknown_state_filters = s.vec(|s| s.string());
+        this.transaction_states = s.vec(|s| TransactionState::sample(s, version));
+        this
+    }
 }
 
 /// `TransactionState`, part of [`ListTransactionsResponse`].
@@ -157,5 +169,16 @@ impl TransactionState {
         )?;
         put::unsigned_varint(w, 0);
         Ok(())
+    }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, _version: i16) -> Self {
+        let mut this = Self::default();
+        this.transactional_id = s.string();
+        this.producer_id = s.i64();
+        this.transaction_state = s.string();
+        this
     }
 }

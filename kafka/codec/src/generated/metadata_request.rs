@@ -3,7 +3,7 @@
 
 //! `MetadataRequest` (versions 0-13).
 
-use crate::wire::{DecodeError, EncodeError, Reader, Uuid, Writer, put};
+use crate::wire::{DecodeError, EncodeError, Reader, Sampler, Uuid, Writer, put};
 
 /// `MetadataRequest`: versions 0-13, flexible 9+.
 ///
@@ -148,6 +148,28 @@ impl MetadataRequest {
         }
         Ok(())
     }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        this.topics = if version >= 1 {
+            s.option(|s| s.vec(|s| MetadataRequestTopic::sample(s, version)))
+        } else {
+            Some(s.vec(|s| MetadataRequestTopic::sample(s, version)))
+        };
+        if version >= 4 {
+            this.allow_auto_topic_creation = s.bool();
+        }
+        if (8..=10).contains(&version) {
+            this.include_cluster_authorized_operations = s.bool();
+        }
+        if version >= 8 {
+            this.include_topic_authorized_operations = s.bool();
+        }
+        this
+    }
 }
 
 /// `MetadataRequestTopic`, part of [`MetadataRequest`].
@@ -217,5 +239,21 @@ impl MetadataRequestTopic {
             put::unsigned_varint(w, 0);
         }
         Ok(())
+    }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        if version >= 10 {
+            this.topic_id = s.uuid();
+        }
+        this.name = if version >= 10 {
+            s.option(|s| s.string())
+        } else {
+            Some(s.string())
+        };
+        this
     }
 }

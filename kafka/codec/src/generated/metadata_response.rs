@@ -3,7 +3,7 @@
 
 //! `MetadataResponse` (versions 0-13).
 
-use crate::wire::{DecodeError, EncodeError, Reader, Uuid, Writer, put};
+use crate::wire::{DecodeError, EncodeError, Reader, Sampler, Uuid, Writer, put};
 
 /// `MetadataResponse`: versions 0-13, flexible 9+.
 ///
@@ -151,6 +151,31 @@ impl MetadataResponse {
         }
         Ok(())
     }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        if version >= 3 {
+            this.throttle_time_ms = s.i32();
+        }
+        this.brokers = s.vec(|s| MetadataResponseBroker::sample(s, version));
+        if version >= 2 {
+            this.cluster_id = s.option(|s| s.string());
+        }
+        if version >= 1 {
+            this.controller_id = s.i32();
+        }
+        this.topics = s.vec(|s| MetadataResponseTopic::sample(s, version));
+        if (8..=10).contains(&version) {
+            this.cluster_authorized_operations = s.i32();
+        }
+        if version >= 13 {
+            this.error_code = s.i16();
+        }
+        this
+    }
 }
 
 /// `MetadataResponseBroker`, part of [`MetadataResponse`].
@@ -214,6 +239,20 @@ impl MetadataResponseBroker {
             put::unsigned_varint(w, 0);
         }
         Ok(())
+    }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        this.node_id = s.i32();
+        this.host = s.string();
+        this.port = s.i32();
+        if version >= 1 {
+            this.rack = s.option(|s| s.string());
+        }
+        this
     }
 }
 
@@ -327,6 +366,30 @@ impl MetadataResponseTopic {
             put::unsigned_varint(w, 0);
         }
         Ok(())
+    }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        this.error_code = s.i16();
+        this.name = if version >= 12 {
+            s.option(|s| s.string())
+        } else {
+            Some(s.string())
+        };
+        if version >= 10 {
+            this.topic_id = s.uuid();
+        }
+        if version >= 1 {
+            this.is_internal = s.bool();
+        }
+        this.partitions = s.vec(|s| MetadataResponsePartition::sample(s, version));
+        if version >= 8 {
+            this.topic_authorized_operations = s.i32();
+        }
+        this
     }
 }
 
@@ -444,5 +507,24 @@ impl MetadataResponsePartition {
             put::unsigned_varint(w, 0);
         }
         Ok(())
+    }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        this.error_code = s.i16();
+        this.partition_index = s.i32();
+        this.leader_id = s.i32();
+        if version >= 7 {
+            this.leader_epoch = s.i32();
+        }
+        this.replica_nodes = s.vec(|s| s.i32());
+        this.isr_nodes = s.vec(|s| s.i32());
+        if version >= 5 {
+            this.offline_replicas = s.vec(|s| s.i32());
+        }
+        this
     }
 }

@@ -221,7 +221,7 @@ pub use update_features_response::UpdateFeaturesResponse;
 pub use write_txn_markers_request::WriteTxnMarkersRequest;
 pub use write_txn_markers_response::WriteTxnMarkersResponse;
 
-use crate::wire::{DecodeError, EncodeError, Reader, Writer};
+use crate::wire::{DecodeError, EncodeError, Reader, Sampler, Writer};
 
 /// Every Kafka API Kiln can decode, with its key and supported version range.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -959,6 +959,141 @@ impl RequestBody {
         }
     }
 
+    /// A pseudo-random body for `key` at `version` (see the messages' `sample`).
+    #[doc(hidden)]
+    pub fn sample(key: ApiKey, version: i16, s: &mut Sampler) -> Self {
+        match key {
+            ApiKey::Produce => RequestBody::Produce(ProduceRequest::sample(s, version)),
+            ApiKey::Fetch => RequestBody::Fetch(FetchRequest::sample(s, version)),
+            ApiKey::ListOffsets => RequestBody::ListOffsets(ListOffsetsRequest::sample(s, version)),
+            ApiKey::Metadata => RequestBody::Metadata(MetadataRequest::sample(s, version)),
+            ApiKey::OffsetCommit => {
+                RequestBody::OffsetCommit(OffsetCommitRequest::sample(s, version))
+            }
+            ApiKey::OffsetFetch => RequestBody::OffsetFetch(OffsetFetchRequest::sample(s, version)),
+            ApiKey::FindCoordinator => {
+                RequestBody::FindCoordinator(FindCoordinatorRequest::sample(s, version))
+            }
+            ApiKey::JoinGroup => RequestBody::JoinGroup(JoinGroupRequest::sample(s, version)),
+            ApiKey::Heartbeat => RequestBody::Heartbeat(HeartbeatRequest::sample(s, version)),
+            ApiKey::LeaveGroup => RequestBody::LeaveGroup(LeaveGroupRequest::sample(s, version)),
+            ApiKey::SyncGroup => RequestBody::SyncGroup(SyncGroupRequest::sample(s, version)),
+            ApiKey::DescribeGroups => {
+                RequestBody::DescribeGroups(DescribeGroupsRequest::sample(s, version))
+            }
+            ApiKey::ListGroups => RequestBody::ListGroups(ListGroupsRequest::sample(s, version)),
+            ApiKey::SaslHandshake => {
+                RequestBody::SaslHandshake(SaslHandshakeRequest::sample(s, version))
+            }
+            ApiKey::ApiVersions => RequestBody::ApiVersions(ApiVersionsRequest::sample(s, version)),
+            ApiKey::CreateTopics => {
+                RequestBody::CreateTopics(CreateTopicsRequest::sample(s, version))
+            }
+            ApiKey::DeleteTopics => {
+                RequestBody::DeleteTopics(DeleteTopicsRequest::sample(s, version))
+            }
+            ApiKey::DeleteRecords => {
+                RequestBody::DeleteRecords(DeleteRecordsRequest::sample(s, version))
+            }
+            ApiKey::InitProducerId => {
+                RequestBody::InitProducerId(InitProducerIdRequest::sample(s, version))
+            }
+            ApiKey::OffsetForLeaderEpoch => {
+                RequestBody::OffsetForLeaderEpoch(OffsetForLeaderEpochRequest::sample(s, version))
+            }
+            ApiKey::AddPartitionsToTxn => {
+                RequestBody::AddPartitionsToTxn(AddPartitionsToTxnRequest::sample(s, version))
+            }
+            ApiKey::AddOffsetsToTxn => {
+                RequestBody::AddOffsetsToTxn(AddOffsetsToTxnRequest::sample(s, version))
+            }
+            ApiKey::EndTxn => RequestBody::EndTxn(EndTxnRequest::sample(s, version)),
+            ApiKey::WriteTxnMarkers => {
+                RequestBody::WriteTxnMarkers(WriteTxnMarkersRequest::sample(s, version))
+            }
+            ApiKey::TxnOffsetCommit => {
+                RequestBody::TxnOffsetCommit(TxnOffsetCommitRequest::sample(s, version))
+            }
+            ApiKey::DescribeAcls => {
+                RequestBody::DescribeAcls(DescribeAclsRequest::sample(s, version))
+            }
+            ApiKey::CreateAcls => RequestBody::CreateAcls(CreateAclsRequest::sample(s, version)),
+            ApiKey::DeleteAcls => RequestBody::DeleteAcls(DeleteAclsRequest::sample(s, version)),
+            ApiKey::DescribeConfigs => {
+                RequestBody::DescribeConfigs(DescribeConfigsRequest::sample(s, version))
+            }
+            ApiKey::AlterConfigs => {
+                RequestBody::AlterConfigs(AlterConfigsRequest::sample(s, version))
+            }
+            ApiKey::AlterReplicaLogDirs => {
+                RequestBody::AlterReplicaLogDirs(AlterReplicaLogDirsRequest::sample(s, version))
+            }
+            ApiKey::DescribeLogDirs => {
+                RequestBody::DescribeLogDirs(DescribeLogDirsRequest::sample(s, version))
+            }
+            ApiKey::SaslAuthenticate => {
+                RequestBody::SaslAuthenticate(SaslAuthenticateRequest::sample(s, version))
+            }
+            ApiKey::CreatePartitions => {
+                RequestBody::CreatePartitions(CreatePartitionsRequest::sample(s, version))
+            }
+            ApiKey::DeleteGroups => {
+                RequestBody::DeleteGroups(DeleteGroupsRequest::sample(s, version))
+            }
+            ApiKey::ElectLeaders => {
+                RequestBody::ElectLeaders(ElectLeadersRequest::sample(s, version))
+            }
+            ApiKey::IncrementalAlterConfigs => RequestBody::IncrementalAlterConfigs(
+                IncrementalAlterConfigsRequest::sample(s, version),
+            ),
+            ApiKey::AlterPartitionReassignments => RequestBody::AlterPartitionReassignments(
+                AlterPartitionReassignmentsRequest::sample(s, version),
+            ),
+            ApiKey::ListPartitionReassignments => RequestBody::ListPartitionReassignments(
+                ListPartitionReassignmentsRequest::sample(s, version),
+            ),
+            ApiKey::OffsetDelete => {
+                RequestBody::OffsetDelete(OffsetDeleteRequest::sample(s, version))
+            }
+            ApiKey::DescribeClientQuotas => {
+                RequestBody::DescribeClientQuotas(DescribeClientQuotasRequest::sample(s, version))
+            }
+            ApiKey::AlterClientQuotas => {
+                RequestBody::AlterClientQuotas(AlterClientQuotasRequest::sample(s, version))
+            }
+            ApiKey::DescribeUserScramCredentials => RequestBody::DescribeUserScramCredentials(
+                DescribeUserScramCredentialsRequest::sample(s, version),
+            ),
+            ApiKey::AlterUserScramCredentials => RequestBody::AlterUserScramCredentials(
+                AlterUserScramCredentialsRequest::sample(s, version),
+            ),
+            ApiKey::DescribeQuorum => {
+                RequestBody::DescribeQuorum(DescribeQuorumRequest::sample(s, version))
+            }
+            ApiKey::UpdateFeatures => {
+                RequestBody::UpdateFeatures(UpdateFeaturesRequest::sample(s, version))
+            }
+            ApiKey::DescribeCluster => {
+                RequestBody::DescribeCluster(DescribeClusterRequest::sample(s, version))
+            }
+            ApiKey::DescribeProducers => {
+                RequestBody::DescribeProducers(DescribeProducersRequest::sample(s, version))
+            }
+            ApiKey::DescribeTransactions => {
+                RequestBody::DescribeTransactions(DescribeTransactionsRequest::sample(s, version))
+            }
+            ApiKey::ListTransactions => {
+                RequestBody::ListTransactions(ListTransactionsRequest::sample(s, version))
+            }
+            ApiKey::ListConfigResources => {
+                RequestBody::ListConfigResources(ListConfigResourcesRequest::sample(s, version))
+            }
+            ApiKey::DescribeTopicPartitions => RequestBody::DescribeTopicPartitions(
+                DescribeTopicPartitionsRequest::sample(s, version),
+            ),
+        }
+    }
+
     /// The API this body belongs to.
     pub fn api_key(&self) -> ApiKey {
         match self {
@@ -1587,6 +1722,147 @@ impl ResponseBody {
             ResponseBody::ListTransactions(m) => m.encode(w, version),
             ResponseBody::ListConfigResources(m) => m.encode(w, version),
             ResponseBody::DescribeTopicPartitions(m) => m.encode(w, version),
+        }
+    }
+
+    /// A pseudo-random body for `key` at `version` (see the messages' `sample`).
+    #[doc(hidden)]
+    pub fn sample(key: ApiKey, version: i16, s: &mut Sampler) -> Self {
+        match key {
+            ApiKey::Produce => ResponseBody::Produce(ProduceResponse::sample(s, version)),
+            ApiKey::Fetch => ResponseBody::Fetch(FetchResponse::sample(s, version)),
+            ApiKey::ListOffsets => {
+                ResponseBody::ListOffsets(ListOffsetsResponse::sample(s, version))
+            }
+            ApiKey::Metadata => ResponseBody::Metadata(MetadataResponse::sample(s, version)),
+            ApiKey::OffsetCommit => {
+                ResponseBody::OffsetCommit(OffsetCommitResponse::sample(s, version))
+            }
+            ApiKey::OffsetFetch => {
+                ResponseBody::OffsetFetch(OffsetFetchResponse::sample(s, version))
+            }
+            ApiKey::FindCoordinator => {
+                ResponseBody::FindCoordinator(FindCoordinatorResponse::sample(s, version))
+            }
+            ApiKey::JoinGroup => ResponseBody::JoinGroup(JoinGroupResponse::sample(s, version)),
+            ApiKey::Heartbeat => ResponseBody::Heartbeat(HeartbeatResponse::sample(s, version)),
+            ApiKey::LeaveGroup => ResponseBody::LeaveGroup(LeaveGroupResponse::sample(s, version)),
+            ApiKey::SyncGroup => ResponseBody::SyncGroup(SyncGroupResponse::sample(s, version)),
+            ApiKey::DescribeGroups => {
+                ResponseBody::DescribeGroups(DescribeGroupsResponse::sample(s, version))
+            }
+            ApiKey::ListGroups => ResponseBody::ListGroups(ListGroupsResponse::sample(s, version)),
+            ApiKey::SaslHandshake => {
+                ResponseBody::SaslHandshake(SaslHandshakeResponse::sample(s, version))
+            }
+            ApiKey::ApiVersions => {
+                ResponseBody::ApiVersions(ApiVersionsResponse::sample(s, version))
+            }
+            ApiKey::CreateTopics => {
+                ResponseBody::CreateTopics(CreateTopicsResponse::sample(s, version))
+            }
+            ApiKey::DeleteTopics => {
+                ResponseBody::DeleteTopics(DeleteTopicsResponse::sample(s, version))
+            }
+            ApiKey::DeleteRecords => {
+                ResponseBody::DeleteRecords(DeleteRecordsResponse::sample(s, version))
+            }
+            ApiKey::InitProducerId => {
+                ResponseBody::InitProducerId(InitProducerIdResponse::sample(s, version))
+            }
+            ApiKey::OffsetForLeaderEpoch => {
+                ResponseBody::OffsetForLeaderEpoch(OffsetForLeaderEpochResponse::sample(s, version))
+            }
+            ApiKey::AddPartitionsToTxn => {
+                ResponseBody::AddPartitionsToTxn(AddPartitionsToTxnResponse::sample(s, version))
+            }
+            ApiKey::AddOffsetsToTxn => {
+                ResponseBody::AddOffsetsToTxn(AddOffsetsToTxnResponse::sample(s, version))
+            }
+            ApiKey::EndTxn => ResponseBody::EndTxn(EndTxnResponse::sample(s, version)),
+            ApiKey::WriteTxnMarkers => {
+                ResponseBody::WriteTxnMarkers(WriteTxnMarkersResponse::sample(s, version))
+            }
+            ApiKey::TxnOffsetCommit => {
+                ResponseBody::TxnOffsetCommit(TxnOffsetCommitResponse::sample(s, version))
+            }
+            ApiKey::DescribeAcls => {
+                ResponseBody::DescribeAcls(DescribeAclsResponse::sample(s, version))
+            }
+            ApiKey::CreateAcls => ResponseBody::CreateAcls(CreateAclsResponse::sample(s, version)),
+            ApiKey::DeleteAcls => ResponseBody::DeleteAcls(DeleteAclsResponse::sample(s, version)),
+            ApiKey::DescribeConfigs => {
+                ResponseBody::DescribeConfigs(DescribeConfigsResponse::sample(s, version))
+            }
+            ApiKey::AlterConfigs => {
+                ResponseBody::AlterConfigs(AlterConfigsResponse::sample(s, version))
+            }
+            ApiKey::AlterReplicaLogDirs => {
+                ResponseBody::AlterReplicaLogDirs(AlterReplicaLogDirsResponse::sample(s, version))
+            }
+            ApiKey::DescribeLogDirs => {
+                ResponseBody::DescribeLogDirs(DescribeLogDirsResponse::sample(s, version))
+            }
+            ApiKey::SaslAuthenticate => {
+                ResponseBody::SaslAuthenticate(SaslAuthenticateResponse::sample(s, version))
+            }
+            ApiKey::CreatePartitions => {
+                ResponseBody::CreatePartitions(CreatePartitionsResponse::sample(s, version))
+            }
+            ApiKey::DeleteGroups => {
+                ResponseBody::DeleteGroups(DeleteGroupsResponse::sample(s, version))
+            }
+            ApiKey::ElectLeaders => {
+                ResponseBody::ElectLeaders(ElectLeadersResponse::sample(s, version))
+            }
+            ApiKey::IncrementalAlterConfigs => ResponseBody::IncrementalAlterConfigs(
+                IncrementalAlterConfigsResponse::sample(s, version),
+            ),
+            ApiKey::AlterPartitionReassignments => ResponseBody::AlterPartitionReassignments(
+                AlterPartitionReassignmentsResponse::sample(s, version),
+            ),
+            ApiKey::ListPartitionReassignments => ResponseBody::ListPartitionReassignments(
+                ListPartitionReassignmentsResponse::sample(s, version),
+            ),
+            ApiKey::OffsetDelete => {
+                ResponseBody::OffsetDelete(OffsetDeleteResponse::sample(s, version))
+            }
+            ApiKey::DescribeClientQuotas => {
+                ResponseBody::DescribeClientQuotas(DescribeClientQuotasResponse::sample(s, version))
+            }
+            ApiKey::AlterClientQuotas => {
+                ResponseBody::AlterClientQuotas(AlterClientQuotasResponse::sample(s, version))
+            }
+            ApiKey::DescribeUserScramCredentials => ResponseBody::DescribeUserScramCredentials(
+                DescribeUserScramCredentialsResponse::sample(s, version),
+            ),
+            ApiKey::AlterUserScramCredentials => ResponseBody::AlterUserScramCredentials(
+                AlterUserScramCredentialsResponse::sample(s, version),
+            ),
+            ApiKey::DescribeQuorum => {
+                ResponseBody::DescribeQuorum(DescribeQuorumResponse::sample(s, version))
+            }
+            ApiKey::UpdateFeatures => {
+                ResponseBody::UpdateFeatures(UpdateFeaturesResponse::sample(s, version))
+            }
+            ApiKey::DescribeCluster => {
+                ResponseBody::DescribeCluster(DescribeClusterResponse::sample(s, version))
+            }
+            ApiKey::DescribeProducers => {
+                ResponseBody::DescribeProducers(DescribeProducersResponse::sample(s, version))
+            }
+            ApiKey::DescribeTransactions => {
+                ResponseBody::DescribeTransactions(DescribeTransactionsResponse::sample(s, version))
+            }
+            ApiKey::ListTransactions => {
+                ResponseBody::ListTransactions(ListTransactionsResponse::sample(s, version))
+            }
+            ApiKey::ListConfigResources => {
+                ResponseBody::ListConfigResources(ListConfigResourcesResponse::sample(s, version))
+            }
+            ApiKey::DescribeTopicPartitions => ResponseBody::DescribeTopicPartitions(
+                DescribeTopicPartitionsResponse::sample(s, version),
+            ),
         }
     }
 

@@ -3,7 +3,7 @@
 
 //! `OffsetCommitRequest` (versions 2-10).
 
-use crate::wire::{DecodeError, EncodeError, Reader, Uuid, Writer, put};
+use crate::wire::{DecodeError, EncodeError, Reader, Sampler, Uuid, Writer, put};
 
 /// `OffsetCommitRequest`: versions 2-10, flexible 8+.
 ///
@@ -132,6 +132,24 @@ impl OffsetCommitRequest {
         }
         Ok(())
     }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        this.group_id = s.string();
+        this.generation_id_or_member_epoch = s.i32();
+        this.member_id = s.string();
+        if version >= 7 {
+            this.group_instance_id = s.option(|s| s.string());
+        }
+        if version <= 4 {
+            this.retention_time_ms = s.i64();
+        }
+        this.topics = s.vec(|s| OffsetCommitRequestTopic::sample(s, version));
+        this
+    }
 }
 
 /// `OffsetCommitRequestTopic`, part of [`OffsetCommitRequest`].
@@ -198,6 +216,21 @@ impl OffsetCommitRequestTopic {
             put::unsigned_varint(w, 0);
         }
         Ok(())
+    }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        if version <= 9 {
+            this.name = s.string();
+        }
+        if version >= 10 {
+            this.topic_id = s.uuid();
+        }
+        this.partitions = s.vec(|s| OffsetCommitRequestPartition::sample(s, version));
+        this
     }
 }
 
@@ -273,5 +306,19 @@ impl OffsetCommitRequestPartition {
             put::unsigned_varint(w, 0);
         }
         Ok(())
+    }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        this.partition_index = s.i32();
+        this.committed_offset = s.i64();
+        if version >= 6 {
+            this.committed_leader_epoch = s.i32();
+        }
+        this.committed_metadata = s.option(|s| s.string());
+        this
     }
 }

@@ -3,7 +3,7 @@
 
 //! `OffsetCommitResponse` (versions 2-10).
 
-use crate::wire::{DecodeError, EncodeError, Reader, Uuid, Writer, put};
+use crate::wire::{DecodeError, EncodeError, Reader, Sampler, Uuid, Writer, put};
 
 /// `OffsetCommitResponse`: versions 2-10, flexible 8+.
 ///
@@ -90,6 +90,18 @@ impl OffsetCommitResponse {
         }
         Ok(())
     }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        if version >= 3 {
+            this.throttle_time_ms = s.i32();
+        }
+        this.topics = s.vec(|s| OffsetCommitResponseTopic::sample(s, version));
+        this
+    }
 }
 
 /// `OffsetCommitResponseTopic`, part of [`OffsetCommitResponse`].
@@ -157,6 +169,21 @@ impl OffsetCommitResponseTopic {
         }
         Ok(())
     }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        if version <= 9 {
+            this.name = s.string();
+        }
+        if version >= 10 {
+            this.topic_id = s.uuid();
+        }
+        this.partitions = s.vec(|s| OffsetCommitResponsePartition::sample(s, version));
+        this
+    }
 }
 
 /// `OffsetCommitResponsePartition`, part of [`OffsetCommitResponse`].
@@ -201,5 +228,15 @@ impl OffsetCommitResponsePartition {
             put::unsigned_varint(w, 0);
         }
         Ok(())
+    }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, _version: i16) -> Self {
+        let mut this = Self::default();
+        this.partition_index = s.i32();
+        this.error_code = s.i16();
+        this
     }
 }

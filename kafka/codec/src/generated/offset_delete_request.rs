@@ -3,7 +3,7 @@
 
 //! `OffsetDeleteRequest` (versions 0).
 
-use crate::wire::{DecodeError, EncodeError, Reader, Writer, put};
+use crate::wire::{DecodeError, EncodeError, Reader, Sampler, Writer, put};
 
 /// `OffsetDeleteRequest`: versions 0, flexible none.
 ///
@@ -78,6 +78,16 @@ impl OffsetDeleteRequest {
         )?;
         Ok(())
     }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        this.group_id = s.string();
+        this.topics = s.vec(|s| OffsetDeleteRequestTopic::sample(s, version));
+        this
+    }
 }
 
 /// `OffsetDeleteRequestTopic`, part of [`OffsetDeleteRequest`].
@@ -123,6 +133,16 @@ impl OffsetDeleteRequestTopic {
         )?;
         Ok(())
     }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        this.name = s.string();
+        this.partitions = s.vec(|s| OffsetDeleteRequestPartition::sample(s, version));
+        this
+    }
 }
 
 /// `OffsetDeleteRequestPartition`, part of [`OffsetDeleteRequest`].
@@ -152,5 +172,14 @@ impl OffsetDeleteRequestPartition {
     pub fn encode<W: Writer + ?Sized>(&self, w: &mut W, _version: i16) -> Result<(), EncodeError> {
         put::i32(w, self.partition_index);
         Ok(())
+    }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, _version: i16) -> Self {
+        let mut this = Self::default();
+        this.partition_index = s.i32();
+        this
     }
 }

@@ -3,7 +3,7 @@
 
 //! `OffsetDeleteResponse` (versions 0).
 
-use crate::wire::{DecodeError, EncodeError, Reader, Writer, put};
+use crate::wire::{DecodeError, EncodeError, Reader, Sampler, Writer, put};
 
 /// `OffsetDeleteResponse`: versions 0, flexible none.
 ///
@@ -83,6 +83,17 @@ impl OffsetDeleteResponse {
         )?;
         Ok(())
     }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        this.error_code = s.i16();
+        this.throttle_time_ms = s.i32();
+        this.topics = s.vec(|s| OffsetDeleteResponseTopic::sample(s, version));
+        this
+    }
 }
 
 /// `OffsetDeleteResponseTopic`, part of [`OffsetDeleteResponse`].
@@ -128,6 +139,16 @@ impl OffsetDeleteResponseTopic {
         )?;
         Ok(())
     }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        this.name = s.string();
+        this.partitions = s.vec(|s| OffsetDeleteResponsePartition::sample(s, version));
+        this
+    }
 }
 
 /// `OffsetDeleteResponsePartition`, part of [`OffsetDeleteResponse`].
@@ -164,5 +185,15 @@ impl OffsetDeleteResponsePartition {
         put::i32(w, self.partition_index);
         put::i16(w, self.error_code);
         Ok(())
+    }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, _version: i16) -> Self {
+        let mut this = Self::default();
+        this.partition_index = s.i32();
+        this.error_code = s.i16();
+        this
     }
 }

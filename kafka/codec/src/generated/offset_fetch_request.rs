@@ -3,7 +3,7 @@
 
 //! `OffsetFetchRequest` (versions 1-10).
 
-use crate::wire::{DecodeError, EncodeError, Reader, Uuid, Writer, put};
+use crate::wire::{DecodeError, EncodeError, Reader, Sampler, Uuid, Writer, put};
 
 /// `OffsetFetchRequest`: versions 1-10, flexible 6+.
 ///
@@ -163,6 +163,30 @@ impl OffsetFetchRequest {
         }
         Ok(())
     }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        if version <= 7 {
+            this.group_id = s.string();
+        }
+        if version <= 7 {
+            this.topics = if version >= 2 {
+                s.option(|s| s.vec(|s| OffsetFetchRequestTopic::sample(s, version)))
+            } else {
+                Some(s.vec(|s| OffsetFetchRequestTopic::sample(s, version)))
+            };
+        }
+        if version >= 8 {
+            this.groups = s.vec(|s| OffsetFetchRequestGroup::sample(s, version));
+        }
+        if version >= 7 {
+            this.require_stable = s.bool();
+        }
+        this
+    }
 }
 
 /// `OffsetFetchRequestTopic`, part of [`OffsetFetchRequest`].
@@ -241,6 +265,20 @@ impl OffsetFetchRequestTopic {
             put::unsigned_varint(w, 0);
         }
         Ok(())
+    }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        if version <= 7 {
+            this.name = s.string();
+        }
+        if version <= 7 {
+            this.partition_indexes = s.vec(|s| s.i32());
+        }
+        this
     }
 }
 
@@ -345,6 +383,26 @@ impl OffsetFetchRequestGroup {
         }
         Ok(())
     }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        if version >= 8 {
+            this.group_id = s.string();
+        }
+        if version >= 9 {
+            this.member_id = s.option(|s| s.string());
+        }
+        if version >= 9 {
+            this.member_epoch = s.i32();
+        }
+        if version >= 8 {
+            this.topics = s.option(|s| s.vec(|s| OffsetFetchRequestTopics::sample(s, version)));
+        }
+        this
+    }
 }
 
 /// `OffsetFetchRequestTopics`, part of [`OffsetFetchRequest`].
@@ -426,5 +484,22 @@ impl OffsetFetchRequestTopics {
             put::unsigned_varint(w, 0);
         }
         Ok(())
+    }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        if (8..=9).contains(&version) {
+            this.name = s.string();
+        }
+        if version >= 10 {
+            this.topic_id = s.uuid();
+        }
+        if version >= 8 {
+            this.partition_indexes = s.vec(|s| s.i32());
+        }
+        this
     }
 }

@@ -3,7 +3,7 @@
 
 //! `OffsetFetchResponse` (versions 1-10).
 
-use crate::wire::{DecodeError, EncodeError, Reader, Uuid, Writer, put};
+use crate::wire::{DecodeError, EncodeError, Reader, Sampler, Uuid, Writer, put};
 
 /// `OffsetFetchResponse`: versions 1-10, flexible 6+.
 ///
@@ -132,6 +132,26 @@ impl OffsetFetchResponse {
         }
         Ok(())
     }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        if version >= 3 {
+            this.throttle_time_ms = s.i32();
+        }
+        if version <= 7 {
+            this.topics = s.vec(|s| OffsetFetchResponseTopic::sample(s, version));
+        }
+        if (2..=7).contains(&version) {
+            this.error_code = s.i16();
+        }
+        if version >= 8 {
+            this.groups = s.vec(|s| OffsetFetchResponseGroup::sample(s, version));
+        }
+        this
+    }
 }
 
 /// `OffsetFetchResponseTopic`, part of [`OffsetFetchResponse`].
@@ -205,6 +225,20 @@ impl OffsetFetchResponseTopic {
             put::unsigned_varint(w, 0);
         }
         Ok(())
+    }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        if version <= 7 {
+            this.name = s.string();
+        }
+        if version <= 7 {
+            this.partitions = s.vec(|s| OffsetFetchResponsePartition::sample(s, version));
+        }
+        this
     }
 }
 
@@ -317,6 +351,29 @@ impl OffsetFetchResponsePartition {
         }
         Ok(())
     }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        if version <= 7 {
+            this.partition_index = s.i32();
+        }
+        if version <= 7 {
+            this.committed_offset = s.i64();
+        }
+        if (5..=7).contains(&version) {
+            this.committed_leader_epoch = s.i32();
+        }
+        if version <= 7 {
+            this.metadata = s.option(|s| s.string());
+        }
+        if version <= 7 {
+            this.error_code = s.i16();
+        }
+        this
+    }
 }
 
 /// `OffsetFetchResponseGroup`, part of [`OffsetFetchResponse`].
@@ -410,6 +467,23 @@ impl OffsetFetchResponseGroup {
         }
         Ok(())
     }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        if version >= 8 {
+            this.group_id = s.string();
+        }
+        if version >= 8 {
+            this.topics = s.vec(|s| OffsetFetchResponseTopics::sample(s, version));
+        }
+        if version >= 8 {
+            this.error_code = s.i16();
+        }
+        this
+    }
 }
 
 /// `OffsetFetchResponseTopics`, part of [`OffsetFetchResponse`].
@@ -486,6 +560,23 @@ impl OffsetFetchResponseTopics {
             put::unsigned_varint(w, 0);
         }
         Ok(())
+    }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        if (8..=9).contains(&version) {
+            this.name = s.string();
+        }
+        if version >= 10 {
+            this.topic_id = s.uuid();
+        }
+        if version >= 8 {
+            this.partitions = s.vec(|s| OffsetFetchResponsePartitions::sample(s, version));
+        }
+        this
     }
 }
 
@@ -597,5 +688,28 @@ impl OffsetFetchResponsePartitions {
             put::unsigned_varint(w, 0);
         }
         Ok(())
+    }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        if version >= 8 {
+            this.partition_index = s.i32();
+        }
+        if version >= 8 {
+            this.committed_offset = s.i64();
+        }
+        if version >= 8 {
+            this.committed_leader_epoch = s.i32();
+        }
+        if version >= 8 {
+            this.metadata = s.option(|s| s.string());
+        }
+        if version >= 8 {
+            this.error_code = s.i16();
+        }
+        this
     }
 }

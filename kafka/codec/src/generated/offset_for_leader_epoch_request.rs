@@ -3,7 +3,7 @@
 
 //! `OffsetForLeaderEpochRequest` (versions 2-4).
 
-use crate::wire::{DecodeError, EncodeError, Reader, Writer, put};
+use crate::wire::{DecodeError, EncodeError, Reader, Sampler, Writer, put};
 
 /// `OffsetForLeaderEpochRequest`: versions 2-4, flexible 4+.
 ///
@@ -90,6 +90,18 @@ impl OffsetForLeaderEpochRequest {
         }
         Ok(())
     }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        if version >= 3 {
+            this.replica_id = s.i32();
+        }
+        this.topics = s.vec(|s| OffsetForLeaderTopic::sample(s, version));
+        this
+    }
 }
 
 /// `OffsetForLeaderTopic`, part of [`OffsetForLeaderEpochRequest`].
@@ -143,6 +155,16 @@ impl OffsetForLeaderTopic {
         }
         Ok(())
     }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        this.topic = s.string();
+        this.partitions = s.vec(|s| OffsetForLeaderPartition::sample(s, version));
+        this
+    }
 }
 
 /// `OffsetForLeaderPartition`, part of [`OffsetForLeaderEpochRequest`].
@@ -192,5 +214,16 @@ impl OffsetForLeaderPartition {
             put::unsigned_varint(w, 0);
         }
         Ok(())
+    }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, _version: i16) -> Self {
+        let mut this = Self::default();
+        this.partition = s.i32();
+        this.current_leader_epoch = s.i32();
+        this.leader_epoch = s.i32();
+        this
     }
 }

@@ -3,7 +3,7 @@
 
 //! `OffsetForLeaderEpochResponse` (versions 2-4).
 
-use crate::wire::{DecodeError, EncodeError, Reader, Writer, put};
+use crate::wire::{DecodeError, EncodeError, Reader, Sampler, Writer, put};
 
 /// `OffsetForLeaderEpochResponse`: versions 2-4, flexible 4+.
 ///
@@ -86,6 +86,16 @@ impl OffsetForLeaderEpochResponse {
         }
         Ok(())
     }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        this.throttle_time_ms = s.i32();
+        this.topics = s.vec(|s| OffsetForLeaderTopicResult::sample(s, version));
+        this
+    }
 }
 
 /// `OffsetForLeaderTopicResult`, part of [`OffsetForLeaderEpochResponse`].
@@ -139,6 +149,16 @@ impl OffsetForLeaderTopicResult {
             put::unsigned_varint(w, 0);
         }
         Ok(())
+    }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        this.topic = s.string();
+        this.partitions = s.vec(|s| EpochEndOffset::sample(s, version));
+        this
     }
 }
 
@@ -194,5 +214,17 @@ impl EpochEndOffset {
             put::unsigned_varint(w, 0);
         }
         Ok(())
+    }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, _version: i16) -> Self {
+        let mut this = Self::default();
+        this.error_code = s.i16();
+        this.partition = s.i32();
+        this.leader_epoch = s.i32();
+        this.end_offset = s.i64();
+        this
     }
 }

@@ -3,7 +3,7 @@
 
 //! `ProduceRequest` (versions 3-13).
 
-use crate::wire::{DecodeError, EncodeError, Reader, Uuid, Writer, put};
+use crate::wire::{DecodeError, EncodeError, Reader, Sampler, Uuid, Writer, put};
 use bytes::Bytes;
 
 /// `ProduceRequest`: versions 3-13, flexible 9+.
@@ -103,6 +103,18 @@ impl ProduceRequest {
         }
         Ok(())
     }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        this.transactional_id = s.option(|s| s.string());
+        this.acks = s.i16();
+        this.timeout_ms = s.i32();
+        this.topic_data = s.vec(|s| TopicProduceData::sample(s, version));
+        this
+    }
 }
 
 /// `TopicProduceData`, part of [`ProduceRequest`].
@@ -170,6 +182,21 @@ impl TopicProduceData {
         }
         Ok(())
     }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        if version <= 12 {
+            this.name = s.string();
+        }
+        if version >= 13 {
+            this.topic_id = s.uuid();
+        }
+        this.partition_data = s.vec(|s| PartitionProduceData::sample(s, version));
+        this
+    }
 }
 
 /// `PartitionProduceData`, part of [`ProduceRequest`].
@@ -219,5 +246,15 @@ impl PartitionProduceData {
             put::unsigned_varint(w, 0);
         }
         Ok(())
+    }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, _version: i16) -> Self {
+        let mut this = Self::default();
+        this.index = s.i32();
+        this.records = s.option(|s| s.bytes());
+        this
     }
 }

@@ -3,7 +3,7 @@
 
 //! `ProduceResponse` (versions 3-13).
 
-use crate::wire::{DecodeError, EncodeError, Reader, Uuid, Writer, put};
+use crate::wire::{DecodeError, EncodeError, Reader, Sampler, Uuid, Writer, put};
 
 /// `ProduceResponse`: versions 3-13, flexible 9+.
 ///
@@ -123,6 +123,19 @@ impl ProduceResponse {
         }
         Ok(())
     }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        this.responses = s.vec(|s| TopicProduceResponse::sample(s, version));
+        this.throttle_time_ms = s.i32();
+        if version >= 10 {
+            this.node_endpoints = s.vec(|s| NodeEndpoint::sample(s, version));
+        }
+        this
+    }
 }
 
 /// `TopicProduceResponse`, part of [`ProduceResponse`].
@@ -191,6 +204,21 @@ impl TopicProduceResponse {
             put::unsigned_varint(w, 0);
         }
         Ok(())
+    }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        if version <= 12 {
+            this.name = s.string();
+        }
+        if version >= 13 {
+            this.topic_id = s.uuid();
+        }
+        this.partition_responses = s.vec(|s| PartitionProduceResponse::sample(s, version));
+        this
     }
 }
 
@@ -318,6 +346,30 @@ impl PartitionProduceResponse {
         }
         Ok(())
     }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        this.index = s.i32();
+        this.error_code = s.i16();
+        this.base_offset = s.i64();
+        this.log_append_time_ms = s.i64();
+        if version >= 5 {
+            this.log_start_offset = s.i64();
+        }
+        if version >= 8 {
+            this.record_errors = s.vec(|s| BatchIndexAndErrorMessage::sample(s, version));
+        }
+        if version >= 8 {
+            this.error_message = s.option(|s| s.string());
+        }
+        if version >= 10 {
+            this.current_leader = LeaderIdAndEpoch::sample(s, version);
+        }
+        this
+    }
 }
 
 /// `BatchIndexAndErrorMessage`, part of [`ProduceResponse`].
@@ -391,6 +443,20 @@ impl BatchIndexAndErrorMessage {
         }
         Ok(())
     }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        if version >= 8 {
+            this.batch_index = s.i32();
+        }
+        if version >= 8 {
+            this.batch_index_error_message = s.option(|s| s.string());
+        }
+        this
+    }
 }
 
 /// `LeaderIdAndEpoch`, part of [`ProduceResponse`].
@@ -455,6 +521,20 @@ impl LeaderIdAndEpoch {
             put::unsigned_varint(w, 0);
         }
         Ok(())
+    }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        if version >= 10 {
+            this.leader_id = s.i32();
+        }
+        if version >= 10 {
+            this.leader_epoch = s.i32();
+        }
+        this
     }
 }
 
@@ -550,5 +630,25 @@ impl NodeEndpoint {
             put::unsigned_varint(w, 0);
         }
         Ok(())
+    }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        if version >= 10 {
+            this.node_id = s.i32();
+        }
+        if version >= 10 {
+            this.host = s.string();
+        }
+        if version >= 10 {
+            this.port = s.i32();
+        }
+        if version >= 10 {
+            this.rack = s.option(|s| s.string());
+        }
+        this
     }
 }

@@ -3,7 +3,7 @@
 
 //! `RequestHeader` (versions 0-2).
 
-use crate::wire::{DecodeError, EncodeError, Reader, Writer, put};
+use crate::wire::{DecodeError, EncodeError, Reader, Sampler, Writer, put};
 
 /// `RequestHeader`: versions 0-2, flexible 2+.
 #[derive(Debug, Clone, PartialEq)]
@@ -98,5 +98,19 @@ impl RequestHeader {
             put::unsigned_varint(w, 0);
         }
         Ok(())
+    }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        this.request_api_key = s.i16();
+        this.request_api_version = s.i16();
+        this.correlation_id = s.i32();
+        if version >= 1 {
+            this.client_id = s.option(|s| s.string());
+        }
+        this
     }
 }

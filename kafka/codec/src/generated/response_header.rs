@@ -3,7 +3,7 @@
 
 //! `ResponseHeader` (versions 0-1).
 
-use crate::wire::{DecodeError, EncodeError, Reader, Writer, put};
+use crate::wire::{DecodeError, EncodeError, Reader, Sampler, Writer, put};
 
 /// `ResponseHeader`: versions 0-1, flexible 1+.
 #[derive(Debug, Clone, PartialEq)]
@@ -66,5 +66,14 @@ impl ResponseHeader {
             put::unsigned_varint(w, 0);
         }
         Ok(())
+    }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, _version: i16) -> Self {
+        let mut this = Self::default();
+        this.correlation_id = s.i32();
+        this
     }
 }

@@ -3,7 +3,7 @@
 
 //! `SaslAuthenticateRequest` (versions 0-2).
 
-use crate::wire::{DecodeError, EncodeError, Reader, Writer, put};
+use crate::wire::{DecodeError, EncodeError, Reader, Sampler, Writer, put};
 use bytes::Bytes;
 
 /// `SaslAuthenticateRequest`: versions 0-2, flexible 2+.
@@ -78,5 +78,14 @@ impl SaslAuthenticateRequest {
             put::unsigned_varint(w, 0);
         }
         Ok(())
+    }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, _version: i16) -> Self {
+        let mut this = Self::default();
+        this.auth_bytes = s.bytes();
+        this
     }
 }

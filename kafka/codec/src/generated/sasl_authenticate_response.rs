@@ -3,7 +3,7 @@
 
 //! `SaslAuthenticateResponse` (versions 0-2).
 
-use crate::wire::{DecodeError, EncodeError, Reader, Writer, put};
+use crate::wire::{DecodeError, EncodeError, Reader, Sampler, Writer, put};
 use bytes::Bytes;
 
 /// `SaslAuthenticateResponse`: versions 0-2, flexible 2+.
@@ -104,5 +104,19 @@ impl SaslAuthenticateResponse {
             put::unsigned_varint(w, 0);
         }
         Ok(())
+    }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        this.error_code = s.i16();
+        this.error_message = s.option(|s| s.string());
+        this.auth_bytes = s.bytes();
+        if version >= 1 {
+            this.session_lifetime_ms = s.i64();
+        }
+        this
     }
 }

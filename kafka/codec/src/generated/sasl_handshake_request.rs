@@ -3,7 +3,7 @@
 
 //! `SaslHandshakeRequest` (versions 0-1).
 
-use crate::wire::{DecodeError, EncodeError, Reader, Writer, put};
+use crate::wire::{DecodeError, EncodeError, Reader, Sampler, Writer, put};
 
 /// `SaslHandshakeRequest`: versions 0-1, flexible none.
 ///
@@ -64,5 +64,14 @@ impl SaslHandshakeRequest {
         }
         put::string(w, "SaslHandshakeRequest.mechanism", &self.mechanism, false)?;
         Ok(())
+    }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, _version: i16) -> Self {
+        let mut this = Self::default();
+        this.mechanism = s.string();
+        this
     }
 }

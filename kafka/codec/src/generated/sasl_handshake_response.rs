@@ -3,7 +3,7 @@
 
 //! `SaslHandshakeResponse` (versions 0-1).
 
-use crate::wire::{DecodeError, EncodeError, Reader, Writer, put};
+use crate::wire::{DecodeError, EncodeError, Reader, Sampler, Writer, put};
 
 /// `SaslHandshakeResponse`: versions 0-1, flexible none.
 ///
@@ -77,5 +77,15 @@ impl SaslHandshakeResponse {
             |w, e| put::string(w, "SaslHandshakeResponse.mechanisms", e, false),
         )?;
         Ok(())
+    }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, _version: i16) -> Self {
+        let mut this = Self::default();
+        this.error_code = s.i16();
+        this.mechanisms = s.vec(|s| s.string());
+        this
     }
 }

@@ -3,7 +3,7 @@
 
 //! `SyncGroupRequest` (versions 0-5).
 
-use crate::wire::{DecodeError, EncodeError, Reader, Writer, put};
+use crate::wire::{DecodeError, EncodeError, Reader, Sampler, Writer, put};
 use bytes::Bytes;
 
 /// `SyncGroupRequest`: versions 0-5, flexible 4+.
@@ -148,6 +148,27 @@ impl SyncGroupRequest {
         }
         Ok(())
     }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        this.group_id = s.string();
+        this.generation_id = s.i32();
+        this.member_id = s.string();
+        if version >= 3 {
+            this.group_instance_id = s.option(|s| s.string());
+        }
+        if version >= 5 {
+            this.protocol_type = s.option(|s| s.string());
+        }
+        if version >= 5 {
+            this.protocol_name = s.option(|s| s.string());
+        }
+        this.assignments = s.vec(|s| SyncGroupRequestAssignment::sample(s, version));
+        this
+    }
 }
 
 /// `SyncGroupRequestAssignment`, part of [`SyncGroupRequest`].
@@ -202,5 +223,15 @@ impl SyncGroupRequestAssignment {
             put::unsigned_varint(w, 0);
         }
         Ok(())
+    }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, _version: i16) -> Self {
+        let mut this = Self::default();
+        this.member_id = s.string();
+        this.assignment = s.bytes();
+        this
     }
 }

@@ -3,7 +3,7 @@
 
 //! `SyncGroupResponse` (versions 0-5).
 
-use crate::wire::{DecodeError, EncodeError, Reader, Writer, put};
+use crate::wire::{DecodeError, EncodeError, Reader, Sampler, Writer, put};
 use bytes::Bytes;
 
 /// `SyncGroupResponse`: versions 0-5, flexible 4+.
@@ -122,5 +122,24 @@ impl SyncGroupResponse {
             put::unsigned_varint(w, 0);
         }
         Ok(())
+    }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        if version >= 1 {
+            this.throttle_time_ms = s.i32();
+        }
+        this.error_code = s.i16();
+        if version >= 5 {
+            this.protocol_type = s.option(|s| s.string());
+        }
+        if version >= 5 {
+            this.protocol_name = s.option(|s| s.string());
+        }
+        this.assignment = s.bytes();
+        this
     }
 }

@@ -3,7 +3,7 @@
 
 //! `TxnOffsetCommitRequest` (versions 0-5).
 
-use crate::wire::{DecodeError, EncodeError, Reader, Writer, put};
+use crate::wire::{DecodeError, EncodeError, Reader, Sampler, Writer, put};
 
 /// `TxnOffsetCommitRequest`: versions 0-5, flexible 3+.
 ///
@@ -168,6 +168,28 @@ impl TxnOffsetCommitRequest {
         }
         Ok(())
     }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        this.transactional_id = s.string();
+        this.group_id = s.string();
+        this.producer_id = s.i64();
+        this.producer_epoch = s.i16();
+        if version >= 3 {
+            this.generation_id = s.i32();
+        }
+        if version >= 3 {
+            this.member_id = s.string();
+        }
+        if version >= 3 {
+            this.group_instance_id = s.option(|s| s.string());
+        }
+        this.topics = s.vec(|s| TxnOffsetCommitRequestTopic::sample(s, version));
+        this
+    }
 }
 
 /// `TxnOffsetCommitRequestTopic`, part of [`TxnOffsetCommitRequest`].
@@ -223,6 +245,16 @@ impl TxnOffsetCommitRequestTopic {
             put::unsigned_varint(w, 0);
         }
         Ok(())
+    }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        this.name = s.string();
+        this.partitions = s.vec(|s| TxnOffsetCommitRequestPartition::sample(s, version));
+        this
     }
 }
 
@@ -291,5 +323,19 @@ impl TxnOffsetCommitRequestPartition {
             put::unsigned_varint(w, 0);
         }
         Ok(())
+    }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        this.partition_index = s.i32();
+        this.committed_offset = s.i64();
+        if version >= 2 {
+            this.committed_leader_epoch = s.i32();
+        }
+        this.committed_metadata = s.option(|s| s.string());
+        this
     }
 }

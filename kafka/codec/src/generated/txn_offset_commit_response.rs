@@ -3,7 +3,7 @@
 
 //! `TxnOffsetCommitResponse` (versions 0-5).
 
-use crate::wire::{DecodeError, EncodeError, Reader, Writer, put};
+use crate::wire::{DecodeError, EncodeError, Reader, Sampler, Writer, put};
 
 /// `TxnOffsetCommitResponse`: versions 0-5, flexible 3+.
 ///
@@ -86,6 +86,16 @@ impl TxnOffsetCommitResponse {
         }
         Ok(())
     }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        this.throttle_time_ms = s.i32();
+        this.topics = s.vec(|s| TxnOffsetCommitResponseTopic::sample(s, version));
+        this
+    }
 }
 
 /// `TxnOffsetCommitResponseTopic`, part of [`TxnOffsetCommitResponse`].
@@ -142,6 +152,16 @@ impl TxnOffsetCommitResponseTopic {
         }
         Ok(())
     }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        this.name = s.string();
+        this.partitions = s.vec(|s| TxnOffsetCommitResponsePartition::sample(s, version));
+        this
+    }
 }
 
 /// `TxnOffsetCommitResponsePartition`, part of [`TxnOffsetCommitResponse`].
@@ -186,5 +206,15 @@ impl TxnOffsetCommitResponsePartition {
             put::unsigned_varint(w, 0);
         }
         Ok(())
+    }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, _version: i16) -> Self {
+        let mut this = Self::default();
+        this.partition_index = s.i32();
+        this.error_code = s.i16();
+        this
     }
 }

@@ -3,7 +3,7 @@
 
 //! `UpdateFeaturesRequest` (versions 0-2).
 
-use crate::wire::{DecodeError, EncodeError, Reader, Writer, put};
+use crate::wire::{DecodeError, EncodeError, Reader, Sampler, Writer, put};
 
 /// `UpdateFeaturesRequest`: versions 0-2, flexible 0+.
 ///
@@ -96,6 +96,19 @@ impl UpdateFeaturesRequest {
         put::unsigned_varint(w, 0);
         Ok(())
     }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        this.timeout_ms = s.i32();
+        this.feature_updates = s.vec(|s| FeatureUpdateKey::sample(s, version));
+        if version >= 1 {
+            this.validate_only = s.bool();
+        }
+        this
+    }
 }
 
 /// `FeatureUpdateKey`, part of [`UpdateFeaturesRequest`].
@@ -164,5 +177,21 @@ impl FeatureUpdateKey {
         }
         put::unsigned_varint(w, 0);
         Ok(())
+    }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        this.feature = s.string();
+        this.max_version_level = s.i16();
+        if version <= 0 {
+            this.allow_downgrade = s.bool();
+        }
+        if version >= 1 {
+            this.upgrade_type = s.i8();
+        }
+        this
     }
 }

@@ -3,7 +3,7 @@
 
 //! `UpdateFeaturesResponse` (versions 0-2).
 
-use crate::wire::{DecodeError, EncodeError, Reader, Writer, put};
+use crate::wire::{DecodeError, EncodeError, Reader, Sampler, Writer, put};
 
 /// `UpdateFeaturesResponse`: versions 0-2, flexible 0+.
 ///
@@ -100,6 +100,20 @@ impl UpdateFeaturesResponse {
         put::unsigned_varint(w, 0);
         Ok(())
     }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        this.throttle_time_ms = s.i32();
+        this.error_code = s.i16();
+        this.error_message = s.option(|s| s.string());
+        if version <= 1 {
+            this.results = s.vec(|s| UpdatableFeatureResult::sample(s, version));
+        }
+        this
+    }
 }
 
 /// `UpdatableFeatureResult`, part of [`UpdateFeaturesResponse`].
@@ -149,5 +163,16 @@ impl UpdatableFeatureResult {
         )?;
         put::unsigned_varint(w, 0);
         Ok(())
+    }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, _version: i16) -> Self {
+        let mut this = Self::default();
+        this.feature = s.string();
+        this.error_code = s.i16();
+        this.error_message = s.option(|s| s.string());
+        this
     }
 }

@@ -3,7 +3,7 @@
 
 //! `WriteTxnMarkersRequest` (versions 1-2).
 
-use crate::wire::{DecodeError, EncodeError, Reader, Writer, put};
+use crate::wire::{DecodeError, EncodeError, Reader, Sampler, Writer, put};
 
 /// `WriteTxnMarkersRequest`: versions 1-2, flexible 1+.
 ///
@@ -75,6 +75,15 @@ impl WriteTxnMarkersRequest {
         put::unsigned_varint(w, 0);
         Ok(())
     }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        this.markers = s.vec(|s| WritableTxnMarker::sample(s, version));
+        this
+    }
 }
 
 /// `WritableTxnMarker`, part of [`WriteTxnMarkersRequest`].
@@ -142,6 +151,22 @@ impl WritableTxnMarker {
         put::unsigned_varint(w, 0);
         Ok(())
     }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        this.producer_id = s.i64();
+        this.producer_epoch = s.i16();
+        this.transaction_result = s.bool();
+        this.topics = s.vec(|s| WritableTxnMarkerTopic::sample(s, version));
+        this.coordinator_epoch = s.i32();
+        if version >= 2 {
+            this.transaction_version = s.i8();
+        }
+        this
+    }
 }
 
 /// `WritableTxnMarkerTopic`, part of [`WriteTxnMarkersRequest`].
@@ -192,5 +217,15 @@ impl WritableTxnMarkerTopic {
         )?;
         put::unsigned_varint(w, 0);
         Ok(())
+    }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, _version: i16) -> Self {
+        let mut this = Self::default();
+        this.name = s.string();
+        this.partition_indexes = s.vec(|s| s.i32());
+        this
     }
 }

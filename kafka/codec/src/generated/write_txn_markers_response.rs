@@ -3,7 +3,7 @@
 
 //! `WriteTxnMarkersResponse` (versions 1-2).
 
-use crate::wire::{DecodeError, EncodeError, Reader, Writer, put};
+use crate::wire::{DecodeError, EncodeError, Reader, Sampler, Writer, put};
 
 /// `WriteTxnMarkersResponse`: versions 1-2, flexible 1+.
 ///
@@ -75,6 +75,15 @@ impl WriteTxnMarkersResponse {
         put::unsigned_varint(w, 0);
         Ok(())
     }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        this.markers = s.vec(|s| WritableTxnMarkerResult::sample(s, version));
+        this
+    }
 }
 
 /// `WritableTxnMarkerResult`, part of [`WriteTxnMarkersResponse`].
@@ -121,6 +130,16 @@ impl WritableTxnMarkerResult {
         )?;
         put::unsigned_varint(w, 0);
         Ok(())
+    }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        this.producer_id = s.i64();
+        this.topics = s.vec(|s| WritableTxnMarkerTopicResult::sample(s, version));
+        this
     }
 }
 
@@ -170,6 +189,16 @@ impl WritableTxnMarkerTopicResult {
         put::unsigned_varint(w, 0);
         Ok(())
     }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, version: i16) -> Self {
+        let mut this = Self::default();
+        this.name = s.string();
+        this.partitions = s.vec(|s| WritableTxnMarkerPartitionResult::sample(s, version));
+        this
+    }
 }
 
 /// `WritableTxnMarkerPartitionResult`, part of [`WriteTxnMarkersResponse`].
@@ -208,5 +237,15 @@ impl WritableTxnMarkerPartitionResult {
         put::i16(w, self.error_code);
         put::unsigned_varint(w, 0);
         Ok(())
+    }
+
+    /// A pseudo-random value holding every field `version` carries (others at their
+    /// defaults), for tests, fuzzing and benchmarks.
+    #[doc(hidden)]
+    pub fn sample(s: &mut Sampler, _version: i16) -> Self {
+        let mut this = Self::default();
+        this.partition_index = s.i32();
+        this.error_code = s.i16();
+        this
     }
 }
