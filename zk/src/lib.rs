@@ -4,6 +4,7 @@ pub mod config;
 pub mod fourlw;
 pub mod jute;
 pub mod proto;
+pub mod server;
 pub mod session;
 pub mod snapshot;
 pub mod state;

@@ -703,7 +703,7 @@ impl ZkState {
             }
             Request::GetAcl { path } => {
                 let node = self.tree.get(path).ok_or(Code::NoNode)?;
-                acl::check(&node.acl, perms::READ | perms::ADMIN, c.auth)?;
+                acl::check(&node.acl, perms::READ, c.auth)?;
                 let acl = if acl::check(&node.acl, perms::ADMIN, c.auth).is_ok() {
                     node.acl.clone()
                 } else {
@@ -769,9 +769,10 @@ impl ZkState {
                     i32::try_from(self.tree.descendant_count(path)).unwrap_or(i32::MAX),
                 ))
             }
-            Request::WhoAmI => Ok(Response::WhoAmI(
-                c.auth
-                    .iter()
+            Request::WhoAmI => Ok(Response::WhoAmI({
+                let mut ids: Vec<&Id> = c.auth.iter().collect();
+                ids.sort();
+                ids.into_iter()
                     .map(|id| {
                         let user = if id.scheme == "digest" {
                             id.id.split(':').next().unwrap_or("").to_string()
@@ -780,8 +781,8 @@ impl ZkState {
                         };
                         (id.scheme.clone(), user)
                     })
-                    .collect(),
-            )),
+                    .collect()
+            })),
             Request::Ping | Request::Auth { .. } => Ok(Response::Empty),
             Request::Unimplemented(_) => Err(Code::Unimplemented),
             Request::Create { .. }

@@ -83,7 +83,13 @@ impl Node {
         self.data.as_ref().map_or(0, Vec::len)
     }
 
+    /// The Stat a client sees: `ephemeralOwner` is shown only for session ephemerals (containers
+    /// and TTL nodes report 0, as `DataNode.copyStat` does).
     pub fn stat(&self) -> Stat {
+        let ephemeral_owner = match node_kind(self.ephemeral_owner) {
+            NodeKind::Ephemeral(s) => s,
+            _ => 0,
+        };
         Stat {
             czxid: self.czxid,
             mzxid: self.mzxid,
@@ -92,7 +98,7 @@ impl Node {
             version: self.version,
             cversion: self.cversion,
             aversion: self.aversion,
-            ephemeral_owner: self.ephemeral_owner,
+            ephemeral_owner,
             data_length: i32::try_from(self.data_len()).unwrap_or(i32::MAX),
             num_children: i32::try_from(self.children.len()).unwrap_or(i32::MAX),
             pzxid: self.pzxid,

@@ -1,0 +1,1557 @@
+//! The ZooKeeper server: sockets, the transaction log, snapshots and timers around the pure
+//! [`ZkState`]. This is the only module of the crate that does I/O.
+//!
+//! # Threads and tasks
+//! Everything runs on one shard thread (one runtime): the accept loop, one reader and one writer
+//! task per connection, the log sequencer, and the timers (session expiry, container GC). Snapshot
+//! files are written by a blocking-pool thread so the shard never waits for them.
+//!
+//! # The path of a write (numbered steps; correctness argument in brackets)
+//! 1. A connection's reader decodes the request and calls [`ZkState::process`], which validates it,
+//!    assigns the next zxid and applies it to the in-memory tree. [One thread, so zxid order is
+//!    arrival order and every later request sees the result.]
+//! 2. The txn is queued for the log sequencer in zxid order, and the reply (and any watch
+//!    notifications, queued first) are queued on the connections' writers tagged with that zxid.
+//! 3. The sequencer appends every queued txn as the records of one batch to the engine's
+//!    `SegmentedLog`; the engine's group commit covers all appended batches with one fdatasync.
+//! 4. When the fsync covering a txn completes, the durable-zxid watermark advances.
+//! 5. Each writer sends its queued frames in order, waiting before a frame until the watermark
+//!    reaches the frame's zxid. [Persist, then send: no reply or notification ever reveals a write
+//!    that is not durable, and a session's replies leave in its request order.]
+//!
+//! Reads are answered from the tree at once, but a read that looks at a path changed by a write
+//! whose fsync is still in flight is tagged with that write's zxid, so it waits for that fsync
+//! only; reads of other paths are not held back by unrelated writes.
+//!
+//! # Recovery
+//! Start-up loads the newest snapshot whose checksum verifies, then replays the log from the
+//! offset recorded in it, skipping txns the snapshot already contains (zxid order).
+//! Snapshots are taken after `snapCount` txns (randomised in `[snapCount/2+1, snapCount]`), once
+//! the txns they contain are durable; with `autopurge.purgeInterval` > 0, older snapshots beyond
+//! `autopurge.snapRetainCount` and the log before the oldest kept snapshot are deleted.
+//!
+//! # Shutdown
+//! When the stop future completes: stop accepting, close every connection, flush the log through
+//! the commit group, return. Sessions survive in the log and are expired after a restart if their
+//! clients do not come back within their timeout.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, VecDeque};
+use std::future::{Future, poll_fn};
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::pin::pin;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Poll, Waker};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use kiln_engine::batch::{self, BatchBuilder, Record};
+use kiln_engine::commit::{CommitGroup, Durability};
+use kiln_engine::log::{AppendOptions, LogConfig, LogError, SegmentedLog};
+use kiln_engine::rt;
+use kiln_engine::rt::BufResult;
+use kiln_engine::rt::buf::{IntoInner, IoBuf};
+use kiln_engine::rt::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use thiserror::Error;
+use tracing::{debug, error, info, warn};
+
+use crate::acl;
+use crate::config::ZkConfig;
+use crate::fourlw::{self, ConnInfo, Report};
+use crate::jute::{Reader, Writer};
+use crate::proto::{
+    Code, ConnectRequest, ConnectResponse, Id, ReplyHeader, Request, RequestHeader, op, xid,
+};
+use crate::session::{ExpiryTracker, password};
+use crate::snapshot;
+use crate::state::{Client, Outcome, StateConfig, ZkState};
+use crate::tree::{SessionId, Zxid, parent_of};
+use crate::txn::{Txn, TxnOp};
+use crate::watch::Notification;
+
+/// Directory (under `dataDir`) holding snapshots.
+pub const SNAPSHOT_DIR: &str = "kiln-zk-snapshots";
+/// Directory (under `dataLogDir`) holding the transaction log.
+pub const TXN_LOG_DIR: &str = "kiln-zk-txnlog";
+/// Largest log batch the sequencer builds from queued txns.
+const LOG_BATCH_BYTES_MAX: usize = 16 << 20;
+/// Bytes read from a socket at a time.
+const READ_CHUNK_BYTES: usize = 64 << 10;
+/// Frames a writer coalesces into one socket write.
+const WRITE_COALESCE_FRAMES_MAX: usize = 256;
+
+#[derive(Debug, Error)]
+pub enum ZkError {
+    #[error("{op} {target}: {source}")]
+    Io {
+        op: &'static str,
+        target: String,
+        source: std::io::Error,
+    },
+    #[error("transaction log: {0}")]
+    Log(#[from] LogError),
+    #[error("transaction log record at offset {offset}: {reason}")]
+    Corrupt { offset: u64, reason: String },
+    #[error("{0}")]
+    Fatal(String),
+}
+
+fn io_err(
+    op: &'static str,
+    target: impl std::fmt::Display,
+) -> impl FnOnce(std::io::Error) -> ZkError {
+    let target = target.to_string();
+    move |source| ZkError::Io { op, target, source }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// A value that only grows, with tasks waiting for it to reach a target (the durable zxid).
+#[derive(Default)]
+struct Watermark {
+    value: Cell<i64>,
+    waiters: RefCell<Vec<Waker>>,
+}
+
+impl Watermark {
+    fn get(&self) -> i64 {
+        self.value.get()
+    }
+
+    fn advance(&self, v: i64) {
+        if v > self.value.get() {
+            self.value.set(v);
+            for w in self.waiters.borrow_mut().drain(..) {
+                w.wake();
+            }
+        }
+    }
+
+    async fn wait(&self, target: i64) {
+        poll_fn(|cx| {
+            if self.value.get() >= target {
+                Poll::Ready(())
+            } else {
+                self.waiters.borrow_mut().push(cx.waker().clone());
+                Poll::Pending
+            }
+        })
+        .await;
+    }
+}
+
+enum Either<A, B> {
+    Left(A),
+    Right(B),
+}
+
+/// Polls both futures; returns the first output (the other is dropped, cancelling its I/O).
+async fn race<A: Future, B: Future>(a: A, b: B) -> Either<A::Output, B::Output> {
+    let mut a = pin!(a);
+    let mut b = pin!(b);
+    poll_fn(|cx| {
+        if let Poll::Ready(x) = a.as_mut().poll(cx) {
+            return Poll::Ready(Either::Left(x));
+        }
+        if let Poll::Ready(y) = b.as_mut().poll(cx) {
+            return Poll::Ready(Either::Right(y));
+        }
+        Poll::Pending
+    })
+    .await
+}
+
+/// A frame for a connection's writer.
+enum Out {
+    Frame {
+        wait_zxid: Option<Zxid>,
+        bytes: Vec<u8>,
+        reply_started: Option<Instant>,
+    },
+    Close,
+}
+
+struct Conn {
+    id: u64,
+    peer: SocketAddr,
+    out: flume::Sender<Out>,
+    close: flume::Sender<()>,
+    session: Cell<SessionId>,
+    timeout_ms: Cell<i32>,
+    auth: RefCell<Vec<Id>>,
+    received: Cell<u64>,
+    sent: Cell<u64>,
+    queued: Cell<u64>,
+    last_op: Cell<i32>,
+    last_cxid: Cell<i32>,
+    last_zxid: Cell<i64>,
+}
+
+impl Conn {
+    fn send(&self, wait_zxid: Option<Zxid>, bytes: Vec<u8>, reply_started: Option<Instant>) {
+        self.queued.set(self.queued.get() + 1);
+        let _ = self.out.send(Out::Frame {
+            wait_zxid,
+            bytes,
+            reply_started,
+        });
+    }
+
+    fn reply(
+        &self,
+        h: ReplyHeader,
+        body: Option<&crate::proto::Response>,
+        wait: Option<Zxid>,
+        started: Instant,
+    ) {
+        let mut w = Writer::framed();
+        h.encode(&mut w);
+        if let Some(b) = body {
+            b.encode(&mut w);
+        }
+        self.last_zxid.set(h.zxid);
+        self.send(wait, w.finish_frame(), Some(started));
+    }
+
+    fn notify(&self, n: &Notification, wait: Option<Zxid>) {
+        let mut w = Writer::framed();
+        // 3.8 sends -1 as the zxid of a notification; clients ignore it.
+        ReplyHeader {
+            xid: xid::NOTIFICATION,
+            zxid: -1,
+            err: 0,
+        }
+        .encode(&mut w);
+        n.event.encode(&mut w);
+        self.send(wait, w.finish_frame(), None);
+    }
+
+    fn shut(&self) {
+        let _ = self.out.send(Out::Close);
+        let _ = self.close.try_send(());
+    }
+}
+
+/// Paths whose latest write is not yet known durable, so reads of them wait for it.
+#[derive(Default)]
+struct Dirty {
+    paths: HashMap<String, Zxid>,
+    /// A txn that may have touched any path (closeSession).
+    all: Zxid,
+}
+
+#[derive(Default)]
+struct Stats {
+    received: u64,
+    sent: u64,
+    latency_min_ms: u64,
+    latency_max_ms: u64,
+    latency_sum_ms: u64,
+    latency_count: u64,
+}
+
+struct Server {
+    cfg: ZkConfig,
+    state: RefCell<ZkState>,
+    log: SegmentedLog,
+    durable: Watermark,
+    pending_log: RefCell<VecDeque<Txn>>,
+    log_signal: (flume::Sender<()>, flume::Receiver<()>),
+    conns: RefCell<HashMap<u64, Rc<Conn>>>,
+    by_session: RefCell<HashMap<SessionId, u64>>,
+    per_ip: RefCell<HashMap<IpAddr, u32>>,
+    expiry: RefCell<ExpiryTracker>,
+    dirty: RefCell<Dirty>,
+    stats: RefCell<Stats>,
+    next_conn_id: Cell<u64>,
+    txns_since_snapshot: Cell<u64>,
+    snapshot_threshold: Cell<u64>,
+    snapshot_running: Rc<Cell<bool>>,
+    started: Instant,
+    fatal: RefCell<Option<String>>,
+    fatal_signal: (flume::Sender<()>, flume::Receiver<()>),
+}
+
+fn mono_ms(start: Instant) -> u64 {
+    start.elapsed().as_millis() as u64
+}
+
+fn snapshot_threshold(snap_count: u64) -> u64 {
+    // ZooKeeper randomises the point in [snapCount/2 + 1, snapCount] so servers of an ensemble do
+    // not all snapshot at once.
+    let half = snap_count / 2;
+    let jitter = (now_ms() as u64) % (snap_count - half).max(1);
+    half + 1 + jitter
+}
+
+impl Server {
+    fn report(&self) -> Report {
+        let st = self.state.borrow();
+        let stats = self.stats.borrow();
+        let (dw, cw) = st.watches.counts();
+        let by_path = st.watches.by_path();
+        let conns: Vec<ConnInfo> = self
+            .conns
+            .borrow()
+            .values()
+            .map(|c| ConnInfo {
+                peer: format!("/{}", c.peer),
+                received: c.received.get(),
+                sent: c.sent.get(),
+                session: c.session.get(),
+                timeout_ms: c.timeout_ms.get(),
+                last_op: op_name(c.last_op.get()).to_string(),
+                last_cxid: c.last_cxid.get(),
+                last_zxid: c.last_zxid.get(),
+                queued: c.queued.get().saturating_sub(c.sent.get()),
+            })
+            .collect();
+        let ephemerals = st.ephemeral_summary();
+        Report {
+            latency_min_ms: stats.latency_min_ms,
+            latency_avg_ms: if stats.latency_count == 0 {
+                0.0
+            } else {
+                stats.latency_sum_ms as f64 / stats.latency_count as f64
+            },
+            latency_max_ms: stats.latency_max_ms,
+            received: stats.received,
+            sent: stats.sent,
+            outstanding: conns.iter().map(|c| c.queued).sum(),
+            zxid: st.last_zxid(),
+            node_count: st.tree.node_count(),
+            watch_count: dw + cw,
+            watched_paths: by_path.len(),
+            watching_sessions: st.watches.session_watch_count(),
+            ephemerals_count: ephemerals.iter().map(|(_, p)| p.len()).sum(),
+            data_bytes: st.tree.data_bytes(),
+            conns,
+            conf: vec![
+                ("clientPort".into(), self.cfg.client_port.to_string()),
+                ("secureClientPort".into(), "-1".into()),
+                ("dataDir".into(), self.cfg.data_dir.display().to_string()),
+                (
+                    "dataDirSize".into(),
+                    dir_size(&self.cfg.data_dir.join(SNAPSHOT_DIR)).to_string(),
+                ),
+                (
+                    "dataLogDir".into(),
+                    self.cfg.data_log_dir.display().to_string(),
+                ),
+                (
+                    "dataLogSize".into(),
+                    dir_size(&self.cfg.data_log_dir.join(TXN_LOG_DIR)).to_string(),
+                ),
+                ("tickTime".into(), self.cfg.tick_time_ms.to_string()),
+                (
+                    "maxClientCnxns".into(),
+                    self.cfg.max_client_cnxns.to_string(),
+                ),
+                (
+                    "minSessionTimeout".into(),
+                    self.cfg.min_session_timeout_ms.to_string(),
+                ),
+                (
+                    "maxSessionTimeout".into(),
+                    self.cfg.max_session_timeout_ms.to_string(),
+                ),
+                ("clientPortListenBacklog".into(), "-1".into()),
+                ("serverId".into(), self.cfg.server_id.to_string()),
+            ],
+            sessions: st.sessions.iter().map(|(s, m)| (s, m.timeout_ms)).collect(),
+            ephemerals,
+            watches_by_session: st.watches.by_session(),
+            watches_by_path: by_path,
+            data_dir_bytes: dir_size(&self.cfg.data_dir.join(SNAPSHOT_DIR)),
+            log_dir_bytes: dir_size(&self.cfg.data_log_dir.join(TXN_LOG_DIR)),
+        }
+    }
+
+    fn fail(&self, why: String) {
+        error!("zk: fatal: {why}");
+        if self.fatal.borrow().is_none() {
+            *self.fatal.borrow_mut() = Some(why);
+        }
+        let _ = self.fatal_signal.0.try_send(());
+    }
+
+    /// Step 2 of a write: queue the txn for the log and mark the paths it touched.
+    fn sequence(&self, txn: Txn) -> Zxid {
+        let z = txn.zxid;
+        {
+            let mut d = self.dirty.borrow_mut();
+            let durable = self.durable.get();
+            if d.paths.len() > 4096 {
+                d.paths.retain(|_, v| *v > durable);
+            }
+            mark_dirty(&mut d, &txn.op, z);
+        }
+        self.pending_log.borrow_mut().push_back(txn);
+        let _ = self.log_signal.0.try_send(());
+        let n = self.txns_since_snapshot.get() + 1;
+        self.txns_since_snapshot.set(n);
+        z
+    }
+
+    /// The zxid a read must wait for: the newest non-durable write to a path it looks at.
+    fn read_wait(&self, req: &Request) -> Option<Zxid> {
+        let d = self.dirty.borrow();
+        let durable = self.durable.get();
+        let global = self.state.borrow().last_zxid();
+        let of = |p: &str| d.paths.get(p).copied().unwrap_or(0).max(d.all);
+        let z = match req {
+            Request::Exists { path, .. }
+            | Request::GetData { path, .. }
+            | Request::GetAcl { path }
+            | Request::GetChildren { path, .. }
+            | Request::GetChildren2 { path, .. } => of(path),
+            Request::MultiRead(ops) => ops
+                .iter()
+                .map(|o| match o {
+                    Request::GetData { path, .. } | Request::GetChildren { path, .. } => of(path),
+                    _ => global,
+                })
+                .max()
+                .unwrap_or(0),
+            Request::Sync { .. }
+            | Request::GetEphemerals { .. }
+            | Request::GetAllChildrenNumber { .. }
+            | Request::SetWatches(_) => global,
+            _ => 0,
+        };
+        (z > durable).then_some(z)
+    }
+
+    /// Sends an outcome: notifications first (a watch fired by a session's own write reaches it
+    /// before the write's reply, as in ZooKeeper), then the reply to `origin`.
+    fn dispatch(
+        &self,
+        origin: Option<(&Conn, i32, Instant)>,
+        outcome: Outcome,
+        read_wait: Option<Zxid>,
+    ) {
+        let wait = match outcome.txn {
+            Some(txn) => Some(self.sequence(txn)),
+            None => read_wait,
+        };
+        if !outcome.notifications.is_empty() {
+            let conns = self.conns.borrow();
+            let by_session = self.by_session.borrow();
+            for n in &outcome.notifications {
+                if let Some(c) = by_session.get(&n.session).and_then(|id| conns.get(id)) {
+                    c.notify(n, wait);
+                }
+            }
+        }
+        if let Some((c, xid, started)) = origin {
+            let h = ReplyHeader {
+                xid,
+                zxid: outcome.zxid,
+                err: outcome.err,
+            };
+            let body = (outcome.err == 0).then_some(&outcome.response);
+            c.reply(h, body, wait, started);
+        }
+        self.maybe_snapshot();
+    }
+
+    fn maybe_snapshot(self: &Server) {
+        if self.txns_since_snapshot.get() < self.snapshot_threshold.get()
+            || self.snapshot_running.get()
+        {
+            return;
+        }
+        self.txns_since_snapshot.set(0);
+        self.snapshot_threshold
+            .set(snapshot_threshold(self.cfg.snap_count));
+        let (zxid, bytes) = {
+            let st = self.state.borrow();
+            // Replay starts at the log end as it is now: every txn above this snapshot's zxid is
+            // still queued for the sequencer or comes later, so it lands at or after this offset.
+            let bytes = snapshot::encode(
+                st.last_zxid(),
+                self.log.log_end_offset(),
+                &st.sessions,
+                &st.tree,
+            );
+            (st.last_zxid(), bytes)
+        };
+        self.snapshot_running.set(true);
+        let running = self.snapshot_running.clone();
+        let dir = self.cfg.data_dir.join(SNAPSHOT_DIR);
+        let retain = if self.cfg.purge_interval_hours > 0 {
+            Some(self.cfg.snap_retain_count as usize)
+        } else {
+            None
+        };
+        let durable_ready = self.durable.get() >= zxid;
+        let log = self.log.clone();
+        let waiter = self.durable_waiter(zxid);
+        rt::spawn(async move {
+            if !durable_ready {
+                waiter.await;
+            }
+            let written = rt::spawn_blocking(move || {
+                write_snapshot(&dir, zxid, &bytes).and_then(|()| purge(&dir, retain))
+            })
+            .await;
+            match written {
+                Ok(Ok(Some(offset))) => {
+                    if let Err(e) = log.delete_records(offset).await {
+                        warn!("zk: autopurge of the txn log below offset {offset}: {e}");
+                    }
+                }
+                Ok(Ok(None)) => {}
+                Ok(Err(e)) => warn!("zk: snapshot at zxid 0x{zxid:x} failed: {e}"),
+                Err(_) => warn!("zk: snapshot task at zxid 0x{zxid:x} panicked"),
+            }
+            info!("zk: snapshot at zxid 0x{zxid:x} written");
+            running.set(false);
+        })
+        .detach();
+    }
+
+    fn durable_waiter(&self, zxid: Zxid) -> impl Future<Output = ()> + 'static {
+        // The watermark lives as long as the server; tasks hold the server alive through `Rc`s
+        // elsewhere, so poll the shared value through a small channel-free loop.
+        let (tx, rx) = flume::bounded::<()>(1);
+        DURABLE_WAITERS.with(|w| w.borrow_mut().push((zxid, tx)));
+        async move {
+            let _ = rx.recv_async().await;
+        }
+    }
+}
+
+thread_local! {
+    /// Waiters for durability that outlive a borrow of the server (snapshot tasks).
+    static DURABLE_WAITERS: RefCell<Vec<(Zxid, flume::Sender<()>)>> = const { RefCell::new(Vec::new()) };
+}
+
+fn release_durable_waiters(durable: Zxid) {
+    DURABLE_WAITERS.with(|w| {
+        w.borrow_mut().retain(|(z, tx)| {
+            if *z <= durable {
+                let _ = tx.try_send(());
+                false
+            } else {
+                true
+            }
+        })
+    });
+}
+
+fn mark_dirty(d: &mut Dirty, op: &TxnOp, z: Zxid) {
+    let mut mark = |p: &str| {
+        d.paths.insert(p.to_string(), z);
+    };
+    match op {
+        TxnOp::Create { path, .. } | TxnOp::Delete { path } => {
+            mark(path);
+            mark(parent_of(path));
+        }
+        TxnOp::SetData { path, .. } | TxnOp::SetAcl { path, .. } | TxnOp::Check { path, .. } => {
+            mark(path)
+        }
+        TxnOp::Multi(ops) => {
+            for o in ops {
+                mark_dirty(d, o, z);
+            }
+        }
+        TxnOp::CloseSession => d.all = z,
+        TxnOp::CreateSession { .. } | TxnOp::Error { .. } => {}
+    }
+}
+
+fn op_name(op: i32) -> &'static str {
+    match op {
+        op::CREATE | op::CREATE2 | op::CREATE_CONTAINER | op::CREATE_TTL => "CREA",
+        op::DELETE => "DELE",
+        op::EXISTS => "EXIS",
+        op::GET_DATA => "GETD",
+        op::SET_DATA => "SETD",
+        op::GET_ACL => "GETA",
+        op::SET_ACL => "SETA",
+        op::GET_CHILDREN | op::GET_CHILDREN2 => "GETC",
+        op::SYNC => "SYNC",
+        op::PING => "PING",
+        op::MULTI => "MULT",
+        op::CLOSE_SESSION => "CLOS",
+        op::AUTH => "AUTH",
+        op::SET_WATCHES | op::SET_WATCHES2 => "SETW",
+        _ => "NA",
+    }
+}
+
+fn dir_size(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(Result::ok)
+                .filter_map(|e| e.metadata().ok())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+/// Writes `snapshot.<zxid>` durably: temp file, fsync, rename, fsync of the directory.
+fn write_snapshot(dir: &Path, zxid: Zxid, bytes: &[u8]) -> Result<(), ZkError> {
+    use std::io::Write as _;
+    let name = snapshot::file_name(zxid);
+    let tmp = dir.join(format!("{name}.tmp"));
+    let dst = dir.join(&name);
+    let mut f = std::fs::File::create(&tmp).map_err(io_err("create", tmp.display()))?;
+    f.write_all(bytes).map_err(io_err("write", tmp.display()))?;
+    f.sync_all().map_err(io_err("fsync", tmp.display()))?;
+    std::fs::rename(&tmp, &dst).map_err(io_err("rename", dst.display()))?;
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err("fsync", dir.display()))?;
+    Ok(())
+}
+
+/// Snapshot files, newest first.
+fn list_snapshots(dir: &Path) -> Vec<(Zxid, PathBuf)> {
+    let mut v: Vec<(Zxid, PathBuf)> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(Result::ok)
+                .filter_map(|e| {
+                    let name = e.file_name().to_string_lossy().to_string();
+                    snapshot::parse_file_name(&name).map(|z| (z, e.path()))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort_by_key(|e| std::cmp::Reverse(e.0));
+    v
+}
+
+/// Deletes snapshots beyond the newest `retain`; returns the log offset below which the txn log
+/// is no longer needed (that of the oldest kept snapshot).
+fn purge(dir: &Path, retain: Option<usize>) -> Result<Option<u64>, ZkError> {
+    let Some(retain) = retain else {
+        return Ok(None);
+    };
+    let snaps = list_snapshots(dir);
+    if snaps.len() <= retain {
+        return Ok(None);
+    }
+    for (_, path) in snaps.iter().skip(retain) {
+        std::fs::remove_file(path).map_err(io_err("remove", path.display()))?;
+        info!("zk: autopurge removed {}", path.display());
+    }
+    let Some((_, oldest)) = snaps.get(retain.saturating_sub(1)) else {
+        return Ok(None);
+    };
+    let bytes = std::fs::read(oldest).map_err(io_err("read", oldest.display()))?;
+    Ok(snapshot::decode(&bytes).ok().map(|s| s.log_offset))
+}
+
+/// Starts a server on a background thread; for tests and embedding.
+pub struct ServerHandle {
+    addr: SocketAddr,
+    stop: flume::Sender<()>,
+    thread: Option<std::thread::JoinHandle<Result<(), ZkError>>>,
+}
+
+impl ServerHandle {
+    /// Binds `config.client_port` (0 = any free port) and runs the server on a new thread.
+    pub fn start(config: ZkConfig) -> Result<Self, ZkError> {
+        let listener = bind(&config)?;
+        let addr = listener
+            .local_addr()
+            .map_err(io_err("local_addr", config.client_port))?;
+        let (stop, stop_rx) = flume::bounded::<()>(1);
+        let (ready_tx, ready_rx) = flume::bounded::<Result<(), String>>(1);
+        let thread = std::thread::Builder::new()
+            .name("kiln-zk".into())
+            .spawn(move || {
+                run_with_listener(
+                    config,
+                    listener,
+                    async move {
+                        let _ = stop_rx.recv_async().await;
+                    },
+                    Some(ready_tx),
+                )
+            })
+            .map_err(io_err("spawn thread", "kiln-zk"))?;
+        match ready_rx.recv() {
+            Ok(Ok(())) => Ok(Self {
+                addr,
+                stop,
+                thread: Some(thread),
+            }),
+            Ok(Err(e)) => Err(ZkError::Fatal(e)),
+            Err(_) => match thread.join() {
+                Ok(Err(e)) => Err(e),
+                _ => Err(ZkError::Fatal("server thread ended during start-up".into())),
+            },
+        }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops the server and waits for it (the log is flushed first).
+    pub fn stop(mut self) -> Result<(), ZkError> {
+        self.shutdown()
+    }
+
+    fn shutdown(&mut self) -> Result<(), ZkError> {
+        let _ = self.stop.try_send(());
+        match self.thread.take().map(std::thread::JoinHandle::join) {
+            Some(Ok(r)) => r,
+            Some(Err(_)) => Err(ZkError::Fatal("server thread panicked".into())),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for ServerHandle {
+    fn drop(&mut self) {
+        let _ = self.shutdown();
+    }
+}
+
+fn bind(cfg: &ZkConfig) -> Result<std::net::TcpListener, ZkError> {
+    let ip = cfg
+        .client_port_address
+        .unwrap_or(IpAddr::from([0, 0, 0, 0]));
+    let addr = SocketAddr::new(ip, cfg.client_port);
+    std::net::TcpListener::bind(addr).map_err(io_err("bind", addr))
+}
+
+/// Runs the server on the current thread until `stop` completes. Blocks.
+///
+/// Binds `clientPort`, recovers state from `dataDir`/`dataLogDir`, serves clients, and on `stop`
+/// closes connections and flushes the log. A failed fsync stops the server with an error.
+pub fn run(config: ZkConfig, stop: impl Future<Output = ()> + 'static) -> Result<(), ZkError> {
+    let listener = bind(&config)?;
+    run_with_listener(config, listener, stop, None)
+}
+
+/// Process-wide flag set by SIGINT/SIGTERM (see [`install_signal_handlers`]).
+static SIGNALLED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    SIGNALLED.store(true, Ordering::SeqCst);
+}
+
+/// Makes SIGINT and SIGTERM request a clean stop; returns a future that completes then.
+pub fn install_signal_handlers() -> impl Future<Output = ()> + 'static {
+    let handler: extern "C" fn(libc::c_int) = on_signal;
+    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+    unsafe {
+        libc::signal(libc::SIGINT, handler as libc::sighandler_t);
+        libc::signal(libc::SIGTERM, handler as libc::sighandler_t);
+    }
+    async {
+        while !SIGNALLED.load(Ordering::SeqCst) {
+            rt::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+fn run_with_listener(
+    config: ZkConfig,
+    listener: std::net::TcpListener,
+    stop: impl Future<Output = ()> + 'static,
+    ready: Option<flume::Sender<Result<(), String>>>,
+) -> Result<(), ZkError> {
+    let result = rt::block_on(async move {
+        let srv = match start_server(config).await {
+            Ok(s) => s,
+            Err(e) => {
+                if let Some(r) = &ready {
+                    let _ = r.send(Err(e.to_string()));
+                }
+                return Err(e);
+            }
+        };
+        let listener =
+            rt::TcpListener::from_std(listener).map_err(io_err("listen", "client port"))?;
+        if let Some(r) = ready {
+            let _ = r.send(Ok(()));
+        }
+        info!(
+            "zk: serving on {:?}, last zxid 0x{:x}",
+            listener.local_addr().ok(),
+            srv.state.borrow().last_zxid()
+        );
+        spawn_background(&srv);
+        let fatal_rx = srv.fatal_signal.1.clone();
+        let accept_srv = srv.clone();
+        let accept = async move {
+            loop {
+                match listener.accept().await {
+                    Ok((stream, peer)) => {
+                        let s = accept_srv.clone();
+                        rt::spawn(serve_conn(s, stream, peer)).detach();
+                    }
+                    Err(e) => {
+                        warn!("zk: accept: {e}");
+                        rt::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+            }
+        };
+        let stopped = async move {
+            let _ = race(stop, fatal_rx.recv_async()).await;
+        };
+        let _ = race(accept, stopped).await;
+        info!("zk: stopping");
+        for c in srv.conns.borrow().values() {
+            c.shut();
+        }
+        // Let writers drain what is already durable, then flush the log.
+        rt::sleep(Duration::from_millis(50)).await;
+        CommitGroup::close_current().await;
+        let fatal = srv.fatal.borrow().clone();
+        match fatal {
+            Some(why) => Err(ZkError::Fatal(why)),
+            None => Ok(()),
+        }
+    });
+    match result {
+        Ok(r) => r,
+        Err(e) => Err(ZkError::Io {
+            op: "start runtime (io_uring)",
+            target: "kiln-zk".into(),
+            source: e,
+        }),
+    }
+}
+
+async fn start_server(cfg: ZkConfig) -> Result<Rc<Server>, ZkError> {
+    let snap_dir = cfg.data_dir.join(SNAPSHOT_DIR);
+    let log_dir = cfg.data_log_dir.join(TXN_LOG_DIR);
+    std::fs::create_dir_all(&snap_dir).map_err(io_err("create directory", snap_dir.display()))?;
+    std::fs::create_dir_all(&log_dir).map_err(io_err("create directory", log_dir.display()))?;
+    let state_cfg = StateConfig {
+        extended_types: cfg.extended_types,
+        server_id: cfg.server_id,
+    };
+    let now = now_ms();
+    let mut state = None;
+    for (zxid, path) in list_snapshots(&snap_dir) {
+        match std::fs::read(&path)
+            .map_err(|e| e.to_string())
+            .and_then(|b| snapshot::decode(&b).map_err(|e| e.to_string()))
+        {
+            Ok(s) => {
+                info!(
+                    "zk: loaded snapshot 0x{zxid:x} ({} nodes, {} sessions)",
+                    s.tree.node_count(),
+                    s.sessions.len()
+                );
+                state = Some((
+                    s.log_offset,
+                    ZkState::restore(state_cfg.clone(), now, s.tree, s.sessions, s.last_zxid),
+                ));
+                break;
+            }
+            Err(e) => warn!("zk: skipping invalid snapshot {}: {e}", path.display()),
+        }
+    }
+    let (replay_from, mut state) = state.unwrap_or_else(|| (0, ZkState::new(state_cfg, now)));
+    let log_cfg = LogConfig {
+        segment_bytes: 64 << 20,
+        segment_ms: None,
+        retention_bytes: None,
+        retention_ms: None,
+        durability: if cfg.force_sync {
+            Durability::Durable
+        } else {
+            Durability::Interval {
+                messages: u64::MAX,
+                ms: 1000,
+            }
+        },
+        batch_bytes_max: LOG_BATCH_BYTES_MAX + (1 << 20),
+        ..LogConfig::default()
+    };
+    let log = SegmentedLog::open(&log_dir, log_cfg).await?;
+    let mut offset = replay_from.max(log.log_start_offset());
+    let end = log.log_end_offset();
+    let mut replayed = 0u64;
+    while offset < end {
+        let read = log.read(offset, 8 << 20).await?;
+        if read.next_offset <= offset {
+            break;
+        }
+        for b in batch::Batches::new(&read.records, true) {
+            let b = b.map_err(|e| ZkError::Corrupt {
+                offset,
+                reason: e.to_string(),
+            })?;
+            let records = b.records().map_err(|e| ZkError::Corrupt {
+                offset,
+                reason: e.to_string(),
+            })?;
+            for r in records {
+                let r = r.map_err(|e| ZkError::Corrupt {
+                    offset,
+                    reason: e.to_string(),
+                })?;
+                if (r.offset as u64) < offset {
+                    continue;
+                }
+                let value = r.value.unwrap_or_default();
+                let txn = Txn::from_bytes(value).map_err(|e| ZkError::Corrupt {
+                    offset: r.offset as u64,
+                    reason: e.to_string(),
+                })?;
+                state.apply(&txn);
+                replayed += 1;
+            }
+        }
+        offset = read.next_offset;
+    }
+    info!(
+        "zk: replayed {replayed} txns; last zxid 0x{:x}",
+        state.last_zxid()
+    );
+    let started = Instant::now();
+    let mut expiry = ExpiryTracker::default();
+    for (s, meta) in state.sessions.iter() {
+        expiry.touch(s, 0, meta.timeout_ms);
+    }
+    let durable = Watermark::default();
+    durable.advance(state.last_zxid());
+    Ok(Rc::new(Server {
+        snapshot_threshold: Cell::new(snapshot_threshold(cfg.snap_count)),
+        cfg,
+        state: RefCell::new(state),
+        log,
+        durable,
+        pending_log: RefCell::new(VecDeque::new()),
+        log_signal: flume::bounded(1),
+        conns: RefCell::new(HashMap::new()),
+        by_session: RefCell::new(HashMap::new()),
+        per_ip: RefCell::new(HashMap::new()),
+        expiry: RefCell::new(expiry),
+        dirty: RefCell::new(Dirty::default()),
+        stats: RefCell::new(Stats::default()),
+        next_conn_id: Cell::new(1),
+        txns_since_snapshot: Cell::new(0),
+        snapshot_running: Rc::new(Cell::new(false)),
+        started,
+        fatal: RefCell::new(None),
+        fatal_signal: flume::bounded(1),
+    }))
+}
+
+fn spawn_background(srv: &Rc<Server>) {
+    // Log sequencer: steps 3 and 4 of a write.
+    let s = srv.clone();
+    rt::spawn(async move {
+        let signal = s.log_signal.1.clone();
+        loop {
+            if s.pending_log.borrow().is_empty() && signal.recv_async().await.is_err() {
+                return;
+            }
+            let txns: Vec<Txn> = s.pending_log.borrow_mut().drain(..).collect();
+            if txns.is_empty() {
+                continue;
+            }
+            let mut last_end = 0;
+            let mut last_zxid = 0;
+            let mut i = 0;
+            while i < txns.len() {
+                let mut b = BatchBuilder::new();
+                let mut bytes = 0;
+                while let Some(t) = txns.get(i) {
+                    if bytes >= LOG_BATCH_BYTES_MAX {
+                        break;
+                    }
+                    let v = t.to_bytes();
+                    bytes += v.len();
+                    if let Err(e) = b.push(Record { key: None, value: Some(&v), headers: &[], timestamp: t.time }) {
+                        s.fail(format!("building a log batch: {e}"));
+                        return;
+                    }
+                    last_zxid = t.zxid;
+                    i += 1;
+                }
+                let batch = match b.finish() {
+                    Ok(b) => b,
+                    Err(e) => {
+                        s.fail(format!("building a log batch: {e}"));
+                        return;
+                    }
+                };
+                loop {
+                    match s.log.append_buffered(&batch, AppendOptions::default()) {
+                        Ok(info) => {
+                            last_end = info.last_offset + 1;
+                            break;
+                        }
+                        Err(LogError::Failed { .. } | LogError::Io { .. }) | Err(LogError::InvalidBatch(_)) => {
+                            s.fail("the transaction log failed; stopping (a failed fsync is never retried)".into());
+                            return;
+                        }
+                        Err(_) => {
+                            // Pending-bytes limit: wait for the writer, then retry (backpressure).
+                            if s.log.wait_written(s.log.log_end_offset()).await.is_err() {
+                                s.fail("the transaction log failed while waiting for writes".into());
+                                return;
+                            }
+                        }
+                    }
+                }
+            }
+            let s2 = s.clone();
+            rt::spawn(async move {
+                let r = if s2.cfg.force_sync {
+                    s2.log.wait_durable(last_end).await
+                } else {
+                    s2.log.wait_written(last_end).await
+                };
+                match r {
+                    Ok(()) => {
+                        s2.durable.advance(last_zxid);
+                        release_durable_waiters(last_zxid);
+                    }
+                    Err(e) => s2.fail(format!("transaction log: {e}")),
+                }
+            })
+            .detach();
+        }
+    })
+    .detach();
+
+    // Session expiry.
+    let s = srv.clone();
+    rt::spawn(async move {
+        let period = Duration::from_millis(u64::from(s.cfg.tick_time_ms / 2).clamp(20, 1000));
+        loop {
+            rt::sleep(period).await;
+            let now = mono_ms(s.started);
+            let expired = s.expiry.borrow().expired(now);
+            for sid in expired {
+                s.expiry.borrow_mut().remove(sid);
+                info!("zk: expiring session 0x{sid:x}");
+                let conn_id = s.by_session.borrow_mut().remove(&sid);
+                if let Some(c) = conn_id.and_then(|id| s.conns.borrow().get(&id).cloned()) {
+                    c.shut();
+                }
+                if s.state.borrow().sessions.get(sid).is_none() {
+                    continue;
+                }
+                let outcome = s.state.borrow_mut().close_session(sid, 0, now_ms());
+                s.dispatch(None, outcome, None);
+            }
+        }
+    })
+    .detach();
+
+    // Container and TTL garbage collection.
+    let s = srv.clone();
+    rt::spawn(async move {
+        let period = Duration::from_millis(s.cfg.container_check_interval_ms.max(10));
+        loop {
+            rt::sleep(period).await;
+            let now = now_ms();
+            let candidates = s.state.borrow().gc_candidates(now);
+            for p in candidates {
+                let outcome = s.state.borrow_mut().delete_container(&p, now);
+                if let Some(o) = outcome {
+                    debug!("zk: deleting container/TTL node {p}");
+                    s.dispatch(None, o, None);
+                }
+            }
+        }
+    })
+    .detach();
+}
+
+/// Buffered reads of length-prefixed frames.
+struct FrameReader {
+    stream: rt::TcpStream,
+    buf: Vec<u8>,
+    pos: usize,
+    close: flume::Receiver<()>,
+}
+
+impl FrameReader {
+    /// Ensures `n` unread bytes are buffered; false on EOF, error or close request.
+    async fn fill(&mut self, n: usize) -> bool {
+        while self.buf.len() - self.pos < n {
+            if self.pos > 0 {
+                self.buf.drain(..self.pos);
+                self.pos = 0;
+            }
+            let want = n.max(READ_CHUNK_BYTES);
+            if self.buf.capacity() - self.buf.len() < want {
+                self.buf.reserve(want);
+            }
+            let buf = std::mem::take(&mut self.buf);
+            let len = buf.len();
+            let read = self.stream.read(buf.slice(len..));
+            match race(read, self.close.recv_async()).await {
+                Either::Left(BufResult(res, slice)) => {
+                    self.buf = slice.into_inner();
+                    match res {
+                        Ok(0) | Err(_) => return false,
+                        Ok(_) => {}
+                    }
+                }
+                Either::Right(_) => return false,
+            }
+        }
+        true
+    }
+
+    fn take(&mut self, n: usize) -> &[u8] {
+        let start = self.pos;
+        self.pos += n;
+        self.buf.get(start..start + n).unwrap_or_default()
+    }
+}
+
+async fn serve_conn(srv: Rc<Server>, stream: rt::TcpStream, peer: SocketAddr) {
+    let ip = peer.ip();
+    {
+        let mut per_ip = srv.per_ip.borrow_mut();
+        let n = per_ip.entry(ip).or_insert(0);
+        if srv.cfg.max_client_cnxns > 0 && *n >= srv.cfg.max_client_cnxns {
+            warn!(
+                "zk: too many connections from {ip} - max is {}",
+                srv.cfg.max_client_cnxns
+            );
+            return;
+        }
+        *n += 1;
+    }
+    let _ = stream.set_nodelay(true);
+    let id = srv.next_conn_id.get();
+    srv.next_conn_id.set(id + 1);
+    let (out_tx, out_rx) = flume::unbounded();
+    let (close_tx, close_rx) = flume::bounded(1);
+    let (token_tx, token_rx) = flume::bounded::<()>(srv.cfg.outstanding_per_connection_max);
+    let conn = Rc::new(Conn {
+        id,
+        peer,
+        out: out_tx,
+        close: close_tx,
+        session: Cell::new(0),
+        timeout_ms: Cell::new(0),
+        auth: RefCell::new(vec![Id::new("ip", &ip.to_string())]),
+        received: Cell::new(0),
+        sent: Cell::new(0),
+        queued: Cell::new(0),
+        last_op: Cell::new(-1),
+        last_cxid: Cell::new(0),
+        last_zxid: Cell::new(0),
+    });
+    let (rd, wr) = stream.into_split();
+    srv.conns.borrow_mut().insert(id, conn.clone());
+    let writer = rt::spawn(write_loop(srv.clone(), wr, out_rx, conn.clone(), token_rx));
+    let mut reader = FrameReader {
+        stream: rd,
+        buf: Vec::with_capacity(READ_CHUNK_BYTES),
+        pos: 0,
+        close: close_rx,
+    };
+    read_loop(&srv, &conn, &mut reader, &token_tx).await;
+    // Connection gone: its watches go with it; the session lives on until it expires.
+    srv.conns.borrow_mut().remove(&id);
+    let sid = conn.session.get();
+    let owned = srv.by_session.borrow().get(&sid) == Some(&id);
+    if owned {
+        srv.by_session.borrow_mut().remove(&sid);
+        srv.state.borrow_mut().watches.remove_session(sid);
+    }
+    let _ = conn.out.send(Out::Close);
+    drop(token_tx);
+    let _ = writer.await;
+    if let Some(n) = srv.per_ip.borrow_mut().get_mut(&ip) {
+        *n = n.saturating_sub(1);
+    }
+    debug!("zk: connection {peer} closed");
+}
+
+async fn write_loop(
+    srv: Rc<Server>,
+    mut wr: rt::TcpStream,
+    rx: flume::Receiver<Out>,
+    conn: Rc<Conn>,
+    tokens: flume::Receiver<()>,
+) {
+    let mut buf: Vec<u8> = Vec::with_capacity(READ_CHUNK_BYTES);
+    loop {
+        let Ok(first) = rx.recv_async().await else {
+            break;
+        };
+        let mut frames = vec![first];
+        while frames.len() < WRITE_COALESCE_FRAMES_MAX {
+            match rx.try_recv() {
+                Ok(f) => frames.push(f),
+                Err(_) => break,
+            }
+        }
+        let mut close = false;
+        let mut started_list = Vec::new();
+        for f in frames {
+            match f {
+                Out::Frame {
+                    wait_zxid,
+                    bytes,
+                    reply_started,
+                } => {
+                    if let Some(z) = wait_zxid
+                        && srv.durable.get() < z
+                    {
+                        if !buf.is_empty() {
+                            let BufResult(r, b) = wr.write_all(std::mem::take(&mut buf)).await;
+                            buf = b;
+                            buf.clear();
+                            if r.is_err() {
+                                return;
+                            }
+                            flush_stats(&srv, &conn, &mut started_list, &tokens);
+                        }
+                        srv.durable.wait(z).await;
+                    }
+                    buf.extend_from_slice(&bytes);
+                    started_list.push(reply_started);
+                }
+                Out::Close => {
+                    close = true;
+                    break;
+                }
+            }
+        }
+        if !buf.is_empty() {
+            let BufResult(r, b) = wr.write_all(std::mem::take(&mut buf)).await;
+            buf = b;
+            buf.clear();
+            if r.is_err() {
+                return;
+            }
+            flush_stats(&srv, &conn, &mut started_list, &tokens);
+        }
+        if close {
+            let _ = wr.shutdown().await;
+            return;
+        }
+    }
+}
+
+fn flush_stats(
+    srv: &Server,
+    conn: &Conn,
+    started: &mut Vec<Option<Instant>>,
+    tokens: &flume::Receiver<()>,
+) {
+    let mut stats = srv.stats.borrow_mut();
+    for s in started.drain(..) {
+        conn.sent.set(conn.sent.get() + 1);
+        stats.sent += 1;
+        if let Some(t) = s {
+            let _ = tokens.try_recv();
+            let ms = t.elapsed().as_millis() as u64;
+            if stats.latency_count == 0 || ms < stats.latency_min_ms {
+                stats.latency_min_ms = ms;
+            }
+            stats.latency_max_ms = stats.latency_max_ms.max(ms);
+            stats.latency_sum_ms += ms;
+            stats.latency_count += 1;
+        }
+    }
+}
+
+/// Reads a 4-byte length prefix and the frame; `None` when the connection should end.
+async fn read_frame(srv: &Server, r: &mut FrameReader, peer: SocketAddr) -> Option<Vec<u8>> {
+    if !r.fill(4).await {
+        return None;
+    }
+    let mut len4 = [0u8; 4];
+    len4.copy_from_slice(r.take(4));
+    let len = i32::from_be_bytes(len4);
+    let max = srv.cfg.jute_maxbuffer;
+    let Some(len) = usize::try_from(len).ok().filter(|l| *l <= max) else {
+        warn!("zk: closing {peer}: packet length {len} is out of range (jute.maxbuffer = {max})");
+        return None;
+    };
+    if !r.fill(len).await {
+        return None;
+    }
+    Some(r.take(len).to_vec())
+}
+
+async fn read_loop(
+    srv: &Rc<Server>,
+    conn: &Rc<Conn>,
+    r: &mut FrameReader,
+    tokens: &flume::Sender<()>,
+) {
+    // A new connection may send a four-letter word instead of a length prefix.
+    if !r.fill(4).await {
+        return;
+    }
+    let first: [u8; 4] = match r.buf.get(r.pos..r.pos + 4).and_then(|s| s.try_into().ok()) {
+        Some(f) => f,
+        None => return,
+    };
+    if let Some(cmd) = fourlw::command_of(first) {
+        let text = run_four_letter(srv, cmd);
+        conn.send(None, text.into_bytes(), None);
+        return;
+    }
+    let Some(payload) = read_frame(srv, r, conn.peer).await else {
+        return;
+    };
+    let connect = match ConnectRequest::decode(&mut Reader::new(&payload, srv.cfg.jute_maxbuffer)) {
+        Ok(c) => c,
+        Err(e) => {
+            warn!("zk: closing {}: malformed connect request: {e}", conn.peer);
+            return;
+        }
+    };
+    if !handle_connect(srv, conn, &connect) {
+        return;
+    }
+    loop {
+        let Some(payload) = read_frame(srv, r, conn.peer).await else {
+            return;
+        };
+        if tokens.send_async(()).await.is_err() {
+            return;
+        }
+        if !handle_request(srv, conn, &payload) {
+            return;
+        }
+    }
+}
+
+fn run_four_letter(srv: &Server, cmd: &str) -> String {
+    let allowed = srv.cfg.four_letter_allowed(cmd);
+    if allowed {
+        match cmd {
+            "srst" => *srv.stats.borrow_mut() = Stats::default(),
+            "crst" => {
+                for c in srv.conns.borrow().values() {
+                    c.received.set(0);
+                    c.sent.set(0);
+                }
+            }
+            _ => {}
+        }
+    }
+    fourlw::render(cmd, allowed, &srv.report())
+}
+
+fn connect_reply(conn: &Conn, resp: &ConnectResponse, wait: Option<Zxid>) {
+    let mut w = Writer::framed();
+    resp.encode(&mut w);
+    conn.send(wait, w.finish_frame(), None);
+}
+
+/// Handles the handshake; false when the connection must close.
+fn handle_connect(srv: &Rc<Server>, conn: &Rc<Conn>, req: &ConnectRequest) -> bool {
+    let last = srv.state.borrow().last_zxid();
+    if req.last_zxid_seen > last {
+        warn!(
+            "zk: refusing session request for client {} as it has seen zxid 0x{:x} our last zxid is 0x{:x} client must try another server",
+            conn.peer, req.last_zxid_seen, last
+        );
+        return false;
+    }
+    let timeout = srv.cfg.negotiate_timeout(req.timeout_ms);
+    let read_only = req.read_only.map(|_| false);
+    let now = mono_ms(srv.started);
+    if req.session_id == 0 {
+        let (sid, txn) = srv.state.borrow_mut().create_session(timeout, now_ms());
+        let wait = srv.sequence(txn);
+        bind_session(srv, conn, sid, timeout, now);
+        info!(
+            "zk: established session 0x{sid:x} with negotiated timeout {timeout} for client {}",
+            conn.peer
+        );
+        let resp = ConnectResponse {
+            protocol_version: 0,
+            timeout_ms: timeout,
+            session_id: sid,
+            passwd: password(sid).to_vec(),
+            read_only,
+        };
+        connect_reply(conn, &resp, Some(wait));
+        return true;
+    }
+    let sid = req.session_id;
+    let valid = srv.state.borrow().sessions.get(sid).is_some()
+        && srv.expiry.borrow().contains(sid)
+        && req.passwd == password(sid);
+    if !valid {
+        info!(
+            "zk: invalid session 0x{sid:x} for client {}, probably expired",
+            conn.peer
+        );
+        let resp = ConnectResponse {
+            protocol_version: 0,
+            timeout_ms: 0,
+            session_id: 0,
+            passwd: vec![0; 16],
+            read_only,
+        };
+        connect_reply(conn, &resp, None);
+        let _ = conn.out.send(Out::Close);
+        return false;
+    }
+    let previous = srv.by_session.borrow().get(&sid).copied();
+    if let Some(prev) = previous.filter(|p| *p != conn.id) {
+        if let Some(c) = srv.conns.borrow().get(&prev) {
+            c.shut();
+        }
+        srv.state.borrow_mut().watches.remove_session(sid);
+    }
+    bind_session(srv, conn, sid, timeout, now);
+    info!("zk: revalidated session 0x{sid:x} for client {}", conn.peer);
+    let resp = ConnectResponse {
+        protocol_version: 0,
+        timeout_ms: timeout,
+        session_id: sid,
+        passwd: password(sid).to_vec(),
+        read_only,
+    };
+    let wait = srv.read_wait(&Request::Sync { path: "/".into() });
+    connect_reply(conn, &resp, wait);
+    true
+}
+
+fn bind_session(srv: &Server, conn: &Conn, sid: SessionId, timeout: i32, now: u64) {
+    conn.session.set(sid);
+    conn.timeout_ms.set(timeout);
+    srv.by_session.borrow_mut().insert(sid, conn.id);
+    srv.expiry.borrow_mut().touch(sid, now, timeout);
+}
+
+/// Handles one request frame; false when the connection must close.
+fn handle_request(srv: &Rc<Server>, conn: &Rc<Conn>, payload: &[u8]) -> bool {
+    let started = Instant::now();
+    let sid = conn.session.get();
+    srv.expiry
+        .borrow_mut()
+        .touch(sid, mono_ms(srv.started), conn.timeout_ms.get());
+    conn.received.set(conn.received.get() + 1);
+    srv.stats.borrow_mut().received += 1;
+    let mut r = Reader::new(payload, srv.cfg.jute_maxbuffer);
+    let header = match RequestHeader::decode(&mut r) {
+        Ok(h) => h,
+        Err(e) => {
+            warn!("zk: closing {}: malformed request header: {e}", conn.peer);
+            return false;
+        }
+    };
+    conn.last_op.set(header.op);
+    conn.last_cxid.set(header.xid);
+    match header.op {
+        op::PING => {
+            let zxid = srv.state.borrow().last_zxid();
+            conn.reply(
+                ReplyHeader {
+                    xid: header.xid,
+                    zxid,
+                    err: 0,
+                },
+                None,
+                None,
+                started,
+            );
+            true
+        }
+        op::AUTH => {
+            let (scheme, auth) = match Request::decode(op::AUTH, &mut r) {
+                Ok(Request::Auth { scheme, auth, .. }) => (scheme, auth),
+                _ => {
+                    warn!("zk: closing {}: malformed auth packet", conn.peer);
+                    return false;
+                }
+            };
+            let ip = conn.peer.ip().to_string();
+            match acl::authenticate(&scheme, &auth, &ip, srv.cfg.super_digest.as_deref()) {
+                Some(ids) => {
+                    let mut mine = conn.auth.borrow_mut();
+                    for id in ids {
+                        if !mine.contains(&id) {
+                            mine.push(id);
+                        }
+                    }
+                    conn.reply(
+                        ReplyHeader {
+                            xid: header.xid,
+                            zxid: 0,
+                            err: 0,
+                        },
+                        None,
+                        None,
+                        started,
+                    );
+                    true
+                }
+                None => {
+                    warn!(
+                        "zk: authentication failed for scheme {scheme} from {}",
+                        conn.peer
+                    );
+                    let h = ReplyHeader {
+                        xid: header.xid,
+                        zxid: 0,
+                        err: Code::AuthFailed.as_i32(),
+                    };
+                    conn.reply(h, None, None, started);
+                    let _ = conn.out.send(Out::Close);
+                    false
+                }
+            }
+        }
+        op::CLOSE_SESSION => {
+            srv.expiry.borrow_mut().remove(sid);
+            let outcome = srv
+                .state
+                .borrow_mut()
+                .close_session(sid, header.xid, now_ms());
+            srv.by_session.borrow_mut().remove(&sid);
+            info!("zk: closed session 0x{sid:x} for client {}", conn.peer);
+            srv.dispatch(Some((conn, header.xid, started)), outcome, None);
+            let _ = conn.out.send(Out::Close);
+            false
+        }
+        opcode => {
+            let req = match Request::decode(opcode, &mut r) {
+                Ok(req) => req,
+                Err(e) => {
+                    warn!(
+                        "zk: closing {}: malformed request (op {opcode}): {e}",
+                        conn.peer
+                    );
+                    return false;
+                }
+            };
+            let auth = conn.auth.borrow().clone();
+            let client = Client {
+                session: sid,
+                auth: &auth,
+            };
+            let outcome = srv
+                .state
+                .borrow_mut()
+                .process(&client, header.xid, &req, now_ms());
+            let wait = if outcome.txn.is_none() {
+                srv.read_wait(&req)
+            } else {
+                None
+            };
+            srv.dispatch(Some((conn, header.xid, started)), outcome, wait);
+            true
+        }
+    }
+}
