@@ -1,1 +1,15 @@
-//! kiln-bench
+//! kiln-bench: Kiln's load generator and side-by-side benchmark harness.
+//!
+//! - [`stats`]: HDR latency histograms, live counters, the progress line and the result
+//!   (human summary and JSON);
+//! - [`rate`]: open-loop schedules: every operation has an intended send time, and latency is
+//!   measured from it, so a stalled server cannot hide its stall (coordinated omission);
+//! - [`zk`]: `kiln load zk`, a pipelining ZooKeeper client over the jute codec;
+//! - [`net`]: blocking length-prefixed framing shared by both protocols.
+
+pub mod cli;
+pub mod error;
+pub mod net;
+pub mod rate;
+pub mod stats;
+pub mod zk;

@@ -1,0 +1,29 @@
+//! `kiln-bench`: the load generator and the benchmark harness as a standalone binary, with the
+//! same subcommands as `kiln load` and `kiln bench`.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "kiln-bench",
+    version,
+    about = "Kiln's load generator and benchmark harness"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Drive a Kafka broker or a ZooKeeper server and measure it.
+    Load(kiln_bench::cli::LoadArgs),
+}
+
+fn main() -> ExitCode {
+    match Cli::parse().command {
+        Command::Load(a) => kiln_bench::cli::run_load(a),
+    }
+}
