@@ -28,6 +28,9 @@ pub struct GroupConfig {
     pub member_metadata_bytes_max: usize,
     /// Bytes of one member's assignment in SyncGroup (1 MiB).
     pub member_assignment_bytes_max: usize,
+    /// The offsets log is compacted at open when it holds at least this many records and more
+    /// than twice as many as are live (10000).
+    pub offsets_compact_records_min: u64,
     /// This broker, as FindCoordinator reports it: `broker.id` / `node.id`.
     pub node_id: i32,
     /// The advertised host of this broker.
@@ -50,6 +53,7 @@ impl Default for GroupConfig {
             protocols_max: 64,
             member_metadata_bytes_max: 1 << 20,
             member_assignment_bytes_max: 1 << 20,
+            offsets_compact_records_min: 10_000,
             node_id: 0,
             host: "127.0.0.1".to_owned(),
             port: 9092,

@@ -555,6 +555,35 @@ impl GroupCoordinator {
         self.groups.len()
     }
 
+    /// Records that restate everything durable the coordinator holds: each group's metadata,
+    /// then its committed offsets. Appended to the offsets log, they make every earlier record
+    /// redundant, so the log can drop the segments before them.
+    #[must_use]
+    pub fn snapshot_records(&self) -> Vec<LogRecord> {
+        let mut out = Vec::new();
+        for (group_id, group) in &self.groups {
+            out.push(LogRecord::Group {
+                group_id: group_id.clone(),
+                value: Some(GroupValue {
+                    protocol_type: group.protocol_type.clone().unwrap_or_default(),
+                    generation_id: group.generation_id,
+                    protocol_name: group.protocol_name.clone(),
+                    leader: group.leader_id.clone(),
+                    state_timestamp_ms: i64::try_from(group.state_since_ms).unwrap_or(i64::MAX),
+                }),
+            });
+            for ((topic, partition), value) in &group.offsets {
+                out.push(LogRecord::Offset {
+                    group_id: group_id.clone(),
+                    topic: topic.clone(),
+                    partition: *partition,
+                    value: Some(value.clone()),
+                });
+            }
+        }
+        out
+    }
+
     // -- Recovery ---------------------------------------------------------------------------
 
     /// Replays one record of the offsets log (recovery); later records win.
@@ -1285,6 +1314,10 @@ impl GroupCoordinator {
         for id in &ids {
             self.tick_group(id, now_ms);
         }
+        if self.next_retention_check_ms == 0 {
+            // The first check runs one interval after start, as Kafka's cleanup task does.
+            self.next_retention_check_ms = now_ms + self.cfg.offsets_retention_check_interval_ms;
+        }
         if now_ms >= self.next_retention_check_ms {
             self.next_retention_check_ms = now_ms + self.cfg.offsets_retention_check_interval_ms;
             self.expire_offsets(now_ms);
@@ -1394,12 +1427,8 @@ impl GroupCoordinator {
                     value: None,
                 });
             }
-            if group.offsets.is_empty()
-                && group
-                    .state_since_ms
-                    .saturating_add(retention_u64(retention))
-                    <= now_ms
-            {
+            // Like Kafka's cleanup, an Empty group without offsets is removed (it becomes Dead).
+            if group.offsets.is_empty() && group.pending_members.is_empty() {
                 dead.push(group_id.clone());
             }
         }
@@ -1781,10 +1810,6 @@ fn compute_subscriptions(group: &Group) -> Option<BTreeSet<String>> {
 }
 
 fn timeout_u64(ms: i32) -> u64 {
-    u64::try_from(ms).unwrap_or(0)
-}
-
-fn retention_u64(ms: i64) -> u64 {
     u64::try_from(ms).unwrap_or(0)
 }
 

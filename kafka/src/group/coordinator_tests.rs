@@ -1212,6 +1212,7 @@ fn offsets_of_simple_groups_expire_after_retention() {
         },
         1,
     );
+    c.tick(0); // the coordinator starts: retention checks run every second from now
     c.commit(0, commit_req("s", -1, "", "t", 0, 5), &exists);
     c.commit(30_000, commit_req("s", -1, "", "t", 1, 5), &exists);
     let _ = c.take_records();

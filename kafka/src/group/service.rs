@@ -117,7 +117,13 @@ impl GroupService {
         let mut core =
             GroupCoordinator::new(cfg, now ^ u64::from(std::process::id()).rotate_left(32));
         let replayed = replay(&log, &mut core, now).await?;
-        tracing::info!(dir = %log_dir.display(), records = replayed, groups = core.group_count(), "group coordinator recovered");
+        tracing::info!(
+            dir = %log_dir.display(),
+            records = replayed,
+            groups = core.group_count(),
+            "group coordinator recovered"
+        );
+        compact(&log, &core, replayed).await?;
         let inner = Rc::new(Inner {
             core: RefCell::new(core),
             log,
@@ -822,47 +828,8 @@ impl Inner {
         Ok((result, end))
     }
 
-    /// Queues `records` on the offsets log in order; returns the offset after the last one.
     fn persist(&self, records: &[LogRecord]) -> Result<Option<u64>, GroupError> {
-        if records.is_empty() {
-            return Ok(None);
-        }
-        let dir = self.log.dir();
-        let timestamp = i64::try_from(now_ms()).unwrap_or(i64::MAX);
-        let mut bytes = Vec::new();
-        let mut builder = BatchBuilder::new();
-        let mut encoded = Vec::with_capacity(records.len());
-        for r in records {
-            encoded.push((r.encode_key(), r.encode_value()));
-        }
-        for (key, value) in &encoded {
-            if builder.size() >= BATCH_TARGET_BYTES {
-                let full = std::mem::take(&mut builder);
-                bytes.extend_from_slice(
-                    &full
-                        .finish()
-                        .map_err(|e| GroupError::Batch(e.to_string()))?,
-                );
-            }
-            builder
-                .push(Record {
-                    key: Some(key),
-                    value: value.as_deref(),
-                    headers: &[],
-                    timestamp,
-                })
-                .map_err(|e| GroupError::Batch(e.to_string()))?;
-        }
-        bytes.extend_from_slice(
-            &builder
-                .finish()
-                .map_err(|e| GroupError::Batch(e.to_string()))?,
-        );
-        let info = self
-            .log
-            .append_buffered(&bytes, AppendOptions::default())
-            .map_err(storage("append", &dir))?;
-        Ok(Some(info.last_offset + 1))
+        persist_to(&self.log, records)
     }
 
     fn tick(&self) {
@@ -870,6 +837,74 @@ impl Inner {
             tracing::error!(error = %e, "group coordinator could not persist timer effects");
         }
     }
+}
+
+/// Queues `records` on the offsets log in order; returns the offset after the last one.
+fn persist_to(log: &SegmentedLog, records: &[LogRecord]) -> Result<Option<u64>, GroupError> {
+    if records.is_empty() {
+        return Ok(None);
+    }
+    let dir = log.dir();
+    let timestamp = i64::try_from(now_ms()).unwrap_or(i64::MAX);
+    let mut bytes = Vec::new();
+    let mut builder = BatchBuilder::new();
+    let mut encoded = Vec::with_capacity(records.len());
+    for r in records {
+        encoded.push((r.encode_key(), r.encode_value()));
+    }
+    for (key, value) in &encoded {
+        if builder.size() >= BATCH_TARGET_BYTES {
+            let full = std::mem::take(&mut builder);
+            bytes.extend_from_slice(
+                &full
+                    .finish()
+                    .map_err(|e| GroupError::Batch(e.to_string()))?,
+            );
+        }
+        builder
+            .push(Record {
+                key: Some(key),
+                value: value.as_deref(),
+                headers: &[],
+                timestamp,
+            })
+            .map_err(|e| GroupError::Batch(e.to_string()))?;
+    }
+    bytes.extend_from_slice(
+        &builder
+            .finish()
+            .map_err(|e| GroupError::Batch(e.to_string()))?,
+    );
+    let info = log
+        .append_buffered(&bytes, AppendOptions::default())
+        .map_err(storage("append", &dir))?;
+    Ok(Some(info.last_offset + 1))
+}
+
+/// Rewrites the offsets log when most of its records are superseded: appends a snapshot of the
+/// live state, waits until it is durable, then moves the log start to the snapshot (Kafka's
+/// DeleteRecords), which deletes the older segments. A crash before the log start moves leaves
+/// old records followed by the snapshot, which replays to the same state.
+async fn compact(
+    log: &SegmentedLog,
+    core: &GroupCoordinator,
+    replayed: u64,
+) -> Result<(), GroupError> {
+    let snapshot = core.snapshot_records();
+    let live = u64::try_from(snapshot.len()).unwrap_or(u64::MAX);
+    if replayed < core.config().offsets_compact_records_min || replayed < live.saturating_mul(2) {
+        return Ok(());
+    }
+    let dir = log.dir();
+    let start = log.log_end_offset();
+    if let Some(end) = persist_to(log, &snapshot)? {
+        log.wait_durable(end).await.map_err(storage("sync", &dir))?;
+    }
+    log.delete_records(start)
+        .await
+        .map_err(storage("compact", &dir))?;
+    tracing::info!(dir = %dir.display(), replayed, live, "offsets log compacted");
+    Ok(())
 }
 
 async fn timer_loop(inner: Weak<Inner>) {

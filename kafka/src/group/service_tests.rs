@@ -326,3 +326,53 @@ fn find_coordinator_list_groups_and_bad_input() {
     })
     .expect("runtime");
 }
+
+#[test]
+fn reopening_compacts_a_log_of_superseded_commits() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    rt::block_on(async {
+        let small = || GroupConfig {
+            offsets_compact_records_min: 10,
+            ..cfg()
+        };
+        let exists: super::service::PartitionExists = Rc::new(|_: &str, _: i32| true);
+        let svc = GroupService::open(dir.path(), small(), exists.clone())
+            .await
+            .expect("open");
+        for offset in 0..30 {
+            assert_eq!(commit(&svc, 8, -1, "", 0, offset).await, codes::NONE);
+        }
+        drop(svc);
+        let svc = GroupService::open(dir.path(), small(), exists.clone())
+            .await
+            .expect("reopen");
+        assert_eq!(
+            fetch_all_v7(&svc).await.topics[0].partitions[0].committed_offset,
+            29
+        );
+        assert_eq!(commit(&svc, 8, -1, "", 1, 7).await, codes::NONE);
+        drop(svc);
+        let svc = GroupService::open(dir.path(), small(), exists)
+            .await
+            .expect("reopen");
+        let fetched = fetch_all_v7(&svc).await;
+        let offsets: Vec<i64> = fetched.topics[0]
+            .partitions
+            .iter()
+            .map(|p| p.committed_offset)
+            .collect();
+        assert_eq!(offsets, vec![29, 7]);
+        let log = kiln_engine::log::SegmentedLog::open(
+            dir.path().join(super::service::OFFSETS_LOG_DIR),
+            kiln_engine::log::LogConfig::default(),
+        );
+        drop(svc);
+        let log = log.await.expect("log opens");
+        assert_eq!(
+            log.log_start_offset(),
+            30,
+            "the 30 superseded commits are gone"
+        );
+    })
+    .expect("runtime");
+}
