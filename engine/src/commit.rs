@@ -1,0 +1,244 @@
+//! Group commit: per shard, one writer task and one syncer task serve every log of the shard.
+//!
+//! # Durability contract
+//!
+//! Each [`crate::log::SegmentedLog`] has a [`Durability`] policy (per topic in Kafka, the
+//! transaction log in ZooKeeper). What is true when each write API returns `Ok`:
+//!
+//! | API | in memory | in the page cache (survives a process crash) | on the media (survives power loss) |
+//! |---|---|---|---|
+//! | `append_buffered` | yes | not yet | not yet |
+//! | `append` with `Durability::Interval` / `wait_written` | yes | yes | only after the next sync |
+//! | `append` with `Durability::Durable` / `wait_durable` / `flush` | yes | yes | yes |
+//! | `truncate_to`, `delete_records`, retention | yes | yes | yes (files and directory synced) |
+//!
+//! The path of one append, in order:
+//!
+//! 1. `append` validates every batch (framing, CRC-32C) once, assigns offsets and copies the bytes
+//!    into the log's tail buffer, stamping the base offset in place. Offsets follow call order.
+//! 2. The shard's writer task takes the tail buffers of every log with pending bytes and writes
+//!    each with one positional write (io_uring), then the new sparse index entries. When a write
+//!    completes, the log's *written* watermark advances: readers can see those offsets, and
+//!    `Interval` appends complete.
+//! 3. The shard's syncer task runs whenever any log has written-but-unsynced bytes that must be
+//!    made durable (every `Durable` log; an `Interval` log when `messages` or `ms` is reached or
+//!    `flush`/`wait_durable` asked). It captures each such log's written watermark, then issues
+//!    **one fdatasync per dirty file, all concurrently, as one pass** over the shard, plus an
+//!    fsync of the log directory when a segment was created since the last pass.
+//! 4. When every sync of a log's pass succeeded, the log's *durable* watermark advances to the
+//!    captured value and `Durable` appends up to it complete. The next pass starts as soon as this
+//!    one ends and covers everything written meanwhile: that is the batching.
+//! 5. If any write or sync fails, the log is marked failed: every waiting and later write returns
+//!    [`crate::log::LogError::Failed`]. A failed fsync is never retried (the kernel may already
+//!    have dropped the dirty pages, so a retry could report success for lost data); the process
+//!    should stop and recover from disk.
+//!
+//! # Lifecycle and shutdown
+//!
+//! 1. The group of a shard is created on first use ([`CommitGroup::current`]); its two tasks run
+//!    on that shard's runtime.
+//! 2. Logs register when opened and unregister when their last handle drops.
+//! 3. On shutdown, [`CommitGroup::close`] flushes every registered log (waits until each one's
+//!    durable watermark reaches its end offset, or it failed) and then stops the tasks.
+
+use std::cell::{Cell, RefCell};
+use std::rc::{Rc, Weak};
+use std::time::Duration;
+
+use crate::disk::{Disk, UringDisk};
+use crate::log::LogShared;
+use crate::rt;
+use crate::watermark::Signal;
+
+/// When an append is acknowledged relative to fdatasync.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// An append completes after the fdatasync covering it.
+    Durable,
+    /// Kafka's `log.flush.interval.messages` / `log.flush.interval.ms`: an append completes when
+    /// written to the page cache; a sync runs after `messages` records or `ms` milliseconds.
+    /// `u64::MAX` for both (Kafka's default) leaves syncing to the OS, except on `flush`.
+    Interval { messages: u64, ms: u64 },
+}
+
+impl Durability {
+    /// Kafka's defaults: never sync explicitly.
+    pub const KAFKA_DEFAULT: Durability = Durability::Interval {
+        messages: u64::MAX,
+        ms: u64::MAX,
+    };
+}
+
+pub(crate) struct GroupInner<D: Disk> {
+    pub(crate) disk: D,
+    logs: RefCell<Vec<Weak<LogShared<D>>>>,
+    write_queue: RefCell<Vec<Rc<LogShared<D>>>>,
+    write_signal: Signal,
+    sync_signal: Signal,
+    started: Cell<bool>,
+    stopping: Cell<bool>,
+    sync_passes: Cell<u64>,
+}
+
+/// A shard's group committer. Cheap to clone (shared handle); not `Send`.
+pub struct CommitGroup<D: Disk = UringDisk> {
+    pub(crate) inner: Rc<GroupInner<D>>,
+}
+
+impl<D: Disk> Clone for CommitGroup<D> {
+    fn clone(&self) -> Self {
+        CommitGroup {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+thread_local! {
+    static CURRENT: RefCell<Option<CommitGroup<UringDisk>>> = const { RefCell::new(None) };
+}
+
+impl CommitGroup<UringDisk> {
+    /// The current shard's group (created on first use). Must be called inside a runtime.
+    pub fn current() -> CommitGroup<UringDisk> {
+        CURRENT.with(|c| {
+            c.borrow_mut()
+                .get_or_insert_with(|| CommitGroup::new(UringDisk))
+                .clone()
+        })
+    }
+
+    /// Flushes and stops the current shard's group, if one was created.
+    pub async fn close_current() {
+        let group = CURRENT.with(|c| c.borrow_mut().take());
+        if let Some(g) = group {
+            g.close().await;
+        }
+    }
+}
+
+impl<D: Disk> CommitGroup<D> {
+    /// A new group over `disk`. Its tasks start on the current runtime at the first log.
+    pub fn new(disk: D) -> Self {
+        CommitGroup {
+            inner: Rc::new(GroupInner {
+                disk,
+                logs: RefCell::new(Vec::new()),
+                write_queue: RefCell::new(Vec::new()),
+                write_signal: Signal::default(),
+                sync_signal: Signal::default(),
+                started: Cell::new(false),
+                stopping: Cell::new(false),
+                sync_passes: Cell::new(0),
+            }),
+        }
+    }
+
+    pub fn disk(&self) -> &D {
+        &self.inner.disk
+    }
+
+    /// Number of completed sync passes (each pass = one fdatasync per dirty file).
+    pub fn sync_passes(&self) -> u64 {
+        self.inner.sync_passes.get()
+    }
+
+    pub(crate) fn register(&self, log: &Rc<LogShared<D>>) {
+        let mut logs = self.inner.logs.borrow_mut();
+        logs.retain(|w| w.strong_count() > 0);
+        logs.push(Rc::downgrade(log));
+        drop(logs);
+        if !self.inner.started.replace(true) {
+            rt::spawn(writer_loop(self.inner.clone())).detach();
+            rt::spawn(syncer_loop(self.inner.clone())).detach();
+        }
+    }
+
+    /// Queues a log that has pending (unwritten) bytes for the writer task.
+    pub(crate) fn queue_write(&self, log: &Rc<LogShared<D>>) {
+        if !log.write_queued.replace(true) {
+            self.inner.write_queue.borrow_mut().push(log.clone());
+            self.inner.write_signal.raise();
+        }
+    }
+
+    /// Wakes the syncer (after an explicit flush request).
+    pub(crate) fn request_sync(&self) {
+        self.inner.sync_signal.raise();
+    }
+
+    /// Flushes every registered log, then stops the group's tasks.
+    pub async fn close(&self) {
+        let logs: Vec<Rc<LogShared<D>>> = self
+            .inner
+            .logs
+            .borrow()
+            .iter()
+            .filter_map(Weak::upgrade)
+            .collect();
+        for log in logs {
+            // A failed log cannot be flushed; its error was reported to its writers already.
+            let _ = LogShared::flush(&log, self).await;
+        }
+        self.inner.stopping.set(true);
+        self.inner.write_signal.raise();
+        self.inner.sync_signal.raise();
+    }
+}
+
+async fn writer_loop<D: Disk>(g: Rc<GroupInner<D>>) {
+    loop {
+        let batch: Vec<Rc<LogShared<D>>> = std::mem::take(&mut *g.write_queue.borrow_mut());
+        if batch.is_empty() {
+            if g.stopping.get() {
+                return;
+            }
+            g.write_signal.wait().await;
+            continue;
+        }
+        for log in &batch {
+            log.write_queued.set(false);
+        }
+        // Every log's pending bytes are written concurrently (one write per log and segment).
+        futures_util::future::join_all(batch.iter().map(|log| LogShared::write_pending(log))).await;
+        g.sync_signal.raise();
+    }
+}
+
+async fn syncer_loop<D: Disk>(g: Rc<GroupInner<D>>) {
+    loop {
+        let now = g.disk.now_ms();
+        let logs: Vec<Rc<LogShared<D>>> =
+            g.logs.borrow().iter().filter_map(Weak::upgrade).collect();
+        let mut work = Vec::new();
+        let mut next_deadline: Option<i64> = None;
+        for log in &logs {
+            match log.sync_work(now) {
+                crate::log::SyncDecision::Sync(w) => work.push((log.clone(), w)),
+                crate::log::SyncDecision::At(t) => {
+                    next_deadline = Some(next_deadline.map_or(t, |d| d.min(t)));
+                }
+                crate::log::SyncDecision::Idle => {}
+            }
+        }
+        if work.is_empty() {
+            if g.stopping.get() {
+                return;
+            }
+            match next_deadline {
+                Some(t) => {
+                    let ms = u64::try_from(t.saturating_sub(now).max(1)).unwrap_or(1);
+                    let _ = rt::timeout(Duration::from_millis(ms), g.sync_signal.wait()).await;
+                }
+                None => g.sync_signal.wait().await,
+            }
+            continue;
+        }
+        // One pass: every dirty file of every log, concurrently.
+        futures_util::future::join_all(work.into_iter().map(|(log, w)| {
+            let disk = g.disk.clone();
+            async move { LogShared::run_sync(&log, &disk, w).await }
+        }))
+        .await;
+        g.sync_passes.set(g.sync_passes.get() + 1);
+    }
+}
