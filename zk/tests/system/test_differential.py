@@ -166,9 +166,11 @@ def script(conns: dict, log, new_conn) -> None:
     do("s0", "p: delete /w/p/q", J.DELETE, J.path_version("/w/p/q"))
     do("s0", "p: create /nope", J.CREATE2, J.create_body("/nope", b""))
     do("s0", "p: create /nope/a", J.CREATE2, J.create_body("/nope/a", b""))
-    do("s1", "removeWatches persistent", J.REMOVE_WATCHES, J.path_int("/w", 4))
+    # removeWatches/checkWatches with the persistent types (4, 5) are left out: Apache ZooKeeper 3.8 answers them
+    # with MARSHALLINGERROR (fixed in 3.9, ZOOKEEPER-4472). Type 3 (any) is what 3.8 clients send.
+    do("s1", "removeWatches any on persistent", J.REMOVE_WATCHES, J.path_int("/w", 3))
     do("s0", "p: set /w after removal", J.SET_DATA, J.set_data_body("/w", b"p3"))
-    do("s2", "checkWatches recursive", J.CHECK_WATCHES, J.path_int("/w", 5))
+    do("s2", "checkWatches any on recursive", J.CHECK_WATCHES, J.path_int("/w", 3))
 
     # --- ACLs ------------------------------------------------------------------------------------------
     do("s0", "create digest acl", J.CREATE2, J.create_body("/acl", b"secret", [(ALL, "digest", U1)]))
@@ -408,11 +410,11 @@ def normalise(records: list, tree: list, meta: dict, exact: bool) -> list:
         return o
 
     lines = []
-    for i, r in enumerate(records):
+    for r in records:
         rec = {"session": r["session"], "err": r["err"], "body": norm(r["body"]), "events": norm(r["events"])}
         if exact:
             rec["zxid"] = zx(r["zxid"]) if r["err"] == 0 or r["op"] in (J.MULTI,) else "-"
-        lines.append(f"{i:03d} {r['name']}: {json.dumps(rec, sort_keys=True)}")
+        lines.append(f"{r['name']}: {json.dumps(rec, sort_keys=True)}")
     for n in tree:
         lines.append("tree " + json.dumps(norm(n), sort_keys=True))
     return lines
