@@ -308,8 +308,58 @@ def script(conns: dict, log, new_conn) -> None:
     do("s0", "after close: /d/q", J.GET_CHILDREN2, J.path_watch("/d/q"))
     do("s0", "after close: ephemerals", J.GET_EPHEMERALS, J.path_only("/"))
 
+    # --- session handshake rules ------------------------------------------------------------------------
+    def handshake(name, c, same_as=None):
+        info = {"timeout": c.timeout, "session_is_zero": c.session_id == 0, "passwd_len": len(c.passwd or b""),
+                "passwd_is_zero": c.passwd == bytes(16), "read_only": c.read_only}
+        if same_as is not None:
+            info["same_session"] = c.session_id == same_as.session_id and c.passwd == same_as.passwd
+        log(name, "connect", 0, J.Reply(0, 0, 0, info))
+
+    short = new_conn("t1", timeout_ms=1000)          # below minSessionTimeout (2 x tickTime)
+    handshake("t1", short)
+    long_ = new_conn("t2", timeout_ms=100000)       # above maxSessionTimeout (20 x tickTime)
+    handshake("t2", long_)
+    long_.close_session()
+    do("s0", "create /sess", J.CREATE, J.create_body("/sess", b""))
+    do("s0", "create /sess/w", J.CREATE2, J.create_body("/sess/w", b"0"))
+    rep = short.call(J.CREATE2, J.create_body("/sess/e", b"mine", flags=1))
+    log("t1", "ephemeral before reconnect", J.CREATE2, rep)
+    rep = short.call(J.GET_DATA, J.path_watch("/sess/w", True))
+    log("t1", "watch /sess/w before reconnect", J.GET_DATA, rep)
+    seen = rep.zxid
+    short.drop()                                      # connection lost, session lives on
+    do("s0", "change /sess/w while t1 is away", J.SET_DATA, J.set_data_body("/sess/w", b"1"))
+    do("s0", "create /sess/new while t1 is away", J.CREATE, J.create_body("/sess/new", b""))
+    wrong = new_conn("t1-wrong", session_id=short.session_id, passwd=bytes(16), last_zxid=seen)
+    handshake("t1-wrong", wrong, short)
+    wrong.drop()
+    again = new_conn("t1", session_id=short.session_id, passwd=short.passwd, last_zxid=seen)
+    handshake("t1", again, short)
+    conns["t1"] = again
+    # SetWatches (xid -8) with the last zxid seen: the missed change fires at once, and a missed creation
+    # fires an exist watch.
+    body = J.Buf().long(seen)
+    body.int(1).str("/sess/w").int(1).str("/sess/new").int(0)
+    rep = again.call(101, bytes(body.b), xid=-8)
+    log("t1", "setWatches after reconnect", 101, rep)
+    do("t1", "ephemeral survived reconnect", J.EXISTS, J.path_watch("/sess/e"))
+    try:
+        ahead = new_conn("t3", last_zxid=1 << 40)
+        handshake("t3", ahead)
+        ahead.call(J.EXISTS, J.path_watch("/"))
+        refused = False
+    except (ConnectionError, OSError):
+        refused = True
+    log("t3", "client ahead of the server is refused", 0, J.Reply(0, 0, 0, {"refused": refused}))
+    do("t1", "close reconnected session", J.GET_EPHEMERALS, J.path_only("/sess"))
+    rep = again.close_session()
+    log("t1", "closeSession", J.CLOSE, rep)
+    conns["t1"] = None
+    do("s0", "ephemeral gone with its session", J.EXISTS, J.path_watch("/sess/e"))
+
     # --- a failed auth ends the session: AUTHFAILED reply, then the connection is closed ------------------
-    bad = new_conn()
+    bad = new_conn("sx")
     rep = bad.call(J.AUTH, J.auth_body("bogus", b"x"), xid=-4)
     log("sx", "auth bad scheme", J.AUTH, rep)
     try:
@@ -334,6 +384,13 @@ def dump_tree(conn: J.ZkConn, path: str, out: list) -> None:
 def run(server: ZkServer) -> tuple[list, list, dict]:
     conns = {name: J.ZkConn("127.0.0.1", server.port, timeout_ms=30000) for name in ("s0", "s1", "s2", "su")}
     sessions = {c.session_id: name for name, c in conns.items()}
+
+    def new_conn(name, **kw):
+        c = J.ZkConn("127.0.0.1", server.port, **{"timeout_ms": 30000, **kw})
+        if c.session_id and c.session_id not in sessions:
+            sessions[c.session_id] = name
+        return c
+
     records: list = []
 
     def log(sess, name, op, rep):
@@ -342,7 +399,7 @@ def run(server: ZkServer) -> tuple[list, list, dict]:
 
     t0 = time.time()
     try:
-        script(conns, log, lambda: J.ZkConn("127.0.0.1", server.port, timeout_ms=30000))
+        script(conns, log, new_conn)
         tree: list = []
         dump_tree(conns["su"], "/", tree)
     finally:
