@@ -1268,7 +1268,9 @@ impl<D: Disk> SegmentedLog<D> {
                 let len = (limit - pos).min(window) as usize;
                 buf = self.shared_read(&file, &path, len, pos).await?;
                 buf_at = pos;
-                if buf.len() < HEADER_LEN.min(len) || buf.is_empty() {
+                // Batches are at least HEADER_LEN bytes: a shorter remainder means the file
+                // changed under us (truncation); there is nothing whole to return.
+                if buf.len() < HEADER_LEN {
                     return Ok(empty);
                 }
                 continue;
@@ -1552,8 +1554,13 @@ impl<D: Disk> SegmentedLog<D> {
     }
 
     /// Kafka's DeleteRecords: advances the log start offset to `offset` (at most the log end),
-    /// checkpoints it durably, then deletes segments entirely below it. Returns the outcome.
+    /// makes the log durable up to it, checkpoints it durably, then deletes segments entirely below
+    /// it. Returns the outcome.
     pub async fn delete_records(&self, offset: u64) -> Result<RetentionOutcome, LogError> {
+        // The new start must never be above what survives a crash: make it durable first.
+        if offset > self.durable_offset() {
+            self.flush().await?;
+        }
         let _guard = self.begin_exclusive().await?;
         let (start, end) = {
             let st = self.shared.state.borrow();
