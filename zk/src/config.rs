@@ -155,6 +155,8 @@ impl ZkConfig {
     /// Parses `zoo.cfg` text (relative directories are kept as given).
     pub fn parse(text: &str) -> Result<(Self, Vec<String>), ConfigError> {
         let mut cfg = Self::default_embedded("");
+        // ZooKeeper starts its AdminServer unless told otherwise; `kiln up` does not.
+        cfg.admin_enable = true;
         let mut warnings = Vec::new();
         let mut data_dir: Option<PathBuf> = None;
         let mut data_log_dir: Option<PathBuf> = None;

@@ -246,3 +246,191 @@ mod tests {
         assert!(line["zookeeper.version=".len()..].starts_with("3.8.4-"));
     }
 }
+
+/// AdminServer command names (`/commands/<name>`) and the four-letter word each one mirrors.
+pub const ADMIN_COMMANDS: &[(&str, &str)] = &[
+    ("ruok", "ruok"),
+    ("server_stats", "srvr"),
+    ("srvr", "srvr"),
+    ("stats", "stat"),
+    ("stat", "stat"),
+    ("monitor", "mntr"),
+    ("mntr", "mntr"),
+    ("configuration", "conf"),
+    ("conf", "conf"),
+    ("config", "conf"),
+    ("connections", "cons"),
+    ("cons", "cons"),
+    ("environment", "envi"),
+    ("env", "envi"),
+    ("envi", "envi"),
+    ("watch_summary", "wchs"),
+    ("wchs", "wchs"),
+    ("watches", "wchc"),
+    ("wchc", "wchc"),
+    ("watches_by_path", "wchp"),
+    ("wchp", "wchp"),
+    ("dump", "dump"),
+    ("is_read_only", "isro"),
+    ("isro", "isro"),
+    ("dirs", "dirs"),
+    ("connection_stat_reset", "crst"),
+    ("crst", "crst"),
+    ("stat_reset", "srst"),
+    ("srst", "srst"),
+];
+
+fn json_str(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// The AdminServer's JSON for `/commands/<name>`: `None` for an unknown command. Fields mirror
+/// ZooKeeper's names where the four-letter word has them; every reply has `command` and `error`.
+pub fn render_admin(name: &str, r: &Report) -> Option<String> {
+    let (_, word) = ADMIN_COMMANDS.iter().find(|(n, _)| *n == name)?;
+    let mut fields: Vec<(String, String)> = Vec::new();
+    let num = |v: u64| v.to_string();
+    match *word {
+        "ruok" | "crst" | "srst" => {}
+        "isro" => fields.push(("read_only".into(), "false".into())),
+        "srvr" | "stat" | "mntr" => {
+            fields.push(("version".into(), json_str(ZK_VERSION)));
+            fields.push(("server_state".into(), json_str("standalone")));
+            fields.push(("avg_latency".into(), format!("{:.4}", r.latency_avg_ms)));
+            fields.push(("max_latency".into(), num(r.latency_max_ms)));
+            fields.push(("min_latency".into(), num(r.latency_min_ms)));
+            fields.push(("packets_received".into(), num(r.received)));
+            fields.push(("packets_sent".into(), num(r.sent)));
+            fields.push(("num_alive_connections".into(), r.conns.len().to_string()));
+            fields.push(("outstanding_requests".into(), num(r.outstanding)));
+            fields.push(("znode_count".into(), r.node_count.to_string()));
+            fields.push(("watch_count".into(), r.watch_count.to_string()));
+            fields.push(("ephemerals_count".into(), r.ephemerals_count.to_string()));
+            fields.push(("approximate_data_size".into(), num(r.data_bytes)));
+            fields.push(("last_zxid".into(), json_str(&format!("0x{:x}", r.zxid))));
+        }
+        "conf" => {
+            for (k, v) in &r.conf {
+                let val = if v.parse::<i64>().is_ok() {
+                    v.clone()
+                } else {
+                    json_str(v)
+                };
+                fields.push((k.clone(), val));
+            }
+        }
+        "cons" => {
+            let list: Vec<String> = r
+                .conns
+                .iter()
+                .map(|c| {
+                    format!(
+                        "{{\"remote_socket_address\":{},\"session_id\":{},\"packets_received\":{},\"packets_sent\":{},\"session_timeout\":{}}}",
+                        json_str(&c.peer),
+                        json_str(&format!("0x{:x}", c.session)),
+                        c.received,
+                        c.sent,
+                        c.timeout_ms
+                    )
+                })
+                .collect();
+            fields.push(("connections".into(), format!("[{}]", list.join(","))));
+        }
+        "envi" => {
+            fields.push(("zookeeper.version".into(), json_str(ZK_VERSION)));
+            fields.push(("os.name".into(), json_str(std::env::consts::OS)));
+            fields.push(("os.arch".into(), json_str(std::env::consts::ARCH)));
+        }
+        "wchs" => {
+            fields.push(("num_connections".into(), r.watching_sessions.to_string()));
+            fields.push(("num_paths".into(), r.watched_paths.to_string()));
+            fields.push(("num_total_watches".into(), r.watch_count.to_string()));
+        }
+        "wchc" => {
+            let m: Vec<String> = r
+                .watches_by_session
+                .iter()
+                .map(|(s, p)| {
+                    let paths: Vec<String> = p.iter().map(|x| json_str(x)).collect();
+                    format!("{}:[{}]", json_str(&format!("0x{s:x}")), paths.join(","))
+                })
+                .collect();
+            fields.push((
+                "session_id_to_watched_paths".into(),
+                format!("{{{}}}", m.join(",")),
+            ));
+        }
+        "wchp" => {
+            let m: Vec<String> = r
+                .watches_by_path
+                .iter()
+                .map(|(p, s)| {
+                    let ids: Vec<String> =
+                        s.iter().map(|x| json_str(&format!("0x{x:x}"))).collect();
+                    format!("{}:[{}]", json_str(p), ids.join(","))
+                })
+                .collect();
+            fields.push(("path_to_session_ids".into(), format!("{{{}}}", m.join(","))));
+        }
+        "dump" => {
+            let m: Vec<String> = r
+                .ephemerals
+                .iter()
+                .map(|(s, p)| {
+                    let paths: Vec<String> = p.iter().map(|x| json_str(x)).collect();
+                    format!("{}:[{}]", json_str(&format!("0x{s:x}")), paths.join(","))
+                })
+                .collect();
+            fields.push(("ephemerals".into(), format!("{{{}}}", m.join(","))));
+            let sessions: Vec<String> = r
+                .sessions
+                .iter()
+                .map(|(s, _)| json_str(&format!("0x{s:x}")))
+                .collect();
+            fields.push(("sessions".into(), format!("[{}]", sessions.join(","))));
+        }
+        "dirs" => {
+            fields.push(("datadir_size".into(), num(r.data_dir_bytes)));
+            fields.push(("logdir_size".into(), num(r.log_dir_bytes)));
+        }
+        _ => {}
+    }
+    fields.push(("command".into(), json_str(name)));
+    fields.push(("error".into(), "null".into()));
+    let body: Vec<String> = fields
+        .iter()
+        .map(|(k, v)| format!("{}:{v}", json_str(k)))
+        .collect();
+    Some(format!("{{{}}}", body.join(",")))
+}
+
+#[cfg(test)]
+mod admin_tests {
+    use super::*;
+
+    #[test]
+    fn admin_json_has_command_and_error() {
+        assert_eq!(
+            render_admin("ruok", &Report::default()).unwrap(),
+            "{\"command\":\"ruok\",\"error\":null}"
+        );
+        let mntr = render_admin("monitor", &Report::default()).unwrap();
+        assert!(mntr.contains("\"server_state\":\"standalone\""), "{mntr}");
+        assert!(render_admin("nope", &Report::default()).is_none());
+    }
+}

@@ -1,4 +1,48 @@
-//! kiln-zk: a ZooKeeper wire-compatible server.
+//! kiln-zk: a ZooKeeper wire-compatible server (standalone).
+//!
+//! What it is: Apache ZooKeeper's client protocol (jute framing, the connect handshake, every
+//! opcode clients of 3.4–3.9 send, exact error codes and Stat fields, watches including
+//! persistent and recursive ones, ACLs with the world/auth/digest/ip schemes and a super digest,
+//! containers, TTL nodes, four-letter words), configured from an unchanged `zoo.cfg`, with a
+//! durable transaction log (a reply leaves only after its txn is fsynced, group-committed) and
+//! snapshots.
+//!
+//! What it is not (yet): an ensemble member (no ZAB, no quorum ports; more than one `server.N`
+//! line is refused), a reader of Apache ZooKeeper's on-disk files (Kiln keeps its own log and
+//! snapshot formats), a SASL/Kerberos/TLS endpoint, or a quota enforcer (`/zookeeper/quota`
+//! exists but limits are not checked).
+//!
+//! # Codemap
+//! | module | role | I/O |
+//! |---|---|---|
+//! | [`jute`] | bounded big-endian codec primitives | none |
+//! | [`proto`] | records, opcodes, error codes, request decoding, reply encoding | none |
+//! | [`tree`] | znodes, Stat fields, ephemeral/container/TTL indexes, undo journal | none |
+//! | [`acl`] | ACL schemes and permission checks | none |
+//! | [`watch`] | one-shot and persistent watches, notification fan-out | none |
+//! | [`session`] | replicated session table, expiry deadlines | none |
+//! | [`txn`] | transactions (the unit of the log and of future replication) | none |
+//! | [`state`] | the state machine: request → txn → apply → reply + notifications | none |
+//! | [`snapshot`] | snapshot file format | none |
+//! | [`config`] | `zoo.cfg` parsing and validation | reads the file and `myid` |
+//! | [`fourlw`] | four-letter-word texts | none |
+//! | [`server`] | sockets, log sequencer, snapshots, timers: everything with I/O | all of it |
+//!
+//! # Running it
+//! ```no_run
+//! use kiln_zk::config::ZkConfig;
+//! use kiln_zk::server;
+//!
+//! // `kiln up`: port 2181, data under ./kiln-data/zk, on its own thread.
+//! let handle = server::ServerHandle::start(ZkConfig::default_embedded("./kiln-data/zk"))?;
+//! println!("ZooKeeper on {}", handle.addr());
+//! handle.stop()?; // closes connections, flushes the log
+//!
+//! // `kiln zk`: block the current thread until SIGINT/SIGTERM.
+//! let (config, _warnings) = ZkConfig::load("zoo.cfg".as_ref()).expect("valid zoo.cfg");
+//! server::run(config, server::install_signal_handlers())?;
+//! # Ok::<(), server::ZkError>(())
+//! ```
 pub mod acl;
 pub mod config;
 pub mod fourlw;

@@ -786,6 +786,9 @@ fn run_with_listener(
             srv.state.borrow().last_zxid()
         );
         spawn_background(&srv);
+        if srv.cfg.admin_enable {
+            spawn_admin(&srv);
+        }
         let fatal_rx = srv.fatal_signal.1.clone();
         let accept_srv = srv.clone();
         let accept = async move {
@@ -1335,16 +1338,7 @@ async fn read_loop(
 fn run_four_letter(srv: &Server, cmd: &str) -> String {
     let allowed = srv.cfg.four_letter_allowed(cmd);
     if allowed {
-        match cmd {
-            "srst" => *srv.stats.borrow_mut() = Stats::default(),
-            "crst" => {
-                for c in srv.conns.borrow().values() {
-                    c.received.set(0);
-                    c.sent.set(0);
-                }
-            }
-            _ => {}
-        }
+        run_four_letter_side_effects(srv, cmd);
     }
     fourlw::render(cmd, allowed, &srv.report())
 }
@@ -1554,4 +1548,111 @@ fn handle_request(srv: &Rc<Server>, conn: &Rc<Conn>, payload: &[u8]) -> bool {
             true
         }
     }
+}
+
+/// Largest HTTP request head the AdminServer reads.
+const ADMIN_REQUEST_BYTES_MAX: usize = 8 << 10;
+
+/// The AdminServer: `GET /commands/<name>` answers JSON (see [`fourlw::render_admin`]).
+/// A port that cannot be bound is reported and the client port keeps serving, as in ZooKeeper.
+fn spawn_admin(srv: &Rc<Server>) {
+    let ip = srv
+        .cfg
+        .admin_server_address
+        .unwrap_or(IpAddr::from([0, 0, 0, 0]));
+    let addr = SocketAddr::new(ip, srv.cfg.admin_server_port);
+    let listener = match std::net::TcpListener::bind(addr).and_then(rt::TcpListener::from_std) {
+        Ok(l) => l,
+        Err(e) => {
+            warn!("zk: AdminServer not started: bind {addr}: {e}");
+            return;
+        }
+    };
+    info!("zk: AdminServer on {addr}");
+    let s = srv.clone();
+    rt::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                rt::sleep(Duration::from_millis(50)).await;
+                continue;
+            };
+            let s = s.clone();
+            rt::spawn(async move {
+                let mut stream = stream;
+                let mut head: Vec<u8> = Vec::with_capacity(1024);
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < ADMIN_REQUEST_BYTES_MAX {
+                    let len = head.len();
+                    if head.capacity() - len < 512 {
+                        head.reserve(1024);
+                    }
+                    let BufResult(r, b) = stream.read(head.slice(len..)).await;
+                    head = b.into_inner();
+                    if !matches!(r, Ok(n) if n > 0) {
+                        break;
+                    }
+                }
+                let text = String::from_utf8_lossy(&head);
+                let target = text.lines().next().and_then(|l| l.split_whitespace().nth(1)).unwrap_or("/");
+                let (status, body) = admin_response(&s, target);
+                let resp = format!(
+                    "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = stream.write_all(resp.into_bytes()).await;
+                let _ = stream.shutdown().await;
+            })
+            .detach();
+        }
+    })
+    .detach();
+}
+
+fn admin_response(srv: &Server, target: &str) -> (&'static str, String) {
+    let path = target
+        .split('?')
+        .next()
+        .unwrap_or("/")
+        .trim_end_matches('/');
+    if path == "/commands" {
+        let names: Vec<String> = fourlw::ADMIN_COMMANDS
+            .iter()
+            .map(|(n, _)| format!("\"{n}\""))
+            .collect();
+        return (
+            "200 OK",
+            format!("{{\"commands\":[{}],\"error\":null}}", names.join(",")),
+        );
+    }
+    let Some(name) = path.strip_prefix("/commands/") else {
+        return ("404 Not Found", "{\"error\":\"not found\"}".to_string());
+    };
+    let Some((_, word)) = fourlw::ADMIN_COMMANDS.iter().find(|(n, _)| *n == name) else {
+        return (
+            "404 Not Found",
+            format!(
+                "{{\"command\":\"{}\",\"error\":\"Unknown command\"}}",
+                name.escape_default()
+            ),
+        );
+    };
+    // Resets go through the same path as their four-letter words.
+    let _ = run_four_letter_side_effects(srv, word);
+    match fourlw::render_admin(name, &srv.report()) {
+        Some(body) => ("200 OK", body),
+        None => ("404 Not Found", "{\"error\":\"not found\"}".to_string()),
+    }
+}
+
+fn run_four_letter_side_effects(srv: &Server, cmd: &str) -> bool {
+    match cmd {
+        "srst" => *srv.stats.borrow_mut() = Stats::default(),
+        "crst" => {
+            for c in srv.conns.borrow().values() {
+                c.received.set(0);
+                c.sent.set(0);
+            }
+        }
+        _ => return false,
+    }
+    true
 }

@@ -784,6 +784,8 @@ impl ZkState {
                     .collect()
             })),
             Request::Ping | Request::Auth { .. } => Ok(Response::Empty),
+            // Standalone servers run with reconfig disabled, as ZooKeeper 3.5+ does by default.
+            Request::Unimplemented(op::RECONFIG) => Err(Code::ReconfigDisabled),
             Request::Unimplemented(_) => Err(Code::Unimplemented),
             Request::Create { .. }
             | Request::Delete { .. }
