@@ -11,6 +11,10 @@ use bytes::Bytes;
 /// the limit exists so that no input can drive recursion, whatever the message shape.
 pub const MAX_DEPTH: u32 = 32;
 
+/// Longest string Kafka reads or writes (its Java code rejects longer ones, compact or
+/// not, because the classic encoding has an `i16` length).
+pub const MAX_STRING_LEN: usize = 0x7fff;
+
 /// Why a frame could not be decoded. Every variant says which field was being read
 /// (`Message.field`) and the byte offset in the buffer the [`Reader`] was created from.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -344,8 +348,15 @@ impl Reader {
         field: &'static str,
         compact: bool,
     ) -> Result<Option<String>, DecodeError> {
+        let offset = self.pos;
         match self.read_length(field, compact, true, 1)? {
             None => Ok(None),
+            Some(len) if len > MAX_STRING_LEN => Err(DecodeError::InvalidLength {
+                field,
+                offset,
+                len: len as i64,
+                have: self.remaining(),
+            }),
             Some(len) => self.str_from(field, len).map(Some),
         }
     }
@@ -685,7 +696,7 @@ pub mod put {
         v: &str,
         compact: bool,
     ) -> Result<(), EncodeError> {
-        if !compact && v.len() > 0x7fff {
+        if v.len() > super::MAX_STRING_LEN {
             return Err(EncodeError::TooLong {
                 field,
                 len: v.len(),

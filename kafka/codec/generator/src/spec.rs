@@ -233,6 +233,7 @@ fn parse_field(v: &Value) -> Result<Field, SpecError> {
     let tag = match v.get("tag") {
         Some(t) => Some(
             t.as_u64()
+                .or_else(|| t.as_str().and_then(|s| s.trim().parse().ok()))
                 .and_then(|t| u32::try_from(t).ok())
                 .ok_or_else(|| SpecError(format!("{name}: bad tag {t}")))?,
         ),
