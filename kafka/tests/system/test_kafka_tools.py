@@ -180,7 +180,7 @@ def test_verifiable_producer_and_consumer(broker, topic_name, version, tmp_path)
     bs = ["--bootstrap-server", broker.bootstrap]
     tool(version, "topics", *bs, "--create", "--topic", topic_name, "--partitions", "4", "--replication-factor", "1")
     cfg = tmp_path / "producer.properties"
-    cfg.write_text("enable.idempotence=true\nmax.in.flight.requests.per.connection=5\nlinger.ms=5\n"
+    cfg.write_text("enable.idempotence=true\nretries=2147483647\nmax.in.flight.requests.per.connection=5\nlinger.ms=5\n"
                    "batch.size=65536\n")
     out = tmp_path / "producer.jsonl"
     with open(out, "w") as f:
