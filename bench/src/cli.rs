@@ -17,6 +17,8 @@ pub struct LoadArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum LoadTarget {
+    /// Kafka: produce, consume or end-to-end latency against any broker.
+    Kafka(KafkaArgs),
     /// ZooKeeper: op mix, sessions, requests in flight, value size; or watch fan-out.
     Zk(ZkArgs),
 }
@@ -52,6 +54,81 @@ impl CommonArgs {
     pub fn warmup(&self) -> Duration {
         Duration::from_secs_f64(self.warmup.max(0.0))
     }
+}
+
+#[derive(Debug, Args)]
+pub struct KafkaArgs {
+    #[command(subcommand)]
+    pub mode: KafkaMode,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KafkaMode {
+    /// Produce records (acks, batching, linger, compression, rate).
+    Produce(KafkaOpts),
+    /// Consume a topic from the earliest offset as fast as possible.
+    Consume(KafkaOpts),
+    /// Produce at --rate and consume in the same process; latency per record end to end.
+    E2e(KafkaOpts),
+}
+
+#[derive(Debug, Args)]
+pub struct KafkaOpts {
+    /// Bootstrap broker.
+    #[arg(long, default_value = "127.0.0.1:9092")]
+    pub bootstrap: String,
+    #[arg(long, default_value = "kiln-bench")]
+    pub topic: String,
+    /// Partitions (the topic is created with them if it does not exist).
+    #[arg(long, default_value_t = 4)]
+    pub partitions: i32,
+    /// Connections (producers for produce/e2e, consumers for consume).
+    #[arg(long, default_value_t = 4)]
+    pub connections: usize,
+    /// e2e: consumer connections.
+    #[arg(long, default_value_t = 1)]
+    pub consumers: usize,
+    /// Record value size in bytes (at least 8).
+    #[arg(long, default_value_t = 100)]
+    pub record_size: usize,
+    /// Key size in bytes (0 = null keys, at most 24).
+    #[arg(long, default_value_t = 0)]
+    pub key_size: usize,
+    /// Keys are drawn uniformly from this many distinct values.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub key_space: u64,
+    /// Record bytes per batch (`batch.size`).
+    #[arg(long, default_value_t = 16384)]
+    pub batch_size: usize,
+    /// Milliseconds a paced batch waits to fill (`linger.ms`).
+    #[arg(long, default_value_t = 5.0)]
+    pub linger_ms: f64,
+    /// 0, 1 or -1 (all).
+    #[arg(long, default_value_t = 1, allow_hyphen_values = true)]
+    pub acks: i16,
+    /// none or gzip.
+    #[arg(long, default_value = "none")]
+    pub compression: String,
+    /// Produce requests in flight per connection.
+    #[arg(long, default_value_t = 5)]
+    pub in_flight: usize,
+    /// Stop after this many records (produced, or consumed for consume).
+    #[arg(long)]
+    pub records: Option<u64>,
+    /// Fetch: max bytes per response (`fetch.max.bytes`).
+    #[arg(long, default_value_t = 52_428_800)]
+    pub fetch_max_bytes: i32,
+    /// Fetch: max bytes per partition (`max.partition.fetch.bytes`).
+    #[arg(long, default_value_t = 1_048_576)]
+    pub partition_max_bytes: i32,
+    /// Fetch: max wait in ms (`fetch.max.wait.ms`).
+    #[arg(long, default_value_t = 500)]
+    pub fetch_max_wait_ms: i32,
+    /// Topic configs for creation, `key=value` (repeatable).
+    #[arg(long = "topic-config")]
+    pub topic_configs: Vec<String>,
+    #[command(flatten)]
+    pub common: CommonArgs,
 }
 
 #[derive(Debug, Args)]
@@ -110,6 +187,57 @@ fn finish(res: crate::error::Result<RunResult>, json: Option<&PathBuf>) -> ExitC
 /// Entry point of `kiln load`.
 pub fn run_load(args: LoadArgs) -> ExitCode {
     match args.target {
+        LoadTarget::Kafka(k) => {
+            let (mode, o) = match k.mode {
+                KafkaMode::Produce(o) => (crate::kafka::Mode::Produce, o),
+                KafkaMode::Consume(o) => (crate::kafka::Mode::Consume, o),
+                KafkaMode::E2e(o) => (crate::kafka::Mode::E2e, o),
+            };
+            let compression = match crate::kafka::batch::Compression::parse(&o.compression) {
+                Ok(c) => c,
+                Err(e) => return finish(Err(e), None),
+            };
+            let mut topic_configs = Vec::new();
+            for kv in &o.topic_configs {
+                match kv.split_once('=') {
+                    Some((k, v)) => topic_configs.push((k.to_owned(), v.to_owned())),
+                    None => {
+                        return finish(
+                            Err(crate::error::LoadError::Config(format!(
+                                "--topic-config {kv:?}: want key=value"
+                            ))),
+                            None,
+                        );
+                    }
+                }
+            }
+            let cfg = crate::kafka::KafkaLoad {
+                mode,
+                bootstrap: o.bootstrap,
+                topic: o.topic,
+                partitions: o.partitions,
+                connections: o.connections,
+                consumers: o.consumers,
+                record_size: o.record_size,
+                key_size: o.key_size,
+                key_space: o.key_space,
+                batch_size: o.batch_size,
+                linger: Duration::from_secs_f64(o.linger_ms.max(0.0) / 1e3),
+                acks: o.acks,
+                compression,
+                in_flight: o.in_flight,
+                rate: o.common.rate,
+                duration: o.common.duration(),
+                records: o.records,
+                warmup: o.common.warmup(),
+                fetch_max_bytes: o.fetch_max_bytes,
+                partition_max_bytes: o.partition_max_bytes,
+                fetch_max_wait_ms: o.fetch_max_wait_ms,
+                topic_configs,
+                quiet: o.common.quiet,
+            };
+            finish(crate::kafka::run(&cfg), o.common.json.as_ref())
+        }
         LoadTarget::Zk(a) => {
             let mix = match crate::zk::parse_mix(&a.mix) {
                 Ok(m) => m,

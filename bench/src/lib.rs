@@ -4,11 +4,13 @@
 //!   (human summary and JSON);
 //! - [`rate`]: open-loop schedules: every operation has an intended send time, and latency is
 //!   measured from it, so a stalled server cannot hide its stall (coordinated omission);
+//! - [`kafka`]: `kiln load kafka produce|consume|e2e` over kiln-kafka-codec;
 //! - [`zk`]: `kiln load zk`, a pipelining ZooKeeper client over the jute codec;
 //! - [`net`]: blocking length-prefixed framing shared by both protocols.
 
 pub mod cli;
 pub mod error;
+pub mod kafka;
 pub mod net;
 pub mod rate;
 pub mod stats;

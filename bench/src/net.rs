@@ -63,3 +63,16 @@ impl FrameReader {
 pub fn write_all(stream: &mut TcpStream, frame: &[u8]) -> io::Result<()> {
     stream.write_all(frame)
 }
+
+impl FrameReader {
+    /// The next frame as an owned buffer (for decoders that keep slices of it).
+    pub fn next_frame_owned(&mut self) -> io::Result<Vec<u8>> {
+        self.next_frame()?;
+        Ok(std::mem::take(&mut self.buf))
+    }
+
+    /// The socket, e.g. to set a read timeout.
+    pub fn get_ref(&self) -> &TcpStream {
+        self.inner.get_ref()
+    }
+}
