@@ -83,9 +83,13 @@ impl Node {
         self.data.as_ref().map_or(0, Vec::len)
     }
 
-    /// The Stat a client sees: `ephemeralOwner` is shown only for session ephemerals (containers
-    /// and TTL nodes report 0, as `DataNode.copyStat` does).
+    /// The Stat a client sees, as `DataNode.copyStat` makes it:
+    /// - `ephemeralOwner` is shown only for session ephemerals (containers and TTL nodes show 0);
+    /// - the stored `cversion` counts child creations (it names sequential children), while the
+    ///   reported one counts creations and deletions: every child not present any more was
+    ///   deleted once, so reported = 2 * creations - current children.
     pub fn stat(&self) -> Stat {
+        let num_children = i32::try_from(self.children.len()).unwrap_or(i32::MAX);
         let ephemeral_owner = match node_kind(self.ephemeral_owner) {
             NodeKind::Ephemeral(s) => s,
             _ => 0,
@@ -96,11 +100,11 @@ impl Node {
             ctime: self.ctime,
             mtime: self.mtime,
             version: self.version,
-            cversion: self.cversion,
+            cversion: self.cversion.wrapping_mul(2).wrapping_sub(num_children),
             aversion: self.aversion,
             ephemeral_owner,
             data_length: i32::try_from(self.data_len()).unwrap_or(i32::MAX),
-            num_children: i32::try_from(self.children.len()).unwrap_or(i32::MAX),
+            num_children,
             pzxid: self.pzxid,
         }
     }
@@ -458,6 +462,8 @@ mod tests {
     fn fresh_tree_has_reserved_nodes() {
         let t = DataTree::new();
         assert_eq!(t.get("/").unwrap().stat().num_children, 1);
+        // ZooKeeper reports cversion -1 for a fresh root: one child it never "created".
+        assert_eq!(t.get("/").unwrap().stat().cversion, -1);
         assert_eq!(t.get("/zookeeper").unwrap().stat().num_children, 2);
         assert_eq!(t.get("/zookeeper/config").unwrap().aversion, -1);
         assert_eq!(t.descendant_count("/"), 3);
