@@ -121,15 +121,51 @@ impl Uuid {
     }
 }
 
+const BASE64_URL: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+/// Kafka prints UUIDs as URL-safe base64 without padding (22 characters), e.g. topic ids in
+/// `kafka-topics --describe`.
 impl std::fmt::Display for Uuid {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        for (i, b) in self.0.iter().enumerate() {
-            if matches!(i, 4 | 6 | 8 | 10) {
-                f.write_str("-")?;
-            }
-            write!(f, "{b:02x}")?;
+        let v = self.as_u128();
+        // 128 bits = 21 groups of 6 bits + 2 bits; base64 reads them most significant first,
+        // the final group padded with four zero bits.
+        let mut out = [0u8; 22];
+        for (i, c) in out.iter_mut().enumerate() {
+            let shift = 128i32 - 6 * (i as i32 + 1);
+            let idx = if shift >= 0 {
+                (v >> shift) & 0x3f
+            } else {
+                (v << -shift) & 0x3f
+            };
+            *c = BASE64_URL[idx as usize];
         }
-        Ok(())
+        f.write_str(std::str::from_utf8(&out).map_err(|_| std::fmt::Error)?)
+    }
+}
+
+impl std::str::FromStr for Uuid {
+    type Err = ();
+
+    /// Parses Kafka's 22-character URL-safe base64 form.
+    fn from_str(s: &str) -> Result<Uuid, ()> {
+        let b = s.as_bytes();
+        if b.len() != 22 {
+            return Err(());
+        }
+        let mut v: u128 = 0;
+        for (i, &c) in b.iter().enumerate() {
+            let d = BASE64_URL.iter().position(|&x| x == c).ok_or(())? as u128;
+            if i < 21 {
+                v = (v << 6) | d;
+            } else {
+                if d & 0x0f != 0 {
+                    return Err(());
+                }
+                v = (v << 2) | (d >> 4);
+            }
+        }
+        Ok(Uuid(v.to_be_bytes()))
     }
 }
 
@@ -865,5 +901,162 @@ impl Sampler {
         } else {
             Some(f(self))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unsigned_varints_round_trip_at_the_boundaries() {
+        for v in [
+            0u32,
+            1,
+            127,
+            128,
+            16_383,
+            16_384,
+            (1 << 21) - 1,
+            1 << 28,
+            u32::MAX,
+        ] {
+            let mut b = Vec::new();
+            put::unsigned_varint(&mut b, v);
+            assert!(b.len() <= 5);
+            let mut r = Reader::new(Bytes::from(b));
+            assert_eq!(r.read_unsigned_varint("t").unwrap(), v);
+            assert_eq!(r.remaining(), 0);
+        }
+        for v in [0u64, 1, 1 << 35, u64::MAX] {
+            let mut b = Vec::new();
+            put::unsigned_varlong(&mut b, v);
+            assert!(b.len() <= 10);
+            assert_eq!(
+                Reader::new(Bytes::from(b))
+                    .read_unsigned_varlong("t")
+                    .unwrap(),
+                v
+            );
+        }
+    }
+
+    #[test]
+    fn zigzag_varints_round_trip() {
+        for v in [0i32, -1, 1, -64, 63, i32::MIN, i32::MAX] {
+            let mut b = Vec::new();
+            put::varint(&mut b, v);
+            assert_eq!(Reader::new(Bytes::from(b)).read_varint("t").unwrap(), v);
+        }
+        for v in [0i64, -1, i64::MIN, i64::MAX] {
+            let mut b = Vec::new();
+            put::varlong(&mut b, v);
+            assert_eq!(Reader::new(Bytes::from(b)).read_varlong("t").unwrap(), v);
+        }
+    }
+
+    #[test]
+    fn varint_longer_than_ten_bytes_is_rejected() {
+        let mut r = Reader::new(Bytes::from(vec![0xff; 11]));
+        assert!(matches!(
+            r.read_unsigned_varlong("t"),
+            Err(DecodeError::VarintTooLong { max: 10, .. })
+        ));
+    }
+
+    #[test]
+    fn array_count_is_bounded_by_remaining_bytes_times_element_size() {
+        // 3 elements of at least 4 bytes need 12 bytes; 11 are left.
+        let mut b = vec![0, 0, 0, 3];
+        b.extend_from_slice(&[0; 11]);
+        let mut r = Reader::new(Bytes::from(b));
+        let e = r
+            .read_array("t", false, 4, |r| r.read_i32("t"))
+            .unwrap_err();
+        assert!(
+            matches!(
+                e,
+                DecodeError::InvalidLength {
+                    len: 3,
+                    have: 11,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn nesting_depth_is_bounded() {
+        let mut r = Reader::new(Bytes::new());
+        for _ in 0..MAX_DEPTH {
+            r.enter("t").unwrap();
+        }
+        assert!(matches!(r.enter("t"), Err(DecodeError::TooDeep { .. })));
+        r.leave();
+        r.enter("t").unwrap();
+    }
+
+    #[test]
+    fn overlong_strings_are_rejected_both_ways() {
+        let s = "x".repeat(MAX_STRING_LEN + 1);
+        assert!(put::string(&mut Vec::new(), "t", &s, true).is_err());
+        let mut b = Vec::new();
+        put::unsigned_varint(&mut b, (s.len() + 1) as u32);
+        b.extend_from_slice(s.as_bytes());
+        let mut r = Reader::new(Bytes::from(b));
+        assert!(matches!(
+            r.read_string("t", true),
+            Err(DecodeError::InvalidLength { .. })
+        ));
+    }
+
+    #[test]
+    fn invalid_utf8_is_an_error() {
+        let mut r = Reader::new(Bytes::from_static(&[0, 2, 0xc3, 0x28]));
+        assert!(matches!(
+            r.read_string("t", false),
+            Err(DecodeError::InvalidUtf8 { offset: 2, .. })
+        ));
+    }
+
+    #[test]
+    fn chunk_writer_shares_large_values_and_copies_small_ones() {
+        let big = Bytes::from(vec![1u8; ChunkWriter::SHARE_MIN]);
+        let small = Bytes::from_static(b"abc");
+        let mut w = ChunkWriter::new();
+        put::i32(&mut w, 7);
+        put::bytes(&mut w, "t", &small, false).unwrap();
+        put::bytes(&mut w, "t", &big, false).unwrap();
+        put::i16(&mut w, 1);
+        assert_eq!(w.written(), 4 + 4 + 3 + 4 + big.len() + 2);
+        let chunks = w.into_chunks();
+        assert_eq!(chunks.len(), 3);
+        assert_eq!(chunks[1].as_ptr(), big.as_ptr(), "large value copied");
+        let flat: Vec<u8> = chunks.iter().flat_map(|c| c.iter().copied()).collect();
+        let mut v = Vec::new();
+        put::i32(&mut v, 7);
+        put::bytes(&mut v, "t", &small, false).unwrap();
+        put::bytes(&mut v, "t", &big, false).unwrap();
+        put::i16(&mut v, 1);
+        assert_eq!(flat, v);
+    }
+
+    #[test]
+    fn uuid_displays_like_java() {
+        // Kafka's Uuid.toString() of Uuid(0, 1) and of the all-ones id.
+        assert_eq!(
+            Uuid::from_u64_pair(0, 1).to_string(),
+            "AAAAAAAAAAAAAAAAAAAAAQ"
+        );
+        assert_eq!(
+            Uuid::from_u64_pair(u64::MAX, u64::MAX).to_string(),
+            "_____________________w"
+        );
+        assert_eq!(Uuid::ZERO.to_string(), "AAAAAAAAAAAAAAAAAAAAAA");
+        let u = Uuid::from_u64_pair(0x0123_4567_89ab_cdef, 0xfedc_ba98_7654_3210);
+        assert_eq!(u.to_string().parse::<Uuid>(), Ok(u));
+        assert!("short".parse::<Uuid>().is_err());
+        assert!("AAAAAAAAAAAAAAAAAAAAAB".parse::<Uuid>().is_err());
     }
 }
