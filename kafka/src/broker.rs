@@ -1,0 +1,323 @@
+//! Broker start-up and shutdown.
+//!
+//! Start-up, in order:
+//! 1. create `log.dirs`; read or write `meta.properties` (cluster id, node id, as Kafka does);
+//! 2. load the topic catalog and the producer-id allocator;
+//! 3. bind the listening socket (port 0 picks a free port, advertised when no
+//!    `advertised.listeners` is given);
+//! 4. start the shards ([`kiln_engine::shard::ShardSet`]); each opens (recovers) the partitions
+//!    placed on it, shard 0 also opens the group coordinator, then every shard accepts
+//!    connections on the shared socket and serves its mailbox;
+//! 5. [`Broker::start`] returns once every shard is serving (or the first failure).
+//!
+//! Shutdown: the [`Shutdown`] token is requested (SIGINT/SIGTERM via `kiln`, or
+//! [`Broker::stop`]); each shard stops accepting, flushes the group coordinator (shard 0), and
+//! the engine flushes its commit group so every accepted append is durable; then threads join.
+
+use std::net::{SocketAddr, TcpListener as StdListener, ToSocketAddrs};
+use std::path::Path;
+use std::rc::Rc;
+use std::sync::atomic::AtomicU32;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use kiln_engine::rt;
+use kiln_engine::shard::{ShardConfig, ShardCtx, ShardSet};
+use kiln_engine::shutdown::Shutdown;
+
+use crate::catalog::{CatalogStore, StoreError};
+use crate::config::{BrokerConfig, Endpoint};
+use crate::group::{GroupConfig, GroupService};
+use crate::producer_ids::ProducerIds;
+use crate::shard::{Job, MAILBOX_JOBS_MAX, ShardState, Shared, admit_connection, select2};
+
+/// Why the broker could not start or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    #[error("{op} {path}: {source}")]
+    Io {
+        op: &'static str,
+        path: String,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("starting shards: {0}")]
+    Shards(#[from] kiln_engine::shard::ShardError),
+    #[error("shard {shard} failed to start: {reason}")]
+    ShardStart { shard: usize, reason: String },
+}
+
+/// A running broker.
+pub struct Broker {
+    shards: Option<ShardSet>,
+    shutdown: Shutdown,
+    shared: Arc<Shared>,
+}
+
+impl Broker {
+    /// Starts the broker (steps 1-5 of the module docs). `shutdown` stops it when requested.
+    pub fn start(config: BrokerConfig, shutdown: Shutdown) -> Result<Broker, BrokerError> {
+        let dir = config.log_dir.clone();
+        std::fs::create_dir_all(&dir).map_err(|source| BrokerError::Io {
+            op: "creating",
+            path: dir.display().to_string(),
+            source,
+        })?;
+        let cluster_id = cluster_id(&dir, config.broker_id)?;
+        let store = CatalogStore::new(&dir);
+        let catalog = store.load()?;
+        let producer_ids = ProducerIds::open(&dir)?;
+
+        let listener = bind(&config.listener)?;
+        let bound = listener.local_addr().map_err(|source| BrokerError::Io {
+            op: "reading the address of",
+            path: format!("{:?}", config.listener),
+            source,
+        })?;
+        let cores = kiln_engine::shard::allowed_cpus().len().max(1);
+        let shard_count = config.shard_count(cores);
+        let advertised = OnceLock::new();
+        if !config.raw.contains_key("advertised.listeners") && config.listener.port == 0 {
+            let _ = advertised.set(Endpoint {
+                port: bound.port(),
+                ..config.advertised.clone()
+            });
+        }
+        let shared = Arc::new(Shared {
+            catalog: Mutex::new(catalog),
+            store,
+            shard_count,
+            connections: AtomicU32::new(0),
+            producer_ids: Mutex::new(producer_ids),
+            cluster_id,
+            advertised,
+            config,
+        });
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<(usize, Result<(), String>)>();
+        let entry_shared = shared.clone();
+        let ready_tx = Mutex::new(ready_tx);
+        let listener = Arc::new(listener);
+        let shard_config = ShardConfig {
+            count: Some(shard_count),
+            pin: shard_count > 1,
+            mailbox_messages_max: MAILBOX_JOBS_MAX,
+            name: "kiln-kafka".into(),
+        };
+        let shards = ShardSet::start(
+            &shard_config,
+            shutdown.clone(),
+            move |ctx: ShardCtx<Job>| {
+                let shared = entry_shared.clone();
+                let ready = ready_tx.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                let listener = listener.try_clone();
+                async move { shard_main(ctx, shared, listener, ready).await }
+            },
+        )?;
+        let broker = Broker {
+            shards: Some(shards),
+            shutdown,
+            shared,
+        };
+        for _ in 0..shard_count {
+            match ready_rx.recv() {
+                Ok((_, Ok(()))) => {}
+                Ok((shard, Err(reason))) => {
+                    broker.shutdown.request();
+                    return Err(BrokerError::ShardStart { shard, reason });
+                }
+                Err(_) => {
+                    broker.shutdown.request();
+                    return Err(BrokerError::ShardStart {
+                        shard: 0,
+                        reason: "a shard exited during start-up".into(),
+                    });
+                }
+            }
+        }
+        tracing::info!(
+            address = %bound,
+            shards = shard_count,
+            advertised = ?broker.shared.advertised(),
+            "kafka broker serving"
+        );
+        Ok(broker)
+    }
+
+    /// The advertised endpoint (the bound port when the configured port was 0).
+    pub fn advertised(&self) -> Endpoint {
+        self.shared.advertised()
+    }
+
+    /// Requests shutdown and waits for every shard to finish.
+    pub fn stop(mut self) -> Result<(), BrokerError> {
+        self.shutdown.request();
+        self.join()
+    }
+
+    /// Waits until the shutdown token is requested and every shard finished.
+    pub fn join(&mut self) -> Result<(), BrokerError> {
+        match self.shards.take() {
+            Some(s) => s.join().map_err(BrokerError::from),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        if self.shards.is_some() {
+            self.shutdown.request();
+            let _ = self.join();
+        }
+    }
+}
+
+/// Runs the broker until `shutdown` is requested.
+pub fn run(config: BrokerConfig, shutdown: Shutdown) -> Result<(), BrokerError> {
+    let mut broker = Broker::start(config, shutdown)?;
+    broker.join()
+}
+
+fn bind(listener: &Endpoint) -> Result<StdListener, BrokerError> {
+    let host = if listener.host.is_empty() {
+        "0.0.0.0"
+    } else {
+        listener.host.as_str()
+    };
+    let err = |op: &'static str| {
+        let path = format!("{host}:{}", listener.port);
+        move |source| BrokerError::Io { op, path, source }
+    };
+    let addrs: Vec<SocketAddr> = (host, listener.port)
+        .to_socket_addrs()
+        .map_err(err("resolving"))?
+        .collect();
+    let l = StdListener::bind(addrs.as_slice()).map_err(err("binding"))?;
+    l.set_nonblocking(true).map_err(err("configuring"))?;
+    Ok(l)
+}
+
+fn cluster_id(dir: &Path, node_id: i32) -> Result<String, BrokerError> {
+    let path = dir.join("meta.properties");
+    if let Ok(text) = std::fs::read_to_string(&path)
+        && let Some(id) = crate::config::properties::parse(&text).get("cluster.id")
+    {
+        return Ok(id.clone());
+    }
+    let id = crate::catalog::base64_url(&crate::catalog::new_topic_id());
+    let text = format!("#\n# Written by Kiln\nversion=1\ncluster.id={id}\nnode.id={node_id}\n");
+    std::fs::write(&path, text).map_err(|source| BrokerError::Io {
+        op: "writing",
+        path: path.display().to_string(),
+        source,
+    })?;
+    Ok(id)
+}
+
+async fn shard_main(
+    ctx: ShardCtx<Job>,
+    shared: Arc<Shared>,
+    listener: std::io::Result<StdListener>,
+    ready: std::sync::mpsc::Sender<(usize, Result<(), String>)>,
+) {
+    let id = ctx.id.index();
+    let shutdown = ctx.shutdown.clone();
+    let inbox = ctx.inbox().clone();
+    let shard = Rc::new(ShardState {
+        id,
+        ctx,
+        shared: shared.clone(),
+        partitions: Default::default(),
+        fetch_memory_bytes: Default::default(),
+        group: Default::default(),
+    });
+    let listener = match open_shard(&shard, listener).await {
+        Ok(l) => l,
+        Err(reason) => {
+            let _ = ready.send((id, Err(reason)));
+            return;
+        }
+    };
+    let _ = ready.send((id, Ok(())));
+    drop(ready);
+
+    let accept_loop = accept_loop(&shard, &listener);
+    let mailbox_loop = async {
+        while let Ok(job) = inbox.recv_async().await {
+            let s = shard.clone();
+            rt::spawn(job(s)).detach();
+        }
+    };
+    let serving = select2(accept_loop, mailbox_loop);
+    let _ = select2(serving, shutdown.wait()).await;
+    let group = shard.group.borrow_mut().take();
+    if let Some(g) = group
+        && let Err(e) = g.flush().await
+    {
+        tracing::error!(error = %e, "flushing the group coordinator");
+    }
+    // Partitions are dropped here; the engine then flushes the shard's commit group.
+    shard.partitions.borrow_mut().clear();
+}
+
+/// Opens this shard's partitions (and the group coordinator on shard 0), and its listener.
+async fn open_shard(
+    shard: &Rc<ShardState>,
+    listener: std::io::Result<StdListener>,
+) -> Result<rt::TcpListener, String> {
+    let shared = &shard.shared;
+    let topics: Vec<_> = shared.catalog().topics.values().cloned().collect();
+    for meta in topics {
+        let mine: Vec<i32> = (0..meta.partitions)
+            .filter(|p| shared.owner(&meta.name, *p) == shard.id)
+            .collect();
+        crate::admin::open_local(shard, &meta, &mine)
+            .await
+            .map_err(|e| format!("opening topic {}: {e}", meta.name))?;
+    }
+    if shard.id == crate::handlers::group::GROUP_SHARD {
+        let c = &shared.config;
+        let ep = shared.advertised();
+        let cfg = GroupConfig {
+            min_session_timeout_ms: c.group_min_session_timeout_ms as i32,
+            max_session_timeout_ms: c.group_max_session_timeout_ms as i32,
+            initial_rebalance_delay_ms: c.group_initial_rebalance_delay_ms as i32,
+            offsets_retention_ms: c.offsets_retention_minutes.saturating_mul(60_000),
+            node_id: c.broker_id,
+            host: ep.host,
+            port: i32::from(ep.port),
+            ..GroupConfig::default()
+        };
+        let exists_shared = shared.clone();
+        let exists: crate::shard::PartitionExists =
+            Rc::new(move |t: &str, p: i32| exists_shared.catalog().partition_exists(t, p));
+        let g = GroupService::open(&c.log_dir, cfg, exists)
+            .await
+            .map_err(|e| format!("opening the group coordinator: {e}"))?;
+        *shard.group.borrow_mut() = Some(Rc::new(g));
+    }
+    let listener = listener.map_err(|e| format!("duplicating the listening socket: {e}"))?;
+    rt::TcpListener::from_std(listener)
+        .map_err(|e| format!("registering the listening socket: {e}"))
+}
+
+async fn accept_loop(shard: &Rc<ShardState>, listener: &rt::TcpListener) {
+    let max = shard.shared.config.connections_max;
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                if !admit_connection(&shard.shared.connections, max) {
+                    tracing::warn!(%peer, max, "max.connections reached: closing a new connection");
+                    drop(stream);
+                    continue;
+                }
+                let _ = stream.set_nodelay(true);
+                rt::spawn(crate::conn::serve(shard.clone(), stream)).detach();
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                rt::sleep(std::time::Duration::from_millis(10)).await;
+            }
+        }
+    }
+}

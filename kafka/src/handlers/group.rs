@@ -1,0 +1,45 @@
+//! Group-coordinator APIs (FindCoordinator, JoinGroup, SyncGroup, Heartbeat, LeaveGroup,
+//! OffsetCommit, OffsetFetch, DescribeGroups, ListGroups, DeleteGroups, OffsetDelete): the body is
+//! forwarded untouched to the `GroupService` on shard 0, which returns the encoded response body;
+//! this module adds the response header.
+//!
+//! The service's answer may wait (JoinGroup waits for the rebalance, commits for their fsync), so
+//! the reply is deferred: later requests of the connection keep being read meanwhile, and the
+//! responses still leave in order.
+
+use std::rc::Rc;
+
+use bytes::Bytes;
+
+use super::{Ctx, Reply, frame_body};
+use crate::conn::ConnError;
+use crate::shard::ShardState;
+
+/// The shard that owns the group coordinator.
+pub const GROUP_SHARD: usize = 0;
+
+pub async fn handle(shard: &Rc<ShardState>, ctx: Ctx, body: Bytes) -> Result<Reply, ConnError> {
+    let me = shard.clone();
+    let fut = async move {
+        let result = me
+            .call(GROUP_SHARD, move |s| {
+                Box::pin(async move {
+                    let service = s.group.borrow().clone();
+                    match service {
+                        Some(g) => g
+                            .handle(ctx.api_key, ctx.version, body)
+                            .await
+                            .map_err(|e| e.to_string()),
+                        None => Err("the group coordinator is not running".to_string()),
+                    }
+                })
+            })
+            .await
+            .map_err(|_| ConnError::Stopping)?;
+        match result {
+            Ok(encoded) => frame_body(ctx, &encoded).map(Some),
+            Err(e) => Err(ConnError::Malformed(e)),
+        }
+    };
+    Ok(Reply::Deferred(Box::pin(fut)))
+}
