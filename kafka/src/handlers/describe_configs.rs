@@ -129,7 +129,8 @@ fn topic_rows(
             value: Some(d.value),
             read_only: d.read_only,
             config_source: d.source as i8,
-            is_default: d.source == ConfigSource::Default,
+            // IsDefault exists only in v0 (and is not ignorable); v1+ carries the source.
+            is_default: version == 0 && d.source == ConfigSource::Default,
             is_sensitive: false,
             synonyms: if synonyms && version >= 1 {
                 d.synonyms
@@ -174,7 +175,7 @@ fn broker_rows(
             value: Some(value),
             read_only: true,
             config_source: source as i8,
-            is_default: source == ConfigSource::Default,
+            is_default: version == 0 && source == ConfigSource::Default,
             is_sensitive: false,
             synonyms: syn,
             config_type: kind as i8,
