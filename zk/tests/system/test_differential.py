@@ -6,7 +6,7 @@ sent over the raw wire protocol (zk_jute.py), so every reply header, error code,
 notification is recorded. Records from both servers must be identical once normalised:
   * zxids: relative to the first write of the script (exact test), or by rank among all Stat zxids
     (order-only test, for servers whose failed writes do not consume a zxid);
-  * ctime/mtime: replaced by a check that they are recent, plus whether mtime == ctime;
+  * ctime/mtime: replaced by a check that they are recent, plus whether mtime >= ctime;
   * session ids: replaced by the session's name.
 """
 
@@ -455,7 +455,7 @@ def normalise(records: list, tree: list, meta: dict, exact: bool) -> list:
                         out[f] = meta["sessions"].get(v, hex(v & 0xFFFFFFFFFFFFFFFF))
                     else:
                         out[f] = v
-                out["mtime==ctime"] = s["mtime"] == s["ctime"]
+                out["mtime>=ctime"] = s["mtime"] >= s["ctime"]
                 return out
             return {k: norm(v, k) for k, v in o.items()}
         if isinstance(o, list):
