@@ -249,7 +249,6 @@ fn admin_create_describe_alter_grow_and_delete_topics() {
             .iter()
             .find(|e| e.name == name)
             .unwrap_or_else(|| panic!("{name} described"))
-            .clone()
     };
     assert_eq!(entry("retention.ms").value.as_deref(), Some("3600000"));
     assert!(!entry("retention.ms").is_default);
