@@ -1,1 +1,356 @@
-fn main() {}
+//! Engine benchmarks: append throughput, group commit under concurrency, read throughput.
+//!
+//! Two parts:
+//! 1. criterion benchmarks (`cargo bench -p kiln-engine --bench engine`; `-- --test` runs each
+//!    once, which is what `bench/smoke.sh` does so the harness never rots):
+//!    - `append/{1KiB,64KiB}/{durable,interval}`: one appender;
+//!    - `durable_concurrency/{1,8,64}`: 1 KiB appends from N tasks on one shard, `Durable`;
+//!    - `read/1MiB`: sequential reads of 1 MiB.
+//! 2. a report (`KILN_BENCH_REPORT=1`, run by `bench/device.sh` after measuring the device with
+//!    fio): fixed-duration runs that print throughput, p50/p99 latency and the ratios to the
+//!    device limits read from `KILN_DEVICE_JSON`. Targets: 64 KiB interval appends >= 80% of the
+//!    device's sequential write bandwidth; 64 concurrent durable 1 KiB appenders >= 30x one.
+//!
+//! Data goes under `KILN_BENCH_DIR` (default `target/bench-data`), which must be on the device
+//! being measured.
+
+#![allow(clippy::unwrap_used, reason = "benchmark harness")]
+
+use std::cell::RefCell;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use criterion::{BenchmarkId, Criterion, Throughput};
+use kiln_engine::batch::BatchBuilder;
+use kiln_engine::batch::Record;
+use kiln_engine::commit::Durability;
+use kiln_engine::log::{LogConfig, SegmentedLog};
+use kiln_engine::rt;
+
+fn bench_dir() -> PathBuf {
+    let base = std::env::var_os("KILN_BENCH_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/bench-data"));
+    std::fs::create_dir_all(&base).unwrap();
+    base
+}
+
+/// One batch holding one record whose value is `size` bytes minus the batch overhead.
+fn batch_of(size: usize) -> Vec<u8> {
+    let value = vec![0x5au8; size.saturating_sub(80)];
+    let mut b = BatchBuilder::new();
+    b.push(Record {
+        value: Some(&value),
+        timestamp: 1_700_000_000_000,
+        ..Default::default()
+    })
+    .unwrap();
+    b.finish().unwrap()
+}
+
+fn config(durability: Durability) -> LogConfig {
+    LogConfig {
+        durability,
+        segment_bytes: 256 << 20,
+        ..Default::default()
+    }
+}
+
+async fn open(durability: Durability, tmp: &tempfile::TempDir) -> SegmentedLog {
+    SegmentedLog::open(tmp.path().join("bench-0"), config(durability))
+        .await
+        .unwrap()
+}
+
+/// Appends `total` batches from `tasks` concurrent tasks; returns per-append latencies (µs).
+async fn run_appenders(
+    log: &SegmentedLog,
+    batch: &Rc<Vec<u8>>,
+    tasks: usize,
+    total: u64,
+) -> Vec<u64> {
+    let lat = Rc::new(RefCell::new(Vec::with_capacity(total as usize)));
+    let per = total.div_ceil(tasks as u64);
+    let handles: Vec<_> = (0..tasks)
+        .map(|_| {
+            let (log, batch, lat) = (log.clone(), batch.clone(), lat.clone());
+            rt::spawn(async move {
+                for _ in 0..per {
+                    let t = Instant::now();
+                    log.append(&batch).await.unwrap();
+                    lat.borrow_mut().push(t.elapsed().as_micros() as u64);
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.await.unwrap();
+    }
+    Rc::try_unwrap(lat)
+        .map(RefCell::into_inner)
+        .unwrap_or_default()
+}
+
+fn criterion_benches(c: &mut Criterion) {
+    let runtime = rt::Runtime::new().unwrap();
+    let mut g = c.benchmark_group("append");
+    g.sample_size(10)
+        .measurement_time(Duration::from_secs(3))
+        .warm_up_time(Duration::from_millis(500));
+    for (name, size) in [("1KiB", 1024usize), ("64KiB", 64 << 10)] {
+        for (dname, d) in [
+            ("durable", Durability::Durable),
+            ("interval", Durability::KAFKA_DEFAULT),
+        ] {
+            let tmp = tempfile::tempdir_in(bench_dir()).unwrap();
+            let log = runtime.block_on(open(d, &tmp));
+            let batch = Rc::new(batch_of(size));
+            g.throughput(Throughput::Bytes(size as u64));
+            g.bench_function(BenchmarkId::new(name, dname), |b| {
+                b.iter_custom(|iters| {
+                    runtime.block_on(async {
+                        let t = Instant::now();
+                        for _ in 0..iters {
+                            log.append(&batch).await.unwrap();
+                        }
+                        t.elapsed()
+                    })
+                })
+            });
+        }
+    }
+    g.finish();
+
+    let mut g = c.benchmark_group("durable_concurrency");
+    g.sample_size(10)
+        .measurement_time(Duration::from_secs(3))
+        .warm_up_time(Duration::from_millis(500));
+    for tasks in [1usize, 8, 64] {
+        let tmp = tempfile::tempdir_in(bench_dir()).unwrap();
+        let log = runtime.block_on(open(Durability::Durable, &tmp));
+        let batch = Rc::new(batch_of(1024));
+        g.throughput(Throughput::Elements(1));
+        g.bench_function(BenchmarkId::from_parameter(tasks), |b| {
+            b.iter_custom(|iters| {
+                runtime.block_on(async {
+                    let t = Instant::now();
+                    run_appenders(&log, &batch, tasks, iters.max(tasks as u64)).await;
+                    t.elapsed()
+                })
+            })
+        });
+    }
+    g.finish();
+
+    let mut g = c.benchmark_group("read");
+    g.sample_size(10)
+        .measurement_time(Duration::from_secs(3))
+        .warm_up_time(Duration::from_millis(500));
+    let tmp = tempfile::tempdir_in(bench_dir()).unwrap();
+    let log = runtime.block_on(open(Durability::KAFKA_DEFAULT, &tmp));
+    let batch = batch_of(16 << 10);
+    runtime.block_on(async {
+        for _ in 0..1024 {
+            log.append(&batch).await.unwrap();
+        }
+    });
+    g.throughput(Throughput::Bytes(1 << 20));
+    g.bench_function("1MiB", |b| {
+        let mut at = 0u64;
+        b.iter_custom(|iters| {
+            runtime.block_on(async {
+                let t = Instant::now();
+                for _ in 0..iters {
+                    let r = log.read(at, 1 << 20).await.unwrap();
+                    at = if r.next_offset >= log.log_end_offset() {
+                        0
+                    } else {
+                        r.next_offset
+                    };
+                }
+                t.elapsed()
+            })
+        })
+    });
+    g.finish();
+}
+
+/// Device limits measured by fio (bench/device.sh).
+struct Device {
+    seq_write_bytes_per_s: f64,
+    fsync_p50_us: f64,
+}
+
+fn device() -> Option<Device> {
+    let path = std::env::var("KILN_DEVICE_JSON").ok()?;
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()?;
+    Some(Device {
+        seq_write_bytes_per_s: v.get("seq_write_bytes_per_s")?.as_f64()?,
+        fsync_p50_us: v.get("fsync_write_p50_us")?.as_f64()?,
+    })
+}
+
+fn pct(v: &mut [u64], p: f64) -> u64 {
+    if v.is_empty() {
+        return 0;
+    }
+    v.sort_unstable();
+    v[((v.len() - 1) as f64 * p) as usize]
+}
+
+/// Fixed-size runs for the report; `smoke` shrinks everything to a few milliseconds.
+fn report(smoke: bool) {
+    let runtime = rt::Runtime::new().unwrap();
+    let dev = device();
+    let mib = |b: f64| b / (1024.0 * 1024.0);
+    println!(
+        "\n== kiln-engine report{}",
+        if smoke {
+            " (smoke: sizes too small to mean anything)"
+        } else {
+            ""
+        }
+    );
+    if let Some(d) = &dev {
+        println!(
+            "device: sequential O_DIRECT write {:.1} MiB/s; 4 KiB write+fdatasync p50 {:.0} us",
+            mib(d.seq_write_bytes_per_s),
+            d.fsync_p50_us
+        );
+    } else {
+        println!("device: not measured (set KILN_DEVICE_JSON; bench/device.sh does)");
+    }
+
+    // 1. Single appender throughput, including the final flush so the page cache cannot hide the
+    //    device: bytes / (append time + flush time).
+    let total_bytes: u64 = if smoke { 1 << 20 } else { 1 << 30 };
+    let mut interval_64k = 0.0;
+    for (name, size) in [("1KiB", 1024usize), ("64KiB", 64 << 10)] {
+        for (dname, d) in [
+            ("durable", Durability::Durable),
+            ("interval", Durability::KAFKA_DEFAULT),
+        ] {
+            let tmp = tempfile::tempdir_in(bench_dir()).unwrap();
+            let batch = batch_of(size);
+            let (bps, n) = runtime.block_on(async {
+                let log = open(d, &tmp).await;
+                let t = Instant::now();
+                let limit = if d == Durability::Durable {
+                    Duration::from_secs(if smoke { 0 } else { 10 })
+                } else {
+                    Duration::MAX
+                };
+                let mut n = 0u64;
+                while n * (size as u64) < total_bytes && (n < 16 || t.elapsed() < limit) {
+                    log.append(&batch).await.unwrap();
+                    n += 1;
+                }
+                log.flush().await.unwrap();
+                ((n * size as u64) as f64 / t.elapsed().as_secs_f64(), n)
+            });
+            if name == "64KiB" && dname == "interval" {
+                interval_64k = bps;
+            }
+            let ratio = dev
+                .as_ref()
+                .map(|d| {
+                    format!(
+                        " = {:.0}% of device sequential write",
+                        100.0 * bps / d.seq_write_bytes_per_s
+                    )
+                })
+                .unwrap_or_default();
+            println!(
+                "append {name} {dname}: {:.1} MiB/s ({n} appends incl. final flush){ratio}",
+                mib(bps)
+            );
+        }
+    }
+
+    // 2. Group commit: N concurrent 1 KiB durable appenders on one shard.
+    let mut one = 0.0;
+    let mut sixty_four = 0.0;
+    for tasks in [1usize, 8, 64] {
+        let tmp = tempfile::tempdir_in(bench_dir()).unwrap();
+        let batch = Rc::new(batch_of(1024));
+        let duration = Duration::from_millis(if smoke { 20 } else { 5000 });
+        let (rate, mut lat) = runtime.block_on(async {
+            let log = open(Durability::Durable, &tmp).await;
+            let t = Instant::now();
+            let mut lat = Vec::new();
+            let mut n = 0u64;
+            while t.elapsed() < duration {
+                let chunk = (tasks as u64) * 16;
+                lat.extend(run_appenders(&log, &batch, tasks, chunk).await);
+                n += chunk;
+            }
+            (n as f64 / t.elapsed().as_secs_f64(), lat)
+        });
+        if tasks == 1 {
+            one = rate;
+        }
+        if tasks == 64 {
+            sixty_four = rate;
+        }
+        let (p50, p99) = (pct(&mut lat, 0.50), pct(&mut lat, 0.99));
+        let dev_note = dev
+            .as_ref()
+            .map(|d| format!("; device fdatasync p50 {:.0} us", d.fsync_p50_us))
+            .unwrap_or_default();
+        println!(
+            "durable 1KiB x{tasks}: {rate:.0} appends/s, p50 {p50} us, p99 {p99} us{dev_note}"
+        );
+    }
+
+    // 3. Reads (from the page cache after writing).
+    let tmp = tempfile::tempdir_in(bench_dir()).unwrap();
+    let read_bps = runtime.block_on(async {
+        let log = open(Durability::KAFKA_DEFAULT, &tmp).await;
+        let batch = batch_of(16 << 10);
+        let n = if smoke { 64 } else { 16384 };
+        for _ in 0..n {
+            log.append(&batch).await.unwrap();
+        }
+        let t = Instant::now();
+        let mut at = 0;
+        let mut bytes = 0u64;
+        while at < log.log_end_offset() {
+            let r = log.read(at, 1 << 20).await.unwrap();
+            bytes += r.records.len() as u64;
+            at = r.next_offset;
+        }
+        bytes as f64 / t.elapsed().as_secs_f64()
+    });
+    println!("read 1 MiB chunks: {:.1} MiB/s", mib(read_bps));
+
+    println!("-- ratios");
+    match &dev {
+        Some(d) => println!(
+            "64 KiB interval appends / device sequential write = {:.2} (target >= 0.80)",
+            interval_64k / d.seq_write_bytes_per_s
+        ),
+        None => println!(
+            "64 KiB interval appends / device sequential write = n/a (device not measured)"
+        ),
+    }
+    println!(
+        "64 durable appenders / 1 durable appender = {:.1}x (target >= 30x)",
+        sixty_four / one.max(1e-9)
+    );
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let smoke =
+        args.iter().any(|a| a == "--test") || std::env::var_os("KILN_BENCH_SMOKE").is_some();
+    if std::env::var_os("KILN_BENCH_REPORT").is_some() || smoke {
+        report(smoke);
+        if std::env::var_os("KILN_BENCH_REPORT").is_some() {
+            return;
+        }
+    }
+    let mut c = Criterion::default().configure_from_args();
+    criterion_benches(&mut c);
+    c.final_summary();
+}

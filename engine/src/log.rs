@@ -216,14 +216,17 @@ struct Segment<F> {
     bytes_since_index: u64,
     max_timestamp: i64,
     max_timestamp_offset: u64,
-    /// Basis of `segment.ms` rolls: first batch's max timestamp or creation time.
-    roll_basis_ms: Option<i64>,
+    /// Basis of `segment.ms` rolls (Kafka's rule): the first batch's max timestamp when it has
+    /// one; then a batch whose timestamp is `segment.ms` later rolls. Without timestamps, the
+    /// segment's creation time (wall clock) is compared with now.
+    first_batch_ts: Option<i64>,
+    created_ms: i64,
     /// Index files need a sync (set when rolled).
     index_sync_pending: bool,
 }
 
 impl<F> Segment<F> {
-    fn new(base: u64) -> Self {
+    fn new(base: u64, created_ms: i64) -> Self {
         Segment {
             base,
             log: None,
@@ -240,7 +243,8 @@ impl<F> Segment<F> {
             bytes_since_index: 0,
             max_timestamp: -1,
             max_timestamp_offset: base,
-            roll_basis_ms: None,
+            first_batch_ts: None,
+            created_ms,
             index_sync_pending: false,
         }
     }
@@ -600,7 +604,7 @@ impl<D: Disk> LogState<D> {
         self.segments.values_mut().next_back()
     }
 
-    fn needs_roll(&self, size: u64, last_offset: u64, now_ms: i64) -> bool {
+    fn needs_roll(&self, size: u64, last_offset: u64, batch_ts: i64, now_ms: i64) -> bool {
         let Some(seg) = self.segments.values().next_back() else {
             return true;
         };
@@ -611,15 +615,21 @@ impl<D: Disk> LogState<D> {
         seg.size + size > cfg.segment_bytes
             || last_offset - seg.base > u64::from(u32::MAX >> 1)
             || (seg.index.len() as u64 + 1) * INDEX_ENTRY as u64 > cfg.segment_index_bytes
-            || matches!((cfg.segment_ms, seg.roll_basis_ms), (Some(ms), Some(b)) if now_ms.saturating_sub(b) >= ms)
+            || cfg.segment_ms.is_some_and(|ms| {
+                let waited = match seg.first_batch_ts {
+                    Some(first) if first >= 0 => batch_ts.saturating_sub(first),
+                    _ => now_ms.saturating_sub(seg.created_ms),
+                };
+                waited > ms
+            })
     }
 
-    fn roll(&mut self, base: u64) {
+    fn roll(&mut self, base: u64, now_ms: i64) {
         if let Some(old) = self.active_mut() {
             old.seal_time_index();
             old.index_sync_pending = true;
         }
-        self.segments.insert(base, Segment::new(base));
+        self.segments.insert(base, Segment::new(base, now_ms));
     }
 
     /// Step 1 of an append (no I/O): validate, assign offsets, copy into the tail buffer.
@@ -673,8 +683,8 @@ impl<D: Disk> LogState<D> {
             let base = self.next_offset;
             let last = base + view.offset_count() - 1;
             let max_ts = view.max_timestamp();
-            if self.needs_roll(size as u64, last, now_ms) {
-                self.roll(base);
+            if self.needs_roll(size as u64, last, max_ts, now_ms) {
+                self.roll(base, now_ms);
             }
             let interval = self.config.index_interval_bytes;
             let Some(seg) = self.segments.values_mut().next_back() else {
@@ -704,12 +714,8 @@ impl<D: Disk> LogState<D> {
                 seg.max_timestamp = max_ts;
                 seg.max_timestamp_offset = last;
             }
-            if seg.roll_basis_ms.is_none() {
-                seg.roll_basis_ms = Some(if max_ts >= 0 {
-                    max_ts.min(now_ms)
-                } else {
-                    now_ms
-                });
+            if seg.first_batch_ts.is_none() {
+                seg.first_batch_ts = Some(max_ts);
             }
             seg.size += size as u64;
             seg.end_offset = last + 1;
@@ -1493,7 +1499,8 @@ impl<D: Disk> SegmentedLog<D> {
         {
             let mut st = self.shared.state.borrow_mut();
             st.segments.clear();
-            st.segments.insert(offset, Segment::new(offset));
+            let now = self.shared.disk.now_ms();
+            st.segments.insert(offset, Segment::new(offset, now));
             st.next_offset = offset;
             st.log_start = offset;
         }
@@ -1769,7 +1776,7 @@ async fn recover<D: Disk>(
         let index_file = disk.open(&ip, true).await.map_err(io_err("open", &ip))?;
         let time_file = disk.open(&tp, true).await.map_err(io_err("open", &tp))?;
         let len = log.len().await.map_err(io_err("stat", &lp))?;
-        let mut seg: Segment<D::File> = Segment::new(base);
+        let mut seg: Segment<D::File> = Segment::new(base, disk.now_ms());
         // Older segments: trust a consistent index and check only from its last entry.
         let mut loaded: Option<LoadedIndexes> = None;
         if !is_last {
@@ -1915,12 +1922,8 @@ async fn recover<D: Disk>(
         seg.written_len = outcome.valid_len;
         seg.synced_len = outcome.valid_len;
         seg.end_offset = outcome.end_offset.max(base);
-        seg.roll_basis_ms = outcome
-            .first_max_timestamp
-            .map(|t| if t >= 0 { t } else { disk.now_ms() });
-        if seg.roll_basis_ms.is_none() && seg.size > 0 {
-            seg.roll_basis_ms = Some(disk.now_ms());
-        }
+        seg.first_batch_ts = outcome.first_max_timestamp;
+        seg.created_ms = disk.now_ms();
         if !is_last && !cut_rest {
             seg.seal_time_index();
         }
@@ -1940,7 +1943,7 @@ async fn recover<D: Disk>(
         }
         None => {
             let base = start;
-            let mut seg = Segment::new(base);
+            let mut seg = Segment::new(base, disk.now_ms());
             for (ext, slot) in [("log", 0), ("index", 1), ("timeindex", 2)] {
                 let p = state.path(base, ext);
                 let f = disk.open(&p, true).await.map_err(io_err("create", &p))?;
