@@ -30,17 +30,21 @@
 //!
 //! # Running it
 //! ```no_run
+//! use kiln_engine::shutdown::Shutdown;
 //! use kiln_zk::config::ZkConfig;
 //! use kiln_zk::server;
 //!
-//! // `kiln up`: port 2181, data under ./kiln-data/zk, on its own thread.
-//! let handle = server::ServerHandle::start(ZkConfig::default_embedded("./kiln-data/zk"))?;
+//! // `kiln up`: port 2181, data under ./kiln-data/zk, on its own thread, stopped by the
+//! // process's shutdown token (or by `handle.stop()`).
+//! let shutdown = Shutdown::new();
+//! shutdown.install_signal_handlers().expect("signal handlers");
+//! let handle = server::ServerHandle::start_with(ZkConfig::default_embedded("./kiln-data/zk"), shutdown.clone())?;
 //! println!("ZooKeeper on {}", handle.addr());
 //! handle.stop()?; // closes connections, flushes the log
 //!
 //! // `kiln zk`: block the current thread until SIGINT/SIGTERM.
 //! let (config, _warnings) = ZkConfig::load("zoo.cfg".as_ref()).expect("valid zoo.cfg");
-//! server::run(config, server::install_signal_handlers())?;
+//! server::run(config, shutdown)?;
 //! # Ok::<(), server::ZkError>(())
 //! ```
 pub mod acl;

@@ -39,20 +39,22 @@ use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
 use std::future::{Future, poll_fn};
 use std::net::{IpAddr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::pin::pin;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use kiln_engine::batch::{self, BatchBuilder, Record};
-use kiln_engine::commit::{CommitGroup, Durability};
+use kiln_engine::commit::Durability;
 use kiln_engine::log::{AppendOptions, LogConfig, LogError, SegmentedLog};
 use kiln_engine::rt;
 use kiln_engine::rt::BufResult;
 use kiln_engine::rt::buf::{IntoInner, IoBuf};
 use kiln_engine::rt::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use kiln_engine::shutdown::Shutdown;
+use kiln_engine::snapshot::SnapshotStore;
+use kiln_engine::{shard, uring_check};
 use thiserror::Error;
 use tracing::{debug, error, info, warn};
 
@@ -260,7 +262,10 @@ struct Server {
     cfg: ZkConfig,
     state: RefCell<ZkState>,
     log: SegmentedLog,
-    durable: Watermark,
+    durable: Rc<Watermark>,
+    snapshots: Rc<SnapshotStore>,
+    /// Txn-log offset recorded in each snapshot this process knows (for autopurge of the log).
+    snapshot_offsets: Rc<RefCell<HashMap<u64, u64>>>,
     pending_log: RefCell<VecDeque<Txn>>,
     log_signal: (flume::Sender<()>, flume::Receiver<()>),
     conns: RefCell<HashMap<u64, Rc<Conn>>>,
@@ -461,7 +466,7 @@ impl Server {
         self.maybe_snapshot();
     }
 
-    fn maybe_snapshot(self: &Server) {
+    fn maybe_snapshot(&self) {
         if self.txns_since_snapshot.get() < self.snapshot_threshold.get()
             || self.snapshot_running.get()
         {
@@ -470,80 +475,75 @@ impl Server {
         self.txns_since_snapshot.set(0);
         self.snapshot_threshold
             .set(snapshot_threshold(self.cfg.snap_count));
-        let (zxid, bytes) = {
+        let (zxid, log_offset, payload) = {
             let st = self.state.borrow();
             // Replay starts at the log end as it is now: every txn above this snapshot's zxid is
             // still queued for the sequencer or comes later, so it lands at or after this offset.
-            let bytes = snapshot::encode(
+            let log_offset = self.log.log_end_offset();
+            (
                 st.last_zxid(),
-                self.log.log_end_offset(),
-                &st.sessions,
-                &st.tree,
-            );
-            (st.last_zxid(), bytes)
+                log_offset,
+                snapshot::encode(st.last_zxid(), log_offset, &st.sessions, &st.tree),
+            )
         };
         self.snapshot_running.set(true);
         let running = self.snapshot_running.clone();
-        let dir = self.cfg.data_dir.join(SNAPSHOT_DIR);
-        let retain = if self.cfg.purge_interval_hours > 0 {
-            Some(self.cfg.snap_retain_count as usize)
-        } else {
-            None
-        };
-        let durable_ready = self.durable.get() >= zxid;
+        let durable = self.durable.clone();
+        let store = self.snapshots.clone();
+        let offsets = self.snapshot_offsets.clone();
+        let purge = self.cfg.purge_interval_hours > 0;
         let log = self.log.clone();
-        let waiter = self.durable_waiter(zxid);
         rt::spawn(async move {
-            if !durable_ready {
-                waiter.await;
-            }
-            let written = rt::spawn_blocking(move || {
-                write_snapshot(&dir, zxid, &bytes).and_then(|()| purge(&dir, retain))
-            })
-            .await;
-            match written {
-                Ok(Ok(Some(offset))) => {
-                    if let Err(e) = log.delete_records(offset).await {
-                        warn!("zk: autopurge of the txn log below offset {offset}: {e}");
+            // The snapshot may contain txns whose fsync is in flight; write it only once they are
+            // durable, so a snapshot never holds a write that the log could still lose.
+            durable.wait(zxid).await;
+            let id = u64::try_from(zxid).unwrap_or(0);
+            match store.save(id, &payload).await {
+                Ok(path) => {
+                    info!(
+                        "zk: snapshot at zxid 0x{zxid:x} written to {}",
+                        path.display()
+                    );
+                    offsets.borrow_mut().insert(id, log_offset);
+                    if purge {
+                        purge_log(&store, &offsets, &log).await;
                     }
                 }
-                Ok(Ok(None)) => {}
-                Ok(Err(e)) => warn!("zk: snapshot at zxid 0x{zxid:x} failed: {e}"),
-                Err(_) => warn!("zk: snapshot task at zxid 0x{zxid:x} panicked"),
+                Err(e) => warn!("zk: snapshot at zxid 0x{zxid:x} failed: {e}"),
             }
-            info!("zk: snapshot at zxid 0x{zxid:x} written");
             running.set(false);
         })
         .detach();
     }
+}
 
-    fn durable_waiter(&self, zxid: Zxid) -> impl Future<Output = ()> + 'static {
-        // The watermark lives as long as the server; tasks hold the server alive through `Rc`s
-        // elsewhere, so poll the shared value through a small channel-free loop.
-        let (tx, rx) = flume::bounded::<()>(1);
-        DURABLE_WAITERS.with(|w| w.borrow_mut().push((zxid, tx)));
-        async move {
-            let _ = rx.recv_async().await;
+/// Autopurge of the txn log: the snapshot store already keeps only the newest
+/// `autopurge.snapRetainCount` snapshots; the log below the oldest kept one is no longer needed.
+async fn purge_log(
+    store: &SnapshotStore,
+    offsets: &RefCell<HashMap<u64, u64>>,
+    log: &SegmentedLog,
+) {
+    let Ok(ids) = store.list() else {
+        return;
+    };
+    let Some(oldest) = ids.first() else {
+        return;
+    };
+    offsets.borrow_mut().retain(|id, _| ids.contains(id));
+    let offset = offsets.borrow().get(oldest).copied();
+    if let Some(offset) = offset.filter(|o| *o > log.log_start_offset()) {
+        match log.delete_records(offset).await {
+            Ok(out) if !out.deleted_segments.is_empty() => {
+                info!(
+                    "zk: autopurge removed {} txn log segment(s) below offset {offset}",
+                    out.deleted_segments.len()
+                );
+            }
+            Ok(_) => {}
+            Err(e) => warn!("zk: autopurge of the txn log below offset {offset}: {e}"),
         }
     }
-}
-
-thread_local! {
-    /// Waiters for durability that outlive a borrow of the server (snapshot tasks).
-    static DURABLE_WAITERS: RefCell<Vec<(Zxid, flume::Sender<()>)>> = const { RefCell::new(Vec::new()) };
-}
-
-fn release_durable_waiters(durable: Zxid) {
-    DURABLE_WAITERS.with(|w| {
-        w.borrow_mut().retain(|(z, tx)| {
-            if *z <= durable {
-                let _ = tx.try_send(());
-                false
-            } else {
-                true
-            }
-        })
-    });
 }
 
 fn mark_dirty(d: &mut Dirty, op: &TxnOp, z: Zxid) {
@@ -599,100 +599,49 @@ fn dir_size(dir: &Path) -> u64 {
         .unwrap_or(0)
 }
 
-/// Writes `snapshot.<zxid>` durably: temp file, fsync, rename, fsync of the directory.
-fn write_snapshot(dir: &Path, zxid: Zxid, bytes: &[u8]) -> Result<(), ZkError> {
-    use std::io::Write as _;
-    let name = snapshot::file_name(zxid);
-    let tmp = dir.join(format!("{name}.tmp"));
-    let dst = dir.join(&name);
-    let mut f = std::fs::File::create(&tmp).map_err(io_err("create", tmp.display()))?;
-    f.write_all(bytes).map_err(io_err("write", tmp.display()))?;
-    f.sync_all().map_err(io_err("fsync", tmp.display()))?;
-    std::fs::rename(&tmp, &dst).map_err(io_err("rename", dst.display()))?;
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_err("fsync", dir.display()))?;
-    Ok(())
-}
-
-/// Snapshot files, newest first.
-fn list_snapshots(dir: &Path) -> Vec<(Zxid, PathBuf)> {
-    let mut v: Vec<(Zxid, PathBuf)> = std::fs::read_dir(dir)
-        .map(|rd| {
-            rd.filter_map(Result::ok)
-                .filter_map(|e| {
-                    let name = e.file_name().to_string_lossy().to_string();
-                    snapshot::parse_file_name(&name).map(|z| (z, e.path()))
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    v.sort_by_key(|e| std::cmp::Reverse(e.0));
-    v
-}
-
-/// Deletes snapshots beyond the newest `retain`; returns the log offset below which the txn log
-/// is no longer needed (that of the oldest kept snapshot).
-fn purge(dir: &Path, retain: Option<usize>) -> Result<Option<u64>, ZkError> {
-    let Some(retain) = retain else {
-        return Ok(None);
-    };
-    let snaps = list_snapshots(dir);
-    if snaps.len() <= retain {
-        return Ok(None);
-    }
-    for (_, path) in snaps.iter().skip(retain) {
-        std::fs::remove_file(path).map_err(io_err("remove", path.display()))?;
-        info!("zk: autopurge removed {}", path.display());
-    }
-    let Some((_, oldest)) = snaps.get(retain.saturating_sub(1)) else {
-        return Ok(None);
-    };
-    let bytes = std::fs::read(oldest).map_err(io_err("read", oldest.display()))?;
-    Ok(snapshot::decode(&bytes).ok().map(|s| s.log_offset))
-}
-
-/// Starts a server on a background thread; for tests and embedding.
+/// A server on its own thread; for `kiln up`, embedding and tests.
 pub struct ServerHandle {
     addr: SocketAddr,
-    stop: flume::Sender<()>,
+    shutdown: Shutdown,
     thread: Option<std::thread::JoinHandle<Result<(), ZkError>>>,
 }
 
 impl ServerHandle {
-    /// Binds `config.client_port` (0 = any free port) and runs the server on a new thread.
-    pub fn start(config: ZkConfig) -> Result<Self, ZkError> {
+    /// Binds `config.client_port` (0 = any free port), recovers, and serves on a new thread until
+    /// [`ServerHandle::stop`] or until `shutdown` is requested (pass the process's token so that
+    /// SIGINT/SIGTERM stop it too). Returns once the server accepts connections.
+    pub fn start_with(config: ZkConfig, shutdown: Shutdown) -> Result<Self, ZkError> {
+        check_uring()?;
         let listener = bind(&config)?;
         let addr = listener
             .local_addr()
             .map_err(io_err("local_addr", config.client_port))?;
-        let (stop, stop_rx) = flume::bounded::<()>(1);
         let (ready_tx, ready_rx) = flume::bounded::<Result<(), String>>(1);
+        let stop = shutdown.clone();
         let thread = std::thread::Builder::new()
             .name("kiln-zk".into())
-            .spawn(move || {
-                run_with_listener(
-                    config,
-                    listener,
-                    async move {
-                        let _ = stop_rx.recv_async().await;
-                    },
-                    Some(ready_tx),
-                )
-            })
+            .spawn(move || run_with_listener(config, listener, stop, Some(ready_tx)))
             .map_err(io_err("spawn thread", "kiln-zk"))?;
         match ready_rx.recv() {
             Ok(Ok(())) => Ok(Self {
                 addr,
-                stop,
+                shutdown,
                 thread: Some(thread),
             }),
-            Ok(Err(e)) => Err(ZkError::Fatal(e)),
+            Ok(Err(e)) => {
+                let _ = thread.join();
+                Err(ZkError::Fatal(e))
+            }
             Err(_) => match thread.join() {
                 Ok(Err(e)) => Err(e),
                 _ => Err(ZkError::Fatal("server thread ended during start-up".into())),
             },
         }
+    }
+
+    /// [`ServerHandle::start_with`] with a token of its own.
+    pub fn start(config: ZkConfig) -> Result<Self, ZkError> {
+        Self::start_with(config, Shutdown::new())
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -701,11 +650,11 @@ impl ServerHandle {
 
     /// Stops the server and waits for it (the log is flushed first).
     pub fn stop(mut self) -> Result<(), ZkError> {
-        self.shutdown()
+        self.shutdown_and_join()
     }
 
-    fn shutdown(&mut self) -> Result<(), ZkError> {
-        let _ = self.stop.try_send(());
+    fn shutdown_and_join(&mut self) -> Result<(), ZkError> {
+        self.shutdown.request();
         match self.thread.take().map(std::thread::JoinHandle::join) {
             Some(Ok(r)) => r,
             Some(Err(_)) => Err(ZkError::Fatal("server thread panicked".into())),
@@ -716,8 +665,12 @@ impl ServerHandle {
 
 impl Drop for ServerHandle {
     fn drop(&mut self) {
-        let _ = self.shutdown();
+        let _ = self.shutdown_and_join();
     }
+}
+
+fn check_uring() -> Result<(), ZkError> {
+    uring_check::check().map_err(|e| ZkError::Fatal(e.to_string()))
 }
 
 fn bind(cfg: &ZkConfig) -> Result<std::net::TcpListener, ZkError> {
@@ -728,44 +681,25 @@ fn bind(cfg: &ZkConfig) -> Result<std::net::TcpListener, ZkError> {
     std::net::TcpListener::bind(addr).map_err(io_err("bind", addr))
 }
 
-/// Runs the server on the current thread until `stop` completes. Blocks.
+/// Runs the server on the current thread until `shutdown` is requested. Blocks.
 ///
-/// Binds `clientPort`, recovers state from `dataDir`/`dataLogDir`, serves clients, and on `stop`
-/// closes connections and flushes the log. A failed fsync stops the server with an error.
-pub fn run(config: ZkConfig, stop: impl Future<Output = ()> + 'static) -> Result<(), ZkError> {
+/// Binds `clientPort`, recovers state from `dataDir`/`dataLogDir`, serves clients, and on
+/// shutdown closes connections and flushes the log. A failed fsync stops the server with an
+/// error (it is never retried). `kiln zk` passes a token with SIGINT/SIGTERM handlers installed.
+pub fn run(config: ZkConfig, shutdown: Shutdown) -> Result<(), ZkError> {
+    check_uring()?;
     let listener = bind(&config)?;
-    run_with_listener(config, listener, stop, None)
-}
-
-/// Process-wide flag set by SIGINT/SIGTERM (see [`install_signal_handlers`]).
-static SIGNALLED: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_signal(_: libc::c_int) {
-    SIGNALLED.store(true, Ordering::SeqCst);
-}
-
-/// Makes SIGINT and SIGTERM request a clean stop; returns a future that completes then.
-pub fn install_signal_handlers() -> impl Future<Output = ()> + 'static {
-    let handler: extern "C" fn(libc::c_int) = on_signal;
-    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
-    unsafe {
-        libc::signal(libc::SIGINT, handler as libc::sighandler_t);
-        libc::signal(libc::SIGTERM, handler as libc::sighandler_t);
-    }
-    async {
-        while !SIGNALLED.load(Ordering::SeqCst) {
-            rt::sleep(Duration::from_millis(100)).await;
-        }
-    }
+    run_with_listener(config, listener, shutdown, None)
 }
 
 fn run_with_listener(
     config: ZkConfig,
     listener: std::net::TcpListener,
-    stop: impl Future<Output = ()> + 'static,
+    shutdown: Shutdown,
     ready: Option<flume::Sender<Result<(), String>>>,
 ) -> Result<(), ZkError> {
-    let result = rt::block_on(async move {
+    // The shard helper flushes this thread's commit group after the future returns.
+    let result = shard::run_on_current_thread(move || async move {
         let srv = match start_server(config).await {
             Ok(s) => s,
             Err(e) => {
@@ -806,16 +740,15 @@ fn run_with_listener(
             }
         };
         let stopped = async move {
-            let _ = race(stop, fatal_rx.recv_async()).await;
+            let _ = race(shutdown.wait(), fatal_rx.recv_async()).await;
         };
         let _ = race(accept, stopped).await;
         info!("zk: stopping");
         for c in srv.conns.borrow().values() {
             c.shut();
         }
-        // Let writers drain what is already durable, then flush the log.
+        // Let writers drain what is already durable; the log is flushed after this returns.
         rt::sleep(Duration::from_millis(50)).await;
-        CommitGroup::close_current().await;
         let fatal = srv.fatal.borrow().clone();
         match fatal {
             Some(why) => Err(ZkError::Fatal(why)),
@@ -835,35 +768,44 @@ fn run_with_listener(
 async fn start_server(cfg: ZkConfig) -> Result<Rc<Server>, ZkError> {
     let snap_dir = cfg.data_dir.join(SNAPSHOT_DIR);
     let log_dir = cfg.data_log_dir.join(TXN_LOG_DIR);
-    std::fs::create_dir_all(&snap_dir).map_err(io_err("create directory", snap_dir.display()))?;
     std::fs::create_dir_all(&log_dir).map_err(io_err("create directory", log_dir.display()))?;
+    // Without autopurge ZooKeeper keeps every snapshot; so does Kiln.
+    let keep = if cfg.purge_interval_hours > 0 {
+        cfg.snap_retain_count as usize
+    } else {
+        usize::MAX
+    };
+    let snapshots = SnapshotStore::open(&snap_dir, "zk", keep)
+        .await
+        .map_err(|e| ZkError::Fatal(format!("snapshot store {}: {e}", snap_dir.display())))?;
     let state_cfg = StateConfig {
         extended_types: cfg.extended_types,
         server_id: cfg.server_id,
     };
     let now = now_ms();
-    let mut state = None;
-    for (zxid, path) in list_snapshots(&snap_dir) {
-        match std::fs::read(&path)
-            .map_err(|e| e.to_string())
-            .and_then(|b| snapshot::decode(&b).map_err(|e| e.to_string()))
-        {
-            Ok(s) => {
-                info!(
-                    "zk: loaded snapshot 0x{zxid:x} ({} nodes, {} sessions)",
-                    s.tree.node_count(),
-                    s.sessions.len()
-                );
-                state = Some((
-                    s.log_offset,
-                    ZkState::restore(state_cfg.clone(), now, s.tree, s.sessions, s.last_zxid),
-                ));
-                break;
-            }
-            Err(e) => warn!("zk: skipping invalid snapshot {}: {e}", path.display()),
+    let mut snapshot_offsets = HashMap::new();
+    let loaded = snapshots
+        .load_newest()
+        .await
+        .map_err(|e| ZkError::Fatal(format!("snapshot store {}: {e}", snap_dir.display())))?;
+    let (replay_from, mut state) = match loaded {
+        Some((id, payload)) => {
+            let s = snapshot::decode(&payload).map_err(|e| {
+                ZkError::Fatal(format!("snapshot {id} in {}: {e}", snap_dir.display()))
+            })?;
+            info!(
+                "zk: loaded snapshot 0x{id:x} ({} nodes, {} sessions)",
+                s.tree.node_count(),
+                s.sessions.len()
+            );
+            snapshot_offsets.insert(id, s.log_offset);
+            (
+                s.log_offset,
+                ZkState::restore(state_cfg, now, s.tree, s.sessions, s.last_zxid),
+            )
         }
-    }
-    let (replay_from, mut state) = state.unwrap_or_else(|| (0, ZkState::new(state_cfg, now)));
+        None => (0, ZkState::new(state_cfg, now)),
+    };
     let log_cfg = LogConfig {
         segment_bytes: 64 << 20,
         segment_ms: None,
@@ -926,9 +868,11 @@ async fn start_server(cfg: ZkConfig) -> Result<Rc<Server>, ZkError> {
     for (s, meta) in state.sessions.iter() {
         expiry.touch(s, 0, meta.timeout_ms);
     }
-    let durable = Watermark::default();
+    let durable = Rc::new(Watermark::default());
     durable.advance(state.last_zxid());
     Ok(Rc::new(Server {
+        snapshots: Rc::new(snapshots),
+        snapshot_offsets: Rc::new(RefCell::new(snapshot_offsets)),
         snapshot_threshold: Cell::new(snapshot_threshold(cfg.snap_count)),
         cfg,
         state: RefCell::new(state),
@@ -1018,10 +962,7 @@ fn spawn_background(srv: &Rc<Server>) {
                     s2.log.wait_written(last_end).await
                 };
                 match r {
-                    Ok(()) => {
-                        s2.durable.advance(last_zxid);
-                        release_durable_waiters(last_zxid);
-                    }
+                    Ok(()) => s2.durable.advance(last_zxid),
                     Err(e) => s2.fail(format!("transaction log: {e}")),
                 }
             })
