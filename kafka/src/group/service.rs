@@ -76,6 +76,27 @@ struct Inner {
     waiters: Waiters,
     next_token: Cell<Token>,
     partition_exists: PartitionExists,
+    /// Records appended since the last compaction, and live records at that compaction.
+    appended: Cell<u64>,
+    live_at_compaction: Cell<u64>,
+    /// While the log is compacted, new records wait here (in order) and are appended after it;
+    /// requests that must wait for them to be durable wait on `compaction_waiters`.
+    compacting: Cell<bool>,
+    deferred: RefCell<Vec<LogRecord>>,
+    compaction_waiters: RefCell<Vec<flume::Sender<Persisted>>>,
+}
+
+/// Where the records of one request went.
+#[derive(Debug)]
+enum Persisted {
+    /// There were none.
+    Nothing,
+    /// Durable once the log is durable below this offset.
+    Below(u64),
+    /// Queued behind a running compaction; the final place arrives on the channel.
+    AfterCompaction(flume::Receiver<Persisted>),
+    /// The log failed while they waited.
+    Failed(String),
 }
 
 /// The classic group coordinator service of one broker (see the module docs).
@@ -123,13 +144,19 @@ impl GroupService {
             groups = core.group_count(),
             "group coordinator recovered"
         );
-        compact(&log, &core, replayed).await?;
+        // (live records, records appended since the last compaction)
+        let (live, appended) = compact(&log, &core, replayed).await?;
         let inner = Rc::new(Inner {
             core: RefCell::new(core),
             log,
             waiters: RefCell::new(HashMap::new()),
             next_token: Cell::new(1),
             partition_exists,
+            appended: Cell::new(appended),
+            live_at_compaction: Cell::new(live),
+            compacting: Cell::new(false),
+            deferred: RefCell::new(Vec::new()),
+            compaction_waiters: RefCell::new(Vec::new()),
         });
         rt::spawn(timer_loop(Rc::downgrade(&inner))).detach();
         Ok(Self { inner })
@@ -272,20 +299,29 @@ impl GroupService {
     fn apply<T>(
         &self,
         f: impl FnOnce(&mut GroupCoordinator, u64) -> T,
-    ) -> Result<(T, Option<u64>), GroupError> {
+    ) -> Result<(T, Persisted), GroupError> {
         self.inner.apply(f)
     }
 
-    async fn wait_durable(&self, end: Option<u64>) -> Result<(), GroupError> {
-        if let Some(end) = end {
-            let dir = self.inner.log.dir();
-            self.inner
-                .log
-                .wait_durable(end)
-                .await
-                .map_err(storage("sync", &dir))?;
+    async fn wait_durable(&self, mut persisted: Persisted) -> Result<(), GroupError> {
+        let dir = self.inner.log.dir();
+        loop {
+            match persisted {
+                Persisted::Nothing => return Ok(()),
+                Persisted::Below(end) => {
+                    return self
+                        .inner
+                        .log
+                        .wait_durable(end)
+                        .await
+                        .map_err(storage("sync", &dir));
+                }
+                Persisted::AfterCompaction(rx) => {
+                    persisted = rx.recv_async().await.map_err(|_| GroupError::Closed)?;
+                }
+                Persisted::Failed(reason) => return Err(GroupError::Batch(reason)),
+            }
         }
-        Ok(())
     }
 
     fn register_waiter(&self) -> (Token, flume::Receiver<Reply>) {
@@ -811,7 +847,7 @@ impl Inner {
     fn apply<T>(
         &self,
         f: impl FnOnce(&mut GroupCoordinator, u64) -> T,
-    ) -> Result<(T, Option<u64>), GroupError> {
+    ) -> Result<(T, Persisted), GroupError> {
         let (result, replies, records) = {
             let mut core = self.core.borrow_mut();
             let result = f(&mut core, now_ms());
@@ -828,8 +864,68 @@ impl Inner {
         Ok((result, end))
     }
 
-    fn persist(&self, records: &[LogRecord]) -> Result<Option<u64>, GroupError> {
-        persist_to(&self.log, records)
+    fn persist(&self, records: &[LogRecord]) -> Result<Persisted, GroupError> {
+        if records.is_empty() {
+            return Ok(Persisted::Nothing);
+        }
+        self.appended
+            .set(self.appended.get().saturating_add(records.len() as u64));
+        if self.compacting.get() {
+            self.deferred.borrow_mut().extend_from_slice(records);
+            let (tx, rx) = flume::bounded(1);
+            self.compaction_waiters.borrow_mut().push(tx);
+            return Ok(Persisted::AfterCompaction(rx));
+        }
+        Ok(persist_to(&self.log, records)?.map_or(Persisted::Nothing, Persisted::Below))
+    }
+
+    /// Whether enough superseded records piled up to compact the log while running.
+    fn wants_compaction(&self) -> bool {
+        let min = self.core.borrow().config().offsets_compact_records_min;
+        let appended = self.appended.get();
+        appended >= min && appended >= self.live_at_compaction.get().saturating_mul(2)
+    }
+
+    /// Compacts the log while serving: see [`compact`]. Records produced meanwhile are held
+    /// back and appended, in order, right after.
+    async fn compact_running(&self) -> Result<(), GroupError> {
+        self.compacting.set(true);
+        let snapshot = self.core.borrow().snapshot_records();
+        let dir = self.log.dir();
+        let start = self.log.log_end_offset();
+        let result: Result<(), GroupError> = async {
+            if let Some(end) = persist_to(&self.log, &snapshot)? {
+                self.log
+                    .wait_durable(end)
+                    .await
+                    .map_err(storage("sync", &dir))?;
+            }
+            self.log
+                .delete_records(start)
+                .await
+                .map_err(storage("compact", &dir))?;
+            Ok(())
+        }
+        .await;
+        self.compacting.set(false);
+        let deferred = std::mem::take(&mut *self.deferred.borrow_mut());
+        let outcome = match persist_to(&self.log, &deferred) {
+            Ok(end) => end,
+            Err(e) => {
+                for tx in self.compaction_waiters.borrow_mut().drain(..) {
+                    let _ = tx.try_send(Persisted::Failed(e.to_string()));
+                }
+                return Err(e);
+            }
+        };
+        for tx in self.compaction_waiters.borrow_mut().drain(..) {
+            let _ = tx.try_send(outcome.map_or(Persisted::Nothing, Persisted::Below));
+        }
+        let live = snapshot.len() as u64;
+        self.live_at_compaction.set(live);
+        self.appended.set(deferred.len() as u64);
+        tracing::info!(dir = %dir.display(), live, "offsets log compacted");
+        result
     }
 
     fn tick(&self) {
@@ -889,11 +985,11 @@ async fn compact(
     log: &SegmentedLog,
     core: &GroupCoordinator,
     replayed: u64,
-) -> Result<(), GroupError> {
+) -> Result<(u64, u64), GroupError> {
     let snapshot = core.snapshot_records();
     let live = u64::try_from(snapshot.len()).unwrap_or(u64::MAX);
     if replayed < core.config().offsets_compact_records_min || replayed < live.saturating_mul(2) {
-        return Ok(());
+        return Ok((live, replayed));
     }
     let dir = log.dir();
     let start = log.log_end_offset();
@@ -904,7 +1000,7 @@ async fn compact(
         .await
         .map_err(storage("compact", &dir))?;
     tracing::info!(dir = %dir.display(), replayed, live, "offsets log compacted");
-    Ok(())
+    Ok((live, 0))
 }
 
 async fn timer_loop(inner: Weak<Inner>) {
@@ -912,6 +1008,12 @@ async fn timer_loop(inner: Weak<Inner>) {
         rt::sleep(Duration::from_millis(TICK_MS)).await;
         let Some(inner) = inner.upgrade() else { return };
         inner.tick();
+        if !inner.compacting.get()
+            && inner.wants_compaction()
+            && let Err(e) = inner.compact_running().await
+        {
+            tracing::error!(error = %e, "offsets log compaction failed");
+        }
     }
 }
 

@@ -376,3 +376,56 @@ fn reopening_compacts_a_log_of_superseded_commits() {
     })
     .expect("runtime");
 }
+
+#[test]
+fn the_log_is_compacted_while_serving_without_losing_commits() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    rt::block_on(async {
+        let small = || GroupConfig {
+            offsets_compact_records_min: 20,
+            ..cfg()
+        };
+        let exists: super::service::PartitionExists = Rc::new(|_: &str, _: i32| true);
+        let svc = Rc::new(
+            GroupService::open(dir.path(), small(), exists.clone())
+                .await
+                .expect("open"),
+        );
+        // Commits keep arriving while the timer task compacts.
+        for offset in 0..200 {
+            assert_eq!(
+                commit(&svc, 8, -1, "", (offset % 3) as i32, offset).await,
+                codes::NONE
+            );
+            if offset % 50 == 0 {
+                rt::sleep(Duration::from_millis(150)).await;
+            }
+        }
+        rt::sleep(Duration::from_millis(300)).await;
+        let before: Vec<i64> = fetch_all_v7(&svc).await.topics[0]
+            .partitions
+            .iter()
+            .map(|p| p.committed_offset)
+            .collect();
+        assert_eq!(before, vec![198, 199, 197]);
+        drop(svc);
+        let log = kiln_engine::log::SegmentedLog::open(
+            dir.path().join(super::service::OFFSETS_LOG_DIR),
+            kiln_engine::log::LogConfig::default(),
+        )
+        .await
+        .expect("log opens");
+        assert!(log.log_start_offset() > 0, "compacted while running");
+        drop(log);
+        let svc = GroupService::open(dir.path(), small(), exists)
+            .await
+            .expect("reopen");
+        let after: Vec<i64> = fetch_all_v7(&svc).await.topics[0]
+            .partitions
+            .iter()
+            .map(|p| p.committed_offset)
+            .collect();
+        assert_eq!(after, before);
+    })
+    .expect("runtime");
+}
