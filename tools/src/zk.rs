@@ -1,11 +1,51 @@
-//! `kiln zk`.
+//! `kiln zk`: the ZooKeeper-compatible server, configured by a `zoo.cfg`.
+//!
+//! Without `--config` it listens on 2181 with data under `./kiln-data/zk`. SIGINT or SIGTERM stop
+//! it cleanly (connections closed, the transaction log flushed); exit status 0.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-#[derive(clap::Args)]
-pub struct Args {}
+use kiln_engine::shutdown::Shutdown;
+use kiln_zk::config::ZkConfig;
 
-pub fn run(_args: Args) -> ExitCode {
-    eprintln!("kiln zk: this build does not include it yet");
-    ExitCode::from(2)
+#[derive(clap::Args)]
+pub struct Args {
+    /// Path of a zoo.cfg (ZooKeeper's configuration file format).
+    #[arg(long)]
+    config: Option<PathBuf>,
+}
+
+pub fn run(args: Args) -> ExitCode {
+    let config = match &args.config {
+        Some(path) => match ZkConfig::load(path) {
+            Ok((config, warnings)) => {
+                for w in warnings {
+                    eprintln!("kiln zk: {}: {w}", path.display());
+                }
+                config
+            }
+            Err(e) => {
+                eprintln!("kiln zk: {}: {e}", path.display());
+                return ExitCode::from(2);
+            }
+        },
+        None => ZkConfig::default_embedded("./kiln-data/zk"),
+    };
+    let shutdown = Shutdown::new();
+    if let Err(e) = shutdown.install_signal_handlers() {
+        eprintln!("kiln zk: installing signal handlers: {e}");
+        return ExitCode::FAILURE;
+    }
+    eprintln!(
+        "kiln zk: serving ZooKeeper clients on port {}",
+        config.client_port
+    );
+    match kiln_zk::server::run(config, shutdown) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("kiln zk: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
