@@ -467,6 +467,26 @@ impl Group {
             .unwrap_or(0)
     }
 
+    /// The earliest timer of this group: a session, a pending member, a join or sync deadline.
+    fn next_deadline_ms(&self) -> Option<u64> {
+        let sessions = self
+            .members
+            .values()
+            .filter(|m| m.awaiting_join.is_none() && m.awaiting_sync.is_none())
+            .map(|m| m.session_deadline_ms);
+        let join = match self.join_timer {
+            Some(JoinTimer::Initial { deadline_ms, .. } | JoinTimer::Rebalance { deadline_ms }) => {
+                Some(deadline_ms)
+            }
+            None => None,
+        };
+        sessions
+            .chain(self.pending_members.values().copied())
+            .chain(join)
+            .chain(self.sync_deadline_ms)
+            .min()
+    }
+
     fn uses_consumer_protocol(&self) -> bool {
         self.protocol_type.as_deref() == Some(CONSUMER_PROTOCOL_TYPE)
     }
@@ -1310,8 +1330,14 @@ impl GroupCoordinator {
 
     /// Advances every timer to `now_ms`.
     pub fn tick(&mut self, now_ms: u64) {
-        let ids: Vec<String> = self.groups.keys().cloned().collect();
-        for id in &ids {
+        // Only groups with a timer due are visited mutably; idle groups cost one scan.
+        let due: Vec<String> = self
+            .groups
+            .iter()
+            .filter(|(_, g)| g.next_deadline_ms().is_some_and(|d| d <= now_ms))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in &due {
             self.tick_group(id, now_ms);
         }
         if self.next_retention_check_ms == 0 {
@@ -1369,28 +1395,11 @@ impl GroupCoordinator {
     /// The earliest instant at which [`Self::tick`] has something to do, if any.
     #[must_use]
     pub fn next_deadline_ms(&self) -> Option<u64> {
-        let mut next = Some(self.next_retention_check_ms);
-        let mut consider = |d: u64| next = Some(next.map_or(d, |n: u64| n.min(d)));
-        for group in self.groups.values() {
-            group.pending_members.values().for_each(|d| consider(*d));
-            for m in group.members.values() {
-                if m.awaiting_join.is_none() && m.awaiting_sync.is_none() {
-                    consider(m.session_deadline_ms);
-                }
-            }
-            match group.join_timer {
-                Some(
-                    JoinTimer::Initial { deadline_ms, .. } | JoinTimer::Rebalance { deadline_ms },
-                ) => {
-                    consider(deadline_ms);
-                }
-                None => {}
-            }
-            if let Some(d) = group.sync_deadline_ms {
-                consider(d);
-            }
-        }
-        next
+        self.groups
+            .values()
+            .filter_map(Group::next_deadline_ms)
+            .chain(std::iter::once(self.next_retention_check_ms))
+            .min()
     }
 
     /// Kafka's offsets retention (KIP-211): a group with a protocol type loses its offsets once it
