@@ -163,11 +163,16 @@ def summary(results: dict[str, str]) -> str:
 
 
 def test_kazoo_suite_apache_baseline(suite_results):
-    """The reference run itself is sane: Apache ZooKeeper passes the bulk of the suite."""
+    """The reference run itself is sane: Apache ZooKeeper passes what it passed before (kazoo_apache_baseline.txt),
+    give or take a few timing-sensitive tests."""
     apache = suite_results["apache"]
     print(f"\nkazoo on Apache ZooKeeper 3.8: {summary(apache)} (logs in {suite_results['workdir']})")
-    passed = [t for t, o in apache.items() if o == "passed"]
-    assert len(passed) >= 250, f"Apache ZooKeeper passed only {len(passed)} kazoo tests: {summary(apache)}"
+    baseline = [l.strip() for l in (HERE / "kazoo_apache_baseline.txt").read_text().splitlines()
+                if l.strip() and not l.startswith("#")]
+    missing = [t for t in baseline if apache.get(t) != "passed"]
+    if missing:
+        print(f"{len(missing)} baseline tests did not pass on Apache ZooKeeper this time: {missing}")
+    assert len(missing) <= 5, f"Apache ZooKeeper no longer passes {len(missing)} baseline tests: {missing[:30]}"
 
 
 def test_kazoo_suite_kiln_matches_apache(suite_results):
