@@ -241,6 +241,7 @@ async fn shard_main(
     let _ = ready.send((id, Ok(())));
     drop(ready);
 
+    rt::spawn(retention_loop(Rc::downgrade(&shard))).detach();
     let accept_loop = accept_loop(&shard, &listener);
     let mailbox_loop = async {
         while let Ok(job) = inbox.recv_async().await {
@@ -299,6 +300,38 @@ async fn open_shard(
     let listener = listener.map_err(|e| format!("duplicating the listening socket: {e}"))?;
     rt::TcpListener::from_std(listener)
         .map_err(|e| format!("registering the listening socket: {e}"))
+}
+
+/// Applies `retention.ms` / `retention.bytes` to this shard's partitions every
+/// `log.retention.check.interval.ms` (whole segments, never the active one).
+async fn retention_loop(shard: std::rc::Weak<ShardState>) {
+    loop {
+        let Some(interval) = shard
+            .upgrade()
+            .map(|s| s.shared.config.retention_check_interval_ms.max(1) as u64)
+        else {
+            return;
+        };
+        rt::sleep(std::time::Duration::from_millis(interval)).await;
+        let Some(s) = shard.upgrade() else { return };
+        let parts: Vec<_> = s.partitions.borrow().values().cloned().collect();
+        drop(s);
+        for p in parts {
+            match p.log.apply_retention().await {
+                Ok(o) if !o.deleted_segments.is_empty() => tracing::info!(
+                    topic = %p.topic,
+                    partition = p.index,
+                    segments = o.deleted_segments.len(),
+                    log_start_offset = o.log_start_offset,
+                    "retention deleted segments"
+                ),
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::error!(topic = %p.topic, partition = p.index, error = %e, "retention")
+                }
+            }
+        }
+    }
 }
 
 async fn accept_loop(shard: &Rc<ShardState>, listener: &rt::TcpListener) {

@@ -28,6 +28,9 @@ pub const TOPICS_MAX: usize = 100_000;
 /// Kafka's topic name length limit.
 pub const TOPIC_NAME_BYTES_MAX: usize = 249;
 
+/// The group coordinator's internal topic (its log is `<log.dirs>/__consumer_offsets-0`).
+pub const INTERNAL_OFFSETS_TOPIC: &str = "__consumer_offsets";
+
 /// Brokers in this cluster (one: replication comes later).
 pub const LIVE_BROKERS: i16 = 1;
 
@@ -84,6 +87,9 @@ pub fn validate_topic_name(name: &str) -> Result<(), CatalogError> {
     };
     if name.is_empty() {
         return bad("empty");
+    }
+    if name == INTERNAL_OFFSETS_TOPIC {
+        return bad("reserved for the group coordinator's offsets log");
     }
     if name == "." || name == ".." {
         return bad("'.' and '..' are not allowed");

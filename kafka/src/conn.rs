@@ -72,7 +72,10 @@ async fn serve_inner(shard: &Rc<ShardState>, stream: Rc<TcpStream>) -> Result<()
     let writer_stream = stream.clone();
     // The writer ends when the reader drops `tx` and the queue is drained, or on a write error.
     let writer = rt::spawn(async move { write_loop(writer_stream, rx).await });
-    let read_result = read_loop(shard, &stream, &tx).await;
+    let peer_host = stream
+        .peer_addr()
+        .map_or_else(|_| "/unknown".to_string(), |a| format!("/{}", a.ip()));
+    let read_result = read_loop(shard, &stream, &peer_host, &tx).await;
     drop(tx);
     let write_result = writer.await.unwrap_or(Ok(()));
     read_result.and(write_result)
@@ -81,6 +84,7 @@ async fn serve_inner(shard: &Rc<ShardState>, stream: Rc<TcpStream>) -> Result<()
 async fn read_loop(
     shard: &Rc<ShardState>,
     stream: &Rc<TcpStream>,
+    peer_host: &str,
     tx: &flume::Sender<Reply>,
 ) -> Result<(), ConnError> {
     let max = shard.shared.config.request_bytes_max;
@@ -98,7 +102,7 @@ async fn read_loop(
         }
         let rt::BufResult(res, frame) = reader.read_exact(vec![0u8; size as usize]).await;
         res?;
-        let reply = handlers::dispatch(shard, Bytes::from(frame)).await?;
+        let reply = handlers::dispatch(shard, peer_host, Bytes::from(frame)).await?;
         if tx.send_async(reply).await.is_err() {
             // The writer failed; its error is reported by serve_inner.
             return Ok(());
@@ -112,6 +116,14 @@ async fn write_loop(stream: Rc<TcpStream>, rx: flume::Receiver<Reply>) -> Result
         let chunks = match reply {
             Reply::None => continue,
             Reply::Ready(chunks) => chunks,
+            Reply::Held(chunks, memory) => {
+                let bufs: Vec<WireBuf> = chunks.into_iter().map(WireBuf).collect();
+                let rt::BufResult(res, bufs) = writer.write_vectored_all(bufs).await;
+                drop(bufs);
+                drop(memory);
+                res?;
+                continue;
+            }
             Reply::Deferred(fut) => match fut.await? {
                 Some(chunks) => chunks,
                 None => continue,

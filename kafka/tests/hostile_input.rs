@@ -161,3 +161,17 @@ fn pipelined_requests_are_answered_in_order() {
         assert_eq!(&resp[0..4], &c.to_be_bytes(), "response {c} out of order");
     }
 }
+
+#[test]
+fn a_stopped_broker_releases_its_port() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut b = common::start_in(dir.path(), 0, &[]);
+    let port = b.port;
+    let mut s = connect(port);
+    api_versions_ok(&mut s, 1);
+    b.stop();
+    assert!(closed(&mut s), "connections are closed on shutdown");
+    let again = common::start_in(dir.path(), port, &[]);
+    let mut s = connect(again.port);
+    api_versions_ok(&mut s, 2);
+}

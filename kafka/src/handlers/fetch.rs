@@ -60,17 +60,19 @@ struct Slot {
     got: Option<Got>,
 }
 
+/// Returns the response and the record bytes it holds (for the shard's fetch memory).
 pub async fn handle(
     shard: &Rc<ShardState>,
     ctx: Ctx,
     req: FetchRequest,
-) -> Result<ResponseBody, ConnError> {
+) -> Result<(ResponseBody, u64), ConnError> {
     if req.session_id != 0 {
-        return Ok(ResponseBody::Fetch(FetchResponse {
+        let body = ResponseBody::Fetch(FetchResponse {
             error_code: error_code::FETCH_SESSION_ID_NOT_FOUND,
             session_id: 0,
             ..Default::default()
-        }));
+        });
+        return Ok((body, 0));
     }
     // 1. Resolve topics.
     let mut topics: Vec<FetchableTopicResponse> = Vec::with_capacity(req.topics.len());
@@ -140,7 +142,6 @@ pub async fn handle(
         results = read_all(shard, &wants, budget).await?;
         total = results.iter().map(|(_, g)| g.records.len()).sum();
     }
-    let _ = total;
     for (pos, got) in results {
         if let Some(s) = slots.get_mut(pos) {
             s.got = Some(got);
@@ -172,12 +173,13 @@ pub async fn handle(
             t.topic_id = Uuid::ZERO;
         }
     }
-    Ok(ResponseBody::Fetch(FetchResponse {
+    let body = ResponseBody::Fetch(FetchResponse {
         error_code: error_code::NONE,
         session_id: 0,
         responses: topics,
         ..Default::default()
-    }))
+    });
+    Ok((body, total as u64))
 }
 
 /// Reads every wanted partition on its shard, shard by shard, within `budget` response bytes.

@@ -18,7 +18,15 @@ use crate::shard::ShardState;
 /// The shard that owns the group coordinator.
 pub const GROUP_SHARD: usize = 0;
 
-pub async fn handle(shard: &Rc<ShardState>, ctx: Ctx, body: Bytes) -> Result<Reply, ConnError> {
+/// `client_id` and `client_host` (Kafka's `/127.0.0.1` form) are recorded by JoinGroup for
+/// DescribeGroups.
+pub async fn handle(
+    shard: &Rc<ShardState>,
+    ctx: Ctx,
+    body: Bytes,
+    client_id: String,
+    client_host: String,
+) -> Result<Reply, ConnError> {
     let me = shard.clone();
     let fut = async move {
         let result = me
@@ -27,7 +35,13 @@ pub async fn handle(shard: &Rc<ShardState>, ctx: Ctx, body: Bytes) -> Result<Rep
                     let service = s.group.borrow().clone();
                     match service {
                         Some(g) => g
-                            .handle(ctx.api_key, ctx.version, body)
+                            .handle_with_client(
+                                ctx.api_key,
+                                ctx.version,
+                                body,
+                                &client_id,
+                                &client_host,
+                            )
                             .await
                             .map_err(|e| e.to_string()),
                         None => Err("the group coordinator is not running".to_string()),

@@ -69,8 +69,37 @@ pub enum Reply {
     None,
     /// A complete response frame, as chunks.
     Ready(Vec<Bytes>),
+    /// A Fetch response whose record bytes count against the shard's fetch memory until written.
+    Held(Vec<Bytes>, FetchMemory),
     /// A response that completes later (acks=-1 waits for the fsync); `Ok(None)` writes nothing.
     Deferred(LocalFuture<Result<Option<Vec<Bytes>>, ConnError>>),
+}
+
+/// Record bytes of one Fetch response counted in `ShardState::fetch_memory_bytes`; released when
+/// dropped (after the response was written, or when the connection died).
+pub struct FetchMemory {
+    shard: Rc<ShardState>,
+    bytes: u64,
+}
+
+impl FetchMemory {
+    /// Counts `bytes` against `shard`'s fetch memory.
+    pub fn hold(shard: &Rc<ShardState>, bytes: u64) -> Self {
+        shard
+            .fetch_memory_bytes
+            .set(shard.fetch_memory_bytes.get() + bytes);
+        FetchMemory {
+            shard: shard.clone(),
+            bytes,
+        }
+    }
+}
+
+impl Drop for FetchMemory {
+    fn drop(&mut self) {
+        let s = &self.shard.fetch_memory_bytes;
+        s.set(s.get().saturating_sub(self.bytes));
+    }
 }
 
 /// The header fields a handler needs.
@@ -120,7 +149,11 @@ pub fn frame_body(ctx: Ctx, body: &[u8]) -> Result<Vec<Bytes>, ConnError> {
 }
 
 /// Handles one request frame (the bytes after the size prefix).
-pub async fn dispatch(shard: &Rc<ShardState>, frame_bytes: Bytes) -> Result<Reply, ConnError> {
+pub async fn dispatch(
+    shard: &Rc<ShardState>,
+    peer_host: &str,
+    frame_bytes: Bytes,
+) -> Result<Reply, ConnError> {
     let mut r = Reader::new(frame_bytes.clone());
     let header =
         frame::read_request_header(&mut r).map_err(|e| ConnError::Malformed(e.to_string()))?;
@@ -146,7 +179,8 @@ pub async fn dispatch(shard: &Rc<ShardState>, frame_bytes: Bytes) -> Result<Repl
         .any(|(k, _, _)| *k == ctx.api_key)
     {
         let body = frame_bytes.slice(r.position()..);
-        return group::handle(shard, ctx, body).await;
+        let client_id = header.client_id.clone().unwrap_or_default();
+        return group::handle(shard, ctx, body, client_id, peer_host.to_string()).await;
     }
     let body = RequestBody::decode(ctx.api_key, ctx.version, &mut r)
         .map_err(|e| ConnError::Malformed(e.to_string()))?;
@@ -154,7 +188,11 @@ pub async fn dispatch(shard: &Rc<ShardState>, frame_bytes: Bytes) -> Result<Repl
         RequestBody::ApiVersions(req) => api_versions::handle(ctx, &req),
         RequestBody::Metadata(req) => metadata::handle(shard, ctx, req).await,
         RequestBody::Produce(req) => return produce::handle(shard, ctx, req).await,
-        RequestBody::Fetch(req) => fetch::handle(shard, ctx, req).await?,
+        RequestBody::Fetch(req) => {
+            let (body, held) = fetch::handle(shard, ctx, req).await?;
+            let memory = FetchMemory::hold(shard, held);
+            return Ok(Reply::Held(encode(ctx, &body)?, memory));
+        }
         RequestBody::ListOffsets(req) => list_offsets::handle(shard, ctx, req).await,
         RequestBody::CreateTopics(req) => create_topics::handle(shard, ctx, req).await,
         RequestBody::DeleteTopics(req) => delete_topics::handle(shard, ctx, req).await,
