@@ -262,3 +262,122 @@ pub fn run_load(args: LoadArgs) -> ExitCode {
         }
     }
 }
+
+/// `kiln bench`: side-by-side benchmarks.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    pub command: BenchCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Run workloads against Kiln and the reference servers and write a report.
+    Compare(CompareArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// Workload names (files in bench/workloads/, without .conf) or paths; `all` for every one.
+    #[arg(default_value = "all")]
+    pub workloads: Vec<String>,
+    /// Servers: kiln, kafka-4, kafka-3.9, zookeeper (each workload uses those of its system).
+    #[arg(long, default_value = "kiln,kafka-4,zookeeper", value_delimiter = ',')]
+    pub servers: Vec<String>,
+    /// Tiny workloads (seconds) that check the harness, not the machine.
+    #[arg(long)]
+    pub smoke: bool,
+    /// Output directory (default bench/results/<date>-<host>, or <date>-<host>-smoke).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// The Kiln binary that serves (default: this executable).
+    #[arg(long)]
+    pub kiln_bin: Option<PathBuf>,
+    /// The binary whose `load` subcommand drives the load (default: this executable).
+    #[arg(long)]
+    pub load_bin: Option<PathBuf>,
+    /// Repository root (default $KILN_ROOT or the current directory).
+    #[arg(long)]
+    pub root: Option<PathBuf>,
+    /// Core(s) for the servers.
+    #[arg(long, default_value = "0")]
+    pub server_core: String,
+    /// Core(s) for the load generators and the reference tools.
+    #[arg(long, default_value = "1")]
+    pub client_core: String,
+    /// Only Kiln's load generator (skip ProducerPerformance & co.).
+    #[arg(long)]
+    pub no_reference_tools: bool,
+}
+
+fn today_and_host() -> String {
+    let date = std::process::Command::new("date")
+        .args(["-u", "+%Y-%m-%d"])
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .filter(|d| !d.is_empty())
+        .unwrap_or_else(|| "undated".into());
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "host".into());
+    format!("{date}-{host}")
+}
+
+/// Entry point of `kiln bench`.
+pub fn run_bench(args: BenchArgs) -> ExitCode {
+    let BenchCommand::Compare(a) = args.command;
+    let root = a
+        .root
+        .or_else(|| std::env::var_os("KILN_ROOT").map(PathBuf::from))
+        .or_else(|| std::env::current_dir().ok())
+        .unwrap_or_else(|| PathBuf::from("."));
+    let me = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("kiln"));
+    let dir = root.join("bench/workloads");
+    let workloads = if a.workloads.iter().any(|w| w == "all") {
+        crate::workload::Workload::all(&dir, a.smoke)
+    } else {
+        a.workloads
+            .iter()
+            .map(|w| crate::workload::Workload::load(w, &dir, a.smoke))
+            .collect()
+    };
+    let workloads = match workloads {
+        Ok(w) => w,
+        Err(e) => {
+            eprintln!("kiln bench: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let out = a.out.unwrap_or_else(|| {
+        let name = today_and_host();
+        root.join("bench/results").join(if a.smoke {
+            format!("{name}-smoke")
+        } else {
+            name
+        })
+    });
+    let cfg = crate::compare::CompareConfig {
+        workloads,
+        servers: a.servers,
+        smoke: a.smoke,
+        out_dir: out,
+        kiln_bin: a.kiln_bin.unwrap_or_else(|| me.clone()),
+        load_bin: a.load_bin.unwrap_or(me),
+        root,
+        server_core: a.server_core,
+        client_core: a.client_core,
+        reference_tools: !a.no_reference_tools,
+    };
+    match crate::compare::run(&cfg) {
+        Ok((_, true)) => ExitCode::SUCCESS,
+        Ok((_, false)) => {
+            eprintln!("kiln bench: some runs failed (see the report)");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("kiln bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

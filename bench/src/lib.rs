@@ -6,12 +6,18 @@
 //!   measured from it, so a stalled server cannot hide its stall (coordinated omission);
 //! - [`kafka`]: `kiln load kafka produce|consume|e2e` over kiln-kafka-codec;
 //! - [`zk`]: `kiln load zk`, a pipelining ZooKeeper client over the jute codec;
+//! - [`compare`], [`report`], [`workload`], [`procstat`]: `kiln bench compare`, which runs the
+//!   workloads of `bench/workloads/` against Kiln and the reference servers and writes a report;
 //! - [`net`]: blocking length-prefixed framing shared by both protocols.
 
 pub mod cli;
+pub mod compare;
 pub mod error;
 pub mod kafka;
 pub mod net;
+pub mod procstat;
 pub mod rate;
+pub mod report;
 pub mod stats;
+pub mod workload;
 pub mod zk;

@@ -144,6 +144,10 @@ fn open_session(server: &str) -> Result<Session> {
         .write_all(&w.finish_frame())
         .map_err(LoadError::io("send ConnectRequest"))?;
     let read_half = stream.try_clone().map_err(LoadError::io("clone socket"))?;
+    // A server that accepts but never answers must not hang the run.
+    read_half
+        .set_read_timeout(Some(Duration::from_secs(15)))
+        .map_err(LoadError::io("set timeout"))?;
     let mut reader = FrameReader::new(read_half, FRAME_MAX);
     let frame = reader
         .next_frame()
@@ -153,7 +157,22 @@ fn open_session(server: &str) -> Result<Session> {
     if resp.session_id == 0 || resp.timeout_ms <= 0 {
         return Err(LoadError::Server(format!("session refused: {resp:?}")));
     }
+    reader
+        .get_ref()
+        .set_read_timeout(None)
+        .map_err(LoadError::io("set timeout"))?;
     Ok(Session { stream, reader })
+}
+
+/// Whether a session can be opened on `server` (the server is up and serving).
+pub fn session_works(server: &str) -> bool {
+    match open_session(server) {
+        Ok(mut s) => {
+            let _ = call_many(&mut s, &[Request::CloseSession]);
+            true
+        }
+        Err(_) => false,
+    }
 }
 
 fn encode_request(xid: i32, req: &Request, out: &mut Vec<u8>) {

@@ -20,10 +20,13 @@ struct Cli {
 enum Command {
     /// Drive a Kafka broker or a ZooKeeper server and measure it.
     Load(kiln_bench::cli::LoadArgs),
+    /// Side-by-side benchmarks against the reference servers.
+    Bench(kiln_bench::cli::BenchArgs),
 }
 
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Load(a) => kiln_bench::cli::run_load(a),
+        Command::Bench(a) => kiln_bench::cli::run_bench(a),
     }
 }

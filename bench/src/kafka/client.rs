@@ -66,6 +66,11 @@ impl Client {
         let stream = connect(addr, Duration::from_secs(10))
             .map_err(LoadError::io(format!("connect {addr}")))?;
         let read_half = stream.try_clone().map_err(LoadError::io("clone socket"))?;
+        // Set-up calls time out (a broker that accepts but never answers must not hang the
+        // run); the load loops block without a limit.
+        read_half
+            .set_read_timeout(Some(Duration::from_secs(60)))
+            .map_err(LoadError::io("set timeout"))?;
         let mut c = Client {
             stream,
             reader: FrameReader::new(read_half, FRAME_MAX),
@@ -75,6 +80,15 @@ impl Client {
         };
         c.negotiate()?;
         Ok(c)
+    }
+
+    /// Removes the set-up read timeout before the socket is used by a load loop.
+    pub fn unlimited(self) -> Result<Self> {
+        self.reader
+            .get_ref()
+            .set_read_timeout(None)
+            .map_err(LoadError::io("set timeout"))?;
+        Ok(self)
     }
 
     fn negotiate(&mut self) -> Result<()> {

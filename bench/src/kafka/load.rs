@@ -163,7 +163,7 @@ fn spawn_producers(
     let per_conn_rate = cfg.rate / cfg.connections as f64;
     let mut handles = Vec::new();
     for (c, (addr, parts)) in assign(layout, cfg.connections).into_iter().enumerate() {
-        let client = Client::connect(&addr)?;
+        let client = Client::connect(&addr)?.unlimited()?;
         let version = client.version(ApiKey::Produce)?;
         let reader_version = version;
         let write_half = client
@@ -513,7 +513,7 @@ fn spawn_consumers(
         if parts.is_empty() {
             continue;
         }
-        let mut client = Client::connect(&addr)?;
+        let mut client = Client::connect(&addr)?.unlimited()?;
         let offsets = list_offsets(&mut client, &sh.cfg.topic, &parts, start_at)?;
         let sh = sh.clone();
         handles.push(std::thread::spawn(move || {

@@ -1,0 +1,930 @@
+//! `kiln bench compare`: the same workload against Kiln and the reference servers, with Kiln's
+//! load generator and the reference tools, on pinned cores.
+//!
+//! For each workload and each server of its system:
+//! 1. start the server with a fresh data directory on `server_core` (`taskset`), with the same
+//!    durability settings for every server (the workload's `fsync`);
+//! 2. wait until it serves, let it settle, and read its idle RSS;
+//! 3. run Kiln's load generator (a child `load` process of this binary) on `client_core`, with
+//!    the workload's warm-up, then the reference tool (Kafka's ProducerPerformance,
+//!    ConsumerPerformance, EndToEndLatency); around each run read the server's CPU time
+//!    (`/proc/<pid>/stat`) and sample its RSS;
+//! 4. stop the server.
+//!
+//! Then it writes `results.json`, `report.md` and SVG charts under the output directory.
+
+use std::io::Write as _;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{FastRng, LoadError, Result};
+use crate::procstat::{RssSampler, cpu_seconds, rss_bytes};
+use crate::stats::{Percentiles, RunResult};
+use crate::workload::Workload;
+
+/// One measured run: a workload, a server, a client.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Row {
+    pub workload: String,
+    pub server: String,
+    pub client: String,
+    pub unit: String,
+    pub throughput_ops: f64,
+    pub throughput_mb_s: f64,
+    pub latency_of: String,
+    /// Microseconds; reference tools report fewer percentiles (missing ones are 0).
+    pub latency_us: Percentiles,
+    /// Server CPU time per op, microseconds.
+    pub server_cpu_us_per_op: f64,
+    /// Server CPU use during the run, in cores.
+    pub server_cpu_cores: f64,
+    pub rss_idle_mb: f64,
+    pub rss_load_mb: f64,
+    pub ok: bool,
+    pub note: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct CompareConfig {
+    pub workloads: Vec<Workload>,
+    /// Servers to run: kiln, kafka-4, kafka-3.9, zookeeper.
+    pub servers: Vec<String>,
+    pub smoke: bool,
+    pub out_dir: PathBuf,
+    pub kiln_bin: PathBuf,
+    /// The binary with the `load` subcommand.
+    pub load_bin: PathBuf,
+    pub root: PathBuf,
+    pub server_core: String,
+    pub client_core: String,
+    pub reference_tools: bool,
+}
+
+fn free_port() -> Result<u16> {
+    let l = TcpListener::bind("127.0.0.1:0").map_err(LoadError::io("bind a free port"))?;
+    Ok(l.local_addr().map_err(LoadError::io("local addr"))?.port())
+}
+
+/// A Kafka cluster id: 16 random bytes in unpadded URL-safe base64.
+fn cluster_id() -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(7, |d| d.as_nanos() as u64);
+    let mut rng = FastRng::new(seed);
+    // 22 characters of 6 bits = 132 bits; the last character carries 2 bits.
+    (0..22)
+        .map(|i| {
+            let v = rng.next_u64() as usize % 64;
+            let v = if i == 21 { v & 0x30 } else { v };
+            char::from(A.get(v).copied().unwrap_or(b'A'))
+        })
+        .collect()
+}
+
+/// A running server.
+struct Server {
+    name: String,
+    child: Child,
+    /// Apache ZooKeeper under Kafka 3.9.
+    helper: Option<Child>,
+    addr: String,
+    pid: u32,
+}
+
+impl Server {
+    fn stop(mut self) {
+        for c in std::iter::once(&mut self.child).chain(self.helper.as_mut()) {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(c.id().to_string())
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(15);
+            loop {
+                if matches!(c.try_wait(), Ok(Some(_))) {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    let _ = c.kill();
+                    let _ = c.wait();
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+}
+
+fn spawn_logged(mut cmd: Command, log: &Path) -> Result<Child> {
+    let f =
+        std::fs::File::create(log).map_err(LoadError::io(format!("create {}", log.display())))?;
+    let f2 = f.try_clone().map_err(LoadError::io("dup log"))?;
+    cmd.stdout(Stdio::from(f))
+        .stderr(Stdio::from(f2))
+        .stdin(Stdio::null())
+        .spawn()
+        .map_err(LoadError::io(format!("spawn {cmd:?}")))
+}
+
+fn pinned(core: &str, program: &Path) -> Command {
+    let mut c = Command::new("taskset");
+    c.arg("-c").arg(core).arg(program);
+    c
+}
+
+fn write_props(path: &Path, props: &[(String, String)]) -> Result<()> {
+    let text: String = props.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
+    std::fs::write(path, text).map_err(LoadError::io(format!("write {}", path.display())))
+}
+
+fn kafka_lib(cfg: &CompareConfig, name: &str) -> Result<PathBuf> {
+    let lib = cfg.root.join(".peers/bench").join(name).join("lib");
+    if !lib.join("../.complete").exists() {
+        let status = Command::new("bash")
+            .arg(cfg.root.join("bench/reference/fetch.sh"))
+            .arg(name)
+            .env("KILN_ROOT", &cfg.root)
+            .status()
+            .map_err(LoadError::io("run bench/reference/fetch.sh"))?;
+        if !status.success() {
+            return Err(LoadError::Config(format!(
+                "fetching {name} from Maven Central failed"
+            )));
+        }
+    }
+    Ok(lib)
+}
+
+fn wait_until_serving(server: &mut Server, zk: bool, timeout: Duration) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Ok(Some(st)) = server.child.try_wait() {
+            return Err(LoadError::Server(format!(
+                "{} exited with {st} before serving",
+                server.name
+            )));
+        }
+        let up = if zk {
+            crate::zk::session_works(&server.addr)
+        } else {
+            crate::kafka::client::Client::connect(&server.addr).is_ok()
+        };
+        if up {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(LoadError::Server(format!(
+                "{} did not serve on {} within {timeout:?}",
+                server.name, server.addr
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+fn zoo_cfg(dir: &Path, port: u16) -> Result<PathBuf> {
+    let data = dir.join("data");
+    std::fs::create_dir_all(&data).map_err(LoadError::io("create data dir"))?;
+    let cfg = dir.join("zoo.cfg");
+    write_props(
+        &cfg,
+        &[
+            ("tickTime".into(), "2000".into()),
+            ("dataDir".into(), data.display().to_string()),
+            ("clientPort".into(), port.to_string()),
+            ("maxClientCnxns".into(), "0".into()),
+            ("4lw.commands.whitelist".into(), "*".into()),
+            ("admin.enableServer".into(), "false".into()),
+        ],
+    )?;
+    Ok(cfg)
+}
+
+fn apache_zk(core: &str, dir: &Path, port: u16, log: &Path) -> Result<Child> {
+    let cfg = zoo_cfg(dir, port)?;
+    let mut c = pinned(core, Path::new("java"));
+    c.args([
+        "-Xms1g",
+        "-Xmx1g",
+        "-Dzookeeper.admin.enableServer=false",
+        "-Dzookeeper.4lw.commands.whitelist=*",
+        "-cp",
+        "/etc/zookeeper/conf:/usr/share/java/zookeeper.jar",
+        "org.apache.zookeeper.server.ZooKeeperServerMain",
+    ])
+    .arg(&cfg);
+    spawn_logged(c, log)
+}
+
+fn start_server(cfg: &CompareConfig, name: &str, w: &Workload, work: &Path) -> Result<Server> {
+    let dir = work.join(format!("{}-{name}", w.name));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).map_err(LoadError::io(format!("create {}", dir.display())))?;
+    let port = free_port()?;
+    let addr = format!("127.0.0.1:{port}");
+    let log = dir.join("server.log");
+    let zk = w.get("system") == Some("zk");
+    let mut helper = None;
+    let child = if zk {
+        let cfgp = zoo_cfg(&dir, port)?;
+        match name {
+            "kiln" => {
+                let mut c = pinned(&cfg.server_core, &cfg.kiln_bin);
+                c.arg("zk").arg("--config").arg(&cfgp);
+                spawn_logged(c, &log)?
+            }
+            "zookeeper" => apache_zk(&cfg.server_core, &dir, port, &log)?,
+            other => {
+                return Err(LoadError::Config(format!(
+                    "{other} is not a ZooKeeper server"
+                )));
+            }
+        }
+    } else {
+        let mut props: Vec<(String, String)> = vec![
+            ("broker.id".into(), "1".into()),
+            ("listeners".into(), format!("PLAINTEXT://{addr}")),
+            ("advertised.listeners".into(), format!("PLAINTEXT://{addr}")),
+            ("log.dirs".into(), dir.join("data").display().to_string()),
+            ("num.partitions".into(), "4".into()),
+            ("offsets.topic.replication.factor".into(), "1".into()),
+            (
+                "transaction.state.log.replication.factor".into(),
+                "1".into(),
+            ),
+            ("transaction.state.log.min.isr".into(), "1".into()),
+            ("group.initial.rebalance.delay.ms".into(), "0".into()),
+        ];
+        if w.get("fsync") == Some("per-batch") {
+            props.push(("log.flush.interval.messages".into(), "1".into()));
+        }
+        let sp = dir.join("server.properties");
+        match name {
+            "kiln" => {
+                write_props(&sp, &props)?;
+                let mut c = pinned(&cfg.server_core, &cfg.kiln_bin);
+                c.arg("kafka").arg("--config").arg(&sp);
+                spawn_logged(c, &log)?
+            }
+            "kafka-4" => {
+                let lib = kafka_lib(cfg, name)?;
+                let cport = free_port()?;
+                props.retain(|(k, _)| k != "broker.id" && k != "listeners");
+                props.extend([
+                    ("process.roles".into(), "broker,controller".into()),
+                    ("node.id".into(), "1".into()),
+                    (
+                        "controller.quorum.voters".into(),
+                        format!("1@127.0.0.1:{cport}"),
+                    ),
+                    (
+                        "listeners".into(),
+                        format!("PLAINTEXT://{addr},CONTROLLER://127.0.0.1:{cport}"),
+                    ),
+                    ("controller.listener.names".into(), "CONTROLLER".into()),
+                    (
+                        "listener.security.protocol.map".into(),
+                        "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT".into(),
+                    ),
+                ]);
+                write_props(&sp, &props)?;
+                let l4j = dir.join("log4j2.properties");
+                std::fs::write(
+                    &l4j,
+                    "rootLogger.level=WARN\nrootLogger.appenderRef.stdout.ref=STDOUT\nappender.stdout.type=Console\n\
+                     appender.stdout.name=STDOUT\nappender.stdout.layout.type=PatternLayout\n\
+                     appender.stdout.layout.pattern=[%d] %p %m (%c)%n\n",
+                )
+                .map_err(LoadError::io("write log4j2.properties"))?;
+                let status = Command::new("java")
+                    .arg("-cp")
+                    .arg(format!("{}/*", lib.display()))
+                    .arg(format!("-Dlog4j2.configurationFile={}", l4j.display()))
+                    .args([
+                        "kafka.tools.StorageTool",
+                        "format",
+                        "-t",
+                        &cluster_id(),
+                        "-c",
+                    ])
+                    .arg(&sp)
+                    .stdout(Stdio::null())
+                    .status()
+                    .map_err(LoadError::io("run StorageTool"))?;
+                if !status.success() {
+                    return Err(LoadError::Server(
+                        "kafka-4: StorageTool format failed".into(),
+                    ));
+                }
+                let mut c = pinned(&cfg.server_core, Path::new("java"));
+                c.args(["-Xms1g", "-Xmx1g", "-XX:+UseG1GC"])
+                    .arg(format!("-Dlog4j2.configurationFile={}", l4j.display()))
+                    .arg("-cp")
+                    .arg(format!("{}/*", lib.display()))
+                    .arg("kafka.Kafka")
+                    .arg(&sp);
+                spawn_logged(c, &log)?
+            }
+            "kafka-3.9" => {
+                let lib = kafka_lib(cfg, name)?;
+                let zport = free_port()?;
+                let zdir = dir.join("zookeeper");
+                std::fs::create_dir_all(&zdir).map_err(LoadError::io("create zk dir"))?;
+                helper = Some(apache_zk(
+                    &cfg.server_core,
+                    &zdir,
+                    zport,
+                    &zdir.join("server.log"),
+                )?);
+                props.push(("zookeeper.connect".into(), format!("127.0.0.1:{zport}")));
+                write_props(&sp, &props)?;
+                let l4j = dir.join("log4j.properties");
+                std::fs::write(
+                    &l4j,
+                    "log4j.rootLogger=WARN, stdout\nlog4j.appender.stdout=org.apache.log4j.ConsoleAppender\n\
+                     log4j.appender.stdout.layout=org.apache.log4j.PatternLayout\n\
+                     log4j.appender.stdout.layout.ConversionPattern=[%d] %p %m (%c)%n\n",
+                )
+                .map_err(LoadError::io("write log4j.properties"))?;
+                let mut c = pinned(&cfg.server_core, Path::new("java"));
+                c.args(["-Xms1g", "-Xmx1g", "-XX:+UseG1GC"])
+                    .arg(format!("-Dlog4j.configuration=file:{}", l4j.display()))
+                    .arg("-cp")
+                    .arg(format!("{}/*", lib.display()))
+                    .arg("kafka.Kafka")
+                    .arg(&sp);
+                spawn_logged(c, &log)?
+            }
+            other => return Err(LoadError::Config(format!("{other} is not a Kafka server"))),
+        }
+    };
+    let pid = child.id();
+    let mut s = Server {
+        name: name.to_owned(),
+        child,
+        helper,
+        addr,
+        pid,
+    };
+    if let Err(e) = wait_until_serving(&mut s, zk, Duration::from_secs(120)) {
+        let tail = std::fs::read_to_string(&log).unwrap_or_default();
+        let tail: Vec<&str> = tail.lines().rev().take(15).collect();
+        s.stop();
+        return Err(LoadError::Server(format!(
+            "{e}\n{}",
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+        )));
+    }
+    Ok(s)
+}
+
+/// Runs `cmd` (already pinned), measuring the server around it.
+fn measured<T>(server: &Server, run: impl FnOnce() -> Result<T>) -> Result<(T, f64, f64, u64)> {
+    let cpu0 = cpu_seconds(server.pid).unwrap_or(0.0);
+    let sampler = RssSampler::start(server.pid);
+    let t0 = Instant::now();
+    let out = run();
+    let wall = t0.elapsed().as_secs_f64();
+    let peak = sampler.finish();
+    let cpu = cpu_seconds(server.pid).unwrap_or(0.0) - cpu0;
+    Ok((out?, cpu, wall, peak))
+}
+
+fn run_logged(mut cmd: Command, log: &Path, timeout: Duration) -> Result<String> {
+    let mut child = spawn_logged(
+        {
+            cmd.stdin(Stdio::null());
+            cmd
+        },
+        log,
+    )?;
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Some(st) = child.try_wait().map_err(LoadError::io("wait"))? {
+            break st;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(LoadError::Server(format!(
+                "{} timed out after {timeout:?}",
+                log.display()
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    if !status.success() {
+        let tail: Vec<&str> = text.lines().rev().take(10).collect();
+        return Err(LoadError::Server(format!(
+            "{} failed ({status}):\n{}",
+            log.display(),
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+        )));
+    }
+    Ok(text)
+}
+
+fn load_cmd(cfg: &CompareConfig, args: &[String]) -> Command {
+    let mut c = pinned(&cfg.client_core, &cfg.load_bin);
+    c.arg("load").args(args);
+    c
+}
+
+fn kafka_load_args(
+    w: &Workload,
+    mode: &str,
+    addr: &str,
+    topic: &str,
+    json: &Path,
+    extra: &[String],
+) -> Result<Vec<String>> {
+    let mut a: Vec<String> = vec![
+        "kafka".into(),
+        mode.into(),
+        "--bootstrap".into(),
+        addr.into(),
+        "--topic".into(),
+        topic.into(),
+        "--json".into(),
+        json.display().to_string(),
+        "--quiet".into(),
+    ];
+    for (key, flag) in [
+        ("partitions", "--partitions"),
+        ("connections", "--connections"),
+        ("consumers", "--consumers"),
+        ("record_size", "--record-size"),
+        ("batch_size", "--batch-size"),
+        ("linger_ms", "--linger-ms"),
+        ("acks", "--acks"),
+        ("in_flight", "--in-flight"),
+        ("compression", "--compression"),
+    ] {
+        if let Some(v) = w.get(key) {
+            a.push(flag.into());
+            a.push(v.into());
+        }
+    }
+    if mode != "consume" {
+        a.extend([
+            "--rate".into(),
+            w.str_or("rate", "0"),
+            "--warmup".into(),
+            w.str_or("warmup_s", "0"),
+            "--duration".into(),
+            w.str_or("duration_s", "10"),
+        ]);
+    }
+    a.extend(extra.iter().cloned());
+    Ok(a)
+}
+
+fn read_result(path: &Path) -> Result<RunResult> {
+    let text =
+        std::fs::read_to_string(path).map_err(LoadError::io(format!("read {}", path.display())))?;
+    serde_json::from_str(&text).map_err(|e| LoadError::Protocol(format!("{}: {e}", path.display())))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn row_from(
+    w: &Workload,
+    server: &Server,
+    client: &str,
+    r: &RunResult,
+    cpu: f64,
+    wall: f64,
+    idle: u64,
+    peak: u64,
+) -> Row {
+    let ops = r.ops.max(1) as f64;
+    Row {
+        workload: w.name.clone(),
+        server: server.name.clone(),
+        client: client.into(),
+        unit: r.unit.clone(),
+        throughput_ops: r.throughput_ops,
+        throughput_mb_s: r.throughput_mb_s,
+        latency_of: r.latency_of.clone(),
+        latency_us: r.latency_us.clone(),
+        server_cpu_us_per_op: cpu * 1e6 / ops,
+        server_cpu_cores: cpu / wall.max(1e-9),
+        rss_idle_mb: idle as f64 / 1e6,
+        rss_load_mb: peak as f64 / 1e6,
+        ok: r.errors == 0,
+        note: if r.errors > 0 {
+            format!("{} errors", r.errors)
+        } else {
+            String::new()
+        },
+    }
+}
+
+/// Numbers after a label in a Kafka tool's output line (e.g. "12.5 ms 99th").
+fn number_before(text: &str, suffix: &str) -> Option<f64> {
+    let idx = text.find(suffix)?;
+    text.get(..idx)?
+        .split([' ', ',', '('])
+        .rev()
+        .find(|s| !s.is_empty())?
+        .parse()
+        .ok()
+}
+
+fn number_after(text: &str, prefix: &str) -> Option<f64> {
+    let idx = text.find(prefix)? + prefix.len();
+    text.get(idx..)?
+        .trim_start()
+        .split([' ', ',', '\n'])
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// ProducerPerformance's summary: "N records sent, X records/sec (Y MB/sec), A ms avg latency,
+/// M ms max latency, P50 ms 50th, P95 ms 95th, P99 ms 99th, P999 ms 99.9th."
+pub fn parse_producer_performance(out: &str) -> Option<RunResult> {
+    let line = out
+        .lines()
+        .rev()
+        .find(|l| l.contains("records sent,") && l.contains("50th"))?;
+    let ms = |v: f64| v * 1000.0;
+    let mut r = RunResult {
+        workload: "kafka-produce".into(),
+        unit: "records".into(),
+        ops: number_before(line, " records sent")? as u64,
+        throughput_ops: number_before(line, " records/sec")?,
+        throughput_mb_s: number_before(line, " MB/sec")? * 1.048_576,
+        latency_of: "send -> ack (ProducerPerformance)".into(),
+        ..Default::default()
+    };
+    r.latency_us = Percentiles {
+        count: r.ops,
+        mean: ms(number_before(line, " ms avg latency")?),
+        p50: ms(number_before(line, " ms 50th")?),
+        p90: 0.0,
+        p99: ms(number_before(line, " ms 99th")?),
+        p999: ms(number_before(line, " ms 99.9th")?),
+        p9999: 0.0,
+        max: ms(number_before(line, " ms max latency")?),
+    };
+    Some(r)
+}
+
+/// ConsumerPerformance's data line (after the `start.time, end.time, ...` header); uses
+/// fetch.nMsg.sec (the rate without the consumer group's join time).
+pub fn parse_consumer_performance(out: &str) -> Option<RunResult> {
+    let mut lines = out.lines().skip_while(|l| !l.starts_with("start.time"));
+    let header: Vec<&str> = lines.next()?.split(',').map(str::trim).collect();
+    let values: Vec<&str> = lines.next()?.split(',').map(str::trim).collect();
+    let get = |name: &str| -> Option<f64> {
+        let i = header.iter().position(|h| *h == name)?;
+        values.get(i)?.parse().ok()
+    };
+    Some(RunResult {
+        workload: "kafka-consume".into(),
+        unit: "records".into(),
+        ops: get("data.consumed.in.nMsg")? as u64,
+        throughput_ops: get("fetch.nMsg.sec")?,
+        throughput_mb_s: get("fetch.MB.sec")? * 1.048_576,
+        latency_of: "none (ConsumerPerformance)".into(),
+        ..Default::default()
+    })
+}
+
+/// EndToEndLatency: "Avg latency: X ms" and "Percentiles: 50th = A, 99th = B, 99.9th = C".
+pub fn parse_end_to_end_latency(out: &str, n: u64) -> Option<RunResult> {
+    let ms = |v: f64| v * 1000.0;
+    let pct = out.lines().find(|l| l.contains("Percentiles"))?;
+    let mut r = RunResult {
+        workload: "kafka-e2e".into(),
+        unit: "records".into(),
+        ops: n,
+        latency_of: "send -> receipt, one record in flight (EndToEndLatency)".into(),
+        ..Default::default()
+    };
+    r.latency_us = Percentiles {
+        count: n,
+        mean: ms(number_after(out, "Avg latency:")?),
+        p50: ms(number_after(pct, "50th =")?),
+        p99: ms(number_after(pct, "99th =")?),
+        p999: ms(number_after(pct, "99.9th =")?),
+        ..Default::default()
+    };
+    Some(r)
+}
+
+fn java_tool(cfg: &CompareConfig, lib: &Path, class: &str) -> Command {
+    let mut c = pinned(&cfg.client_core, Path::new("java"));
+    c.args(["-Xms512m", "-Xmx1g"])
+        .arg("-cp")
+        .arg(format!("{}/*", lib.display()))
+        .arg(class);
+    c
+}
+
+/// Runs one workload against one server; returns its rows.
+fn run_one(
+    cfg: &CompareConfig,
+    w: &Workload,
+    name: &str,
+    work: &Path,
+    logs: &Path,
+) -> Result<Vec<Row>> {
+    let mut server = start_server(cfg, name, w, work)?;
+    let result = run_on(cfg, w, &mut server, logs);
+    server.stop();
+    result
+}
+
+fn run_on(cfg: &CompareConfig, w: &Workload, server: &mut Server, logs: &Path) -> Result<Vec<Row>> {
+    std::thread::sleep(Duration::from_secs(if cfg.smoke { 1 } else { 3 }));
+    let idle = rss_bytes(server.pid).unwrap_or(0);
+    let tag = format!("{}-{}", w.name, server.name);
+    let mut rows = Vec::new();
+    let timeout = Duration::from_secs(if cfg.smoke { 120 } else { 900 });
+    let json = logs.join(format!("{tag}-kiln-load.json"));
+    let zk = w.get("system") == Some("zk");
+    if zk {
+        let mut a: Vec<String> = vec![
+            "zk".into(),
+            "--server".into(),
+            server.addr.clone(),
+            "--json".into(),
+            json.display().to_string(),
+            "--quiet".into(),
+            "--rate".into(),
+            w.str_or("rate", "0"),
+            "--warmup".into(),
+            w.str_or("warmup_s", "0"),
+            "--duration".into(),
+            w.str_or("duration_s", "10"),
+        ];
+        for (key, flag) in [
+            ("mix", "--mix"),
+            ("sessions", "--sessions"),
+            ("in_flight", "--in-flight"),
+            ("value_size", "--value-size"),
+            ("keys", "--keys"),
+            ("watchers", "--watchers"),
+        ] {
+            if let Some(v) = w.get(key) {
+                a.push(flag.into());
+                a.push(v.into());
+            }
+        }
+        let log = logs.join(format!("{tag}-kiln-load.log"));
+        let (_, cpu, wall, peak) =
+            measured(server, || run_logged(load_cmd(cfg, &a), &log, timeout))?;
+        let r = read_result(&json)?;
+        rows.push(row_from(w, server, "kiln-load", &r, cpu, wall, idle, peak));
+        return Ok(rows);
+    }
+    let kind = w.str_or("kind", "produce");
+    let lib = if cfg.reference_tools {
+        let libname = if server.name == "kafka-3.9" {
+            "kafka-3.9"
+        } else {
+            "kafka-4"
+        };
+        Some(kafka_lib(cfg, libname)?)
+    } else {
+        None
+    };
+    let partitions: i32 = w.num("partitions", 4)?;
+    match kind.as_str() {
+        "produce" | "e2e" => {
+            let topic = format!("{}-kiln-load", w.name);
+            let a = kafka_load_args(w, &kind, &server.addr, &topic, &json, &[])?;
+            let log = logs.join(format!("{tag}-kiln-load.log"));
+            let (_, cpu, wall, peak) =
+                measured(server, || run_logged(load_cmd(cfg, &a), &log, timeout))?;
+            let r = read_result(&json)?;
+            rows.push(row_from(w, server, "kiln-load", &r, cpu, wall, idle, peak));
+            if let Some(lib) = lib {
+                let topic = format!("{}-ref", w.name);
+                crate::kafka::client::ensure_topic(&server.addr, &topic, partitions, &[])?;
+                let log = logs.join(format!("{tag}-kafka-tool.log"));
+                let n: u64 = w.num("ref_records", 100_000)?;
+                let (cmd, client) = if kind == "produce" {
+                    let mut c = java_tool(cfg, &lib, "org.apache.kafka.tools.ProducerPerformance");
+                    let rate = w.num("rate", 0.0)?;
+                    c.args(["--topic", &topic, "--num-records", &n.to_string()])
+                        .args(["--record-size", &w.str_or("record_size", "100")])
+                        .args([
+                            "--throughput",
+                            &if rate > 0.0 {
+                                format!("{rate}")
+                            } else {
+                                "-1".into()
+                            },
+                        ])
+                        .arg("--producer-props")
+                        .arg(format!("bootstrap.servers={}", server.addr))
+                        .arg(format!("acks={}", w.str_or("acks", "1")))
+                        .arg(format!("batch.size={}", w.str_or("batch_size", "16384")))
+                        .arg(format!("linger.ms={}", w.str_or("linger_ms", "5")))
+                        .arg(format!(
+                            "compression.type={}",
+                            w.str_or("compression", "none")
+                        ))
+                        .arg(format!(
+                            "max.in.flight.requests.per.connection={}",
+                            w.str_or("in_flight", "5")
+                        ));
+                    (c, "ProducerPerformance")
+                } else {
+                    let mut c = java_tool(cfg, &lib, "org.apache.kafka.tools.EndToEndLatency");
+                    c.arg(&server.addr)
+                        .arg(&topic)
+                        .arg(n.to_string())
+                        .arg(w.str_or("acks", "1"))
+                        .arg(w.str_or("record_size", "100"));
+                    (c, "EndToEndLatency")
+                };
+                let (out, cpu, wall, peak) = measured(server, || run_logged(cmd, &log, timeout))?;
+                let r = if kind == "produce" {
+                    parse_producer_performance(&out)
+                } else {
+                    parse_end_to_end_latency(&out, n)
+                }
+                .ok_or_else(|| {
+                    LoadError::Protocol(format!(
+                        "cannot parse {client} output in {}",
+                        log.display()
+                    ))
+                })?;
+                let mut row = row_from(w, server, client, &r, cpu, wall, idle, peak);
+                if kind == "e2e" {
+                    row.throughput_ops = n as f64 / wall.max(1e-9);
+                    row.note = "closed loop: one record in flight".into();
+                }
+                rows.push(row);
+            }
+        }
+        "consume" => {
+            let topic = format!("{}-data", w.name);
+            let n: u64 = w.num("records", 1_000_000)?;
+            // Pre-fill with Kiln's load generator (not measured).
+            let fill_json = logs.join(format!("{tag}-fill.json"));
+            let mut fill = kafka_load_args(w, "produce", &server.addr, &topic, &fill_json, &[])?;
+            // Replace the duration with a record count.
+            if let Some(i) = fill.iter().position(|s| s == "--duration") {
+                fill.drain(i..i + 2);
+            }
+            fill.extend(["--records".into(), n.to_string()]);
+            run_logged(
+                load_cmd(cfg, &fill),
+                &logs.join(format!("{tag}-fill.log")),
+                timeout,
+            )?;
+            let a = kafka_load_args(
+                w,
+                "consume",
+                &server.addr,
+                &topic,
+                &json,
+                &["--records".into(), n.to_string()],
+            )?;
+            let log = logs.join(format!("{tag}-kiln-load.log"));
+            let (_, cpu, wall, peak) =
+                measured(server, || run_logged(load_cmd(cfg, &a), &log, timeout))?;
+            let r = read_result(&json)?;
+            rows.push(row_from(w, server, "kiln-load", &r, cpu, wall, idle, peak));
+            if let Some(lib) = lib {
+                let log = logs.join(format!("{tag}-kafka-tool.log"));
+                let mut c = java_tool(cfg, &lib, "org.apache.kafka.tools.ConsumerPerformance");
+                c.args(["--bootstrap-server", &server.addr, "--topic", &topic])
+                    .args(["--messages", &n.to_string(), "--timeout", "30000"]);
+                let (out, cpu, wall, peak) = measured(server, || run_logged(c, &log, timeout))?;
+                let r = parse_consumer_performance(&out).ok_or_else(|| {
+                    LoadError::Protocol(format!(
+                        "cannot parse ConsumerPerformance output in {}",
+                        log.display()
+                    ))
+                })?;
+                let mut row = row_from(w, server, "ConsumerPerformance", &r, cpu, wall, idle, peak);
+                row.note = "fetch.nMsg.sec (group join excluded)".into();
+                rows.push(row);
+            }
+        }
+        other => {
+            return Err(LoadError::Config(format!(
+                "{}: unknown kind {other:?}",
+                w.name
+            )));
+        }
+    }
+    Ok(rows)
+}
+
+/// Runs everything and writes the report; returns the rows and whether every run worked.
+pub fn run(cfg: &CompareConfig) -> Result<(Vec<Row>, bool)> {
+    std::fs::create_dir_all(&cfg.out_dir)
+        .map_err(LoadError::io(format!("create {}", cfg.out_dir.display())))?;
+    let logs = cfg.out_dir.join("logs");
+    std::fs::create_dir_all(&logs).map_err(LoadError::io("create logs dir"))?;
+    let work = std::env::temp_dir().join(format!("kiln-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&work).map_err(LoadError::io("create work dir"))?;
+    let mut rows = Vec::new();
+    let mut failures = Vec::new();
+    for w in &cfg.workloads {
+        let system = w.str_or("system", "kafka");
+        for name in &cfg.servers {
+            let fits = match system.as_str() {
+                "zk" => matches!(name.as_str(), "kiln" | "zookeeper"),
+                _ => matches!(name.as_str(), "kiln" | "kafka-4" | "kafka-3.9"),
+            };
+            if !fits {
+                continue;
+            }
+            eprintln!("== {} on {name}", w.name);
+            match run_one(cfg, w, name, &work, &logs) {
+                Ok(r) => {
+                    for row in &r {
+                        eprintln!(
+                            "   {:<20} {:>12.0} {}/s  p50 {:.0} us  p99 {:.0} us  cpu {:.2} us/op  rss {:.0}/{:.0} MB",
+                            row.client,
+                            row.throughput_ops,
+                            row.unit,
+                            row.latency_us.p50,
+                            row.latency_us.p99,
+                            row.server_cpu_us_per_op,
+                            row.rss_idle_mb,
+                            row.rss_load_mb
+                        );
+                    }
+                    rows.extend(r);
+                }
+                Err(e) => {
+                    eprintln!("   FAILED: {e}");
+                    failures.push(format!("{} on {name}: {e}", w.name));
+                    rows.push(Row {
+                        workload: w.name.clone(),
+                        server: name.clone(),
+                        client: "-".into(),
+                        ok: false,
+                        note: e.to_string().lines().next().unwrap_or_default().to_owned(),
+                        ..Default::default()
+                    });
+                }
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&work);
+    crate::report::write(cfg, &rows, &failures)?;
+    let mut f = std::io::stderr();
+    let _ = writeln!(f, "report: {}", cfg.out_dir.join("report.md").display());
+    Ok((rows, failures.is_empty()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_producer_performance_summary() {
+        let out = "100000 records sent, 45620.4 records/sec (4.35 MB/sec), 250.1 ms avg latency, 601.0 ms max latency.\n\
+                   1000000 records sent, 98765.4 records/sec (9.42 MB/sec), 120.50 ms avg latency, 800.00 ms max latency, 110 ms 50th, 300 ms 95th, 500 ms 99th, 700 ms 99.9th.\n";
+        let r = parse_producer_performance(out).unwrap();
+        assert_eq!(r.ops, 1_000_000);
+        assert_eq!(r.throughput_ops, 98765.4);
+        assert_eq!(r.latency_us.p50, 110_000.0);
+        assert_eq!(r.latency_us.p99, 500_000.0);
+        assert_eq!(r.latency_us.p999, 700_000.0);
+        assert_eq!(r.latency_us.max, 800_000.0);
+    }
+
+    #[test]
+    fn parses_consumer_performance_line() {
+        let out = "WARNING: something\nstart.time, end.time, data.consumed.in.MB, MB.sec, data.consumed.in.nMsg, nMsg.sec, rebalance.time.ms, fetch.time.ms, fetch.MB.sec, fetch.nMsg.sec\n\
+                   2026-11-27 18:00:00:000, 2026-11-27 18:00:05:000, 95.3674, 19.0735, 1000000, 200000.0, 3000, 2000, 47.6837, 500000.0\n";
+        let r = parse_consumer_performance(out).unwrap();
+        assert_eq!(r.ops, 1_000_000);
+        assert_eq!(r.throughput_ops, 500_000.0);
+    }
+
+    #[test]
+    fn parses_end_to_end_latency() {
+        let out = "0\t2.5\n1000\t1.1\nAvg latency: 1.2345 ms\nPercentiles: 50th = 1, 99th = 3, 99.9th = 10\n";
+        let r = parse_end_to_end_latency(out, 5000).unwrap();
+        assert_eq!(r.latency_us.p50, 1000.0);
+        assert_eq!(r.latency_us.p99, 3000.0);
+        assert_eq!(r.latency_us.p999, 10_000.0);
+        assert!((r.latency_us.mean - 1234.5).abs() < 1e-6);
+    }
+
+    #[test]
+    fn cluster_ids_have_kafkas_shape() {
+        let id = cluster_id();
+        assert_eq!(id.len(), 22);
+        assert!(
+            id.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        );
+    }
+}

@@ -1,0 +1,359 @@
+//! The comparison report: `results.json`, `report.md` and SVG charts (throughput bars per
+//! workload, latency percentile curves per workload).
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use plotters::prelude::*;
+
+use crate::compare::{CompareConfig, Row};
+use crate::error::{LoadError, Result};
+
+fn machine() -> String {
+    let cmd = |c: &str, args: &[&str]| {
+        std::process::Command::new(c)
+            .args(args)
+            .output()
+            .ok()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+            .unwrap_or_default()
+    };
+    let lscpu = cmd("lscpu", &[]);
+    let keep = [
+        "Architecture",
+        "Model name",
+        "CPU(s)",
+        "Thread(s) per core",
+        "Core(s) per socket",
+        "L3 cache",
+        "Hypervisor vendor",
+    ];
+    let cpu: Vec<&str> = lscpu
+        .lines()
+        .filter(|l| {
+            keep.iter()
+                .any(|k| l.trim_start().starts_with(&format!("{k}:")))
+        })
+        .collect();
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| m.lines().next().map(str::to_owned))
+        .unwrap_or_default();
+    format!(
+        "{}\n{}\nkernel: {}\ndisk (/tmp): {}\nload average at start: {}",
+        cpu.join("\n"),
+        mem,
+        cmd("uname", &["-srm"]),
+        cmd(
+            "sh",
+            &[
+                "-c",
+                "df -h /tmp | tail -1; lsblk -d -o NAME,ROTA,SIZE,MODEL 2>/dev/null | head -5 | tr '\\n' ';'"
+            ]
+        ),
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .trim()
+    )
+}
+
+fn label(r: &Row) -> String {
+    format!("{} / {}", r.server, r.client)
+}
+
+/// Writes everything under `cfg.out_dir`.
+pub fn write(cfg: &CompareConfig, rows: &[Row], failures: &[String]) -> Result<()> {
+    let dir = &cfg.out_dir;
+    let json = serde_json::json!({
+        "smoke": cfg.smoke,
+        "server_core": cfg.server_core,
+        "client_core": cfg.client_core,
+        "machine": machine(),
+        "rows": rows,
+        "failures": failures,
+    });
+    let text =
+        serde_json::to_string_pretty(&json).map_err(|e| LoadError::Protocol(e.to_string()))?;
+    std::fs::write(dir.join("results.json"), text).map_err(LoadError::io("write results.json"))?;
+
+    let mut md = String::new();
+    let _ = writeln!(
+        md,
+        "# Kiln vs reference servers{}\n",
+        if cfg.smoke {
+            " (smoke run: tiny workloads, not a benchmark)"
+        } else {
+            ""
+        }
+    );
+    let _ = writeln!(
+        md,
+        "Servers pinned to core {}, clients to core {} (taskset). Latency in microseconds; Kiln's load \
+         generator measures from each record's intended send time (coordinated omission corrected); \
+         Kafka's tools measure from the actual send. CPU is the server's user+system time per op; RSS \
+         idle is after start-up, under load the peak.\n",
+        cfg.server_core, cfg.client_core
+    );
+    let _ = writeln!(md, "## Machine\n\n```\n{}\n```\n", machine());
+    let mut workloads: Vec<&str> = rows.iter().map(|r| r.workload.as_str()).collect();
+    workloads.dedup();
+    for w in &workloads {
+        let desc = cfg
+            .workloads
+            .iter()
+            .find(|x| x.name == *w)
+            .map(|x| x.description.clone())
+            .unwrap_or_default();
+        let _ = writeln!(md, "## {w}\n\n{desc}\n");
+        let _ = writeln!(
+            md,
+            "| server | client | throughput | MB/s | p50 | p90 | p99 | p99.9 | p99.99 | max | server CPU us/op | server cores | RSS idle MB | RSS load MB | note |"
+        );
+        let _ = writeln!(
+            md,
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+        );
+        for r in rows.iter().filter(|r| r.workload == *w) {
+            let l = &r.latency_us;
+            let f = |v: f64| {
+                if v > 0.0 {
+                    format!("{v:.0}")
+                } else {
+                    "-".into()
+                }
+            };
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} {}/s | {:.1} | {} | {} | {} | {} | {} | {} | {:.2} | {:.2} | {:.0} | {:.0} | {} |",
+                r.server,
+                r.client,
+                crate::stats::format_count(r.throughput_ops),
+                r.unit,
+                r.throughput_mb_s,
+                f(l.p50),
+                f(l.p90),
+                f(l.p99),
+                f(l.p999),
+                f(l.p9999),
+                f(l.max),
+                r.server_cpu_us_per_op,
+                r.server_cpu_cores,
+                r.rss_idle_mb,
+                r.rss_load_mb,
+                if r.ok {
+                    r.note.clone()
+                } else {
+                    format!("FAILED {}", r.note)
+                }
+            );
+        }
+        let svg_t = format!("{w}-throughput.svg");
+        let svg_l = format!("{w}-latency.svg");
+        let ours: Vec<&Row> = rows
+            .iter()
+            .filter(|r| r.workload == *w && r.ok && r.client != "-")
+            .collect();
+        if !ours.is_empty() {
+            throughput_chart(&dir.join(&svg_t), w, &ours)?;
+            let _ = writeln!(md, "\n![throughput]({svg_t})");
+            if ours.iter().any(|r| r.latency_us.p50 > 0.0) {
+                latency_chart(&dir.join(&svg_l), w, &ours)?;
+                let _ = writeln!(md, "![latency]({svg_l})");
+            }
+        }
+        let _ = writeln!(md);
+    }
+    if !failures.is_empty() {
+        let _ = writeln!(md, "## Failed runs\n");
+        for f in failures {
+            let _ = writeln!(md, "- {}", f.replace('\n', " "));
+        }
+    }
+    std::fs::write(dir.join("report.md"), md).map_err(LoadError::io("write report.md"))
+}
+
+fn chart_err<E: std::fmt::Display>(e: E) -> LoadError {
+    LoadError::Protocol(format!("chart: {e}"))
+}
+
+fn throughput_chart(path: &Path, title: &str, rows: &[&Row]) -> Result<()> {
+    let root = SVGBackend::new(path, (900, 140 + 40 * rows.len() as u32)).into_drawing_area();
+    root.fill(&WHITE).map_err(chart_err)?;
+    let max = rows.iter().map(|r| r.throughput_ops).fold(1.0, f64::max) * 1.15;
+    let unit = rows.first().map(|r| r.unit.clone()).unwrap_or_default();
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            format!("{title}: throughput ({unit}/s)"),
+            ("sans-serif", 18),
+        )
+        .margin(10)
+        .x_label_area_size(30)
+        .y_label_area_size(260)
+        .build_cartesian_2d(0.0..max, 0.0..rows.len() as f64)
+        .map_err(chart_err)?;
+    let labels: Vec<String> = rows.iter().map(|r| label(r)).collect();
+    chart
+        .configure_mesh()
+        .disable_y_mesh()
+        .y_labels(rows.len() * 2 + 1)
+        .y_label_formatter(&|y| {
+            let i = (*y - 0.5).round();
+            if (y - 0.5 - i).abs() < 1e-6 && i >= 0.0 {
+                labels.get(i as usize).cloned().unwrap_or_default()
+            } else {
+                String::new()
+            }
+        })
+        .x_label_formatter(&|x| crate::stats::format_count(*x))
+        .draw()
+        .map_err(chart_err)?;
+    chart
+        .draw_series(rows.iter().enumerate().map(|(i, r)| {
+            let color = if r.server == "kiln" {
+                RGBColor(200, 80, 20)
+            } else {
+                RGBColor(60, 90, 160)
+            };
+            Rectangle::new(
+                [(0.0, i as f64 + 0.15), (r.throughput_ops, i as f64 + 0.85)],
+                color.filled(),
+            )
+        }))
+        .map_err(chart_err)?;
+    root.present().map_err(chart_err)?;
+    Ok(())
+}
+
+fn latency_chart(path: &Path, title: &str, rows: &[&Row]) -> Result<()> {
+    let root = SVGBackend::new(path, (900, 480)).into_drawing_area();
+    root.fill(&WHITE).map_err(chart_err)?;
+    let points: Vec<Vec<(f64, f64)>> = rows
+        .iter()
+        .map(|r| {
+            r.latency_us
+                .points()
+                .iter()
+                .enumerate()
+                .filter(|(_, (_, v))| *v > 0.0)
+                .map(|(i, (_, v))| (i as f64, *v))
+                .collect()
+        })
+        .collect();
+    let (lo, hi) = points
+        .iter()
+        .flatten()
+        .fold((f64::MAX, 1.0f64), |(lo, hi), (_, v)| {
+            (lo.min(*v), hi.max(*v))
+        });
+    let lo = (lo / 2.0).max(1.0);
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            format!("{title}: latency percentiles (us, log scale)"),
+            ("sans-serif", 18),
+        )
+        .margin(10)
+        .x_label_area_size(30)
+        .y_label_area_size(70)
+        .build_cartesian_2d(-0.2..5.2, (lo..hi * 2.0).log_scale())
+        .map_err(chart_err)?;
+    let names = ["p50", "p90", "p99", "p99.9", "p99.99", "max"];
+    chart
+        .configure_mesh()
+        .x_labels(6)
+        .x_label_formatter(&|x: &f64| {
+            let i = x.round();
+            if (x - i).abs() < 0.05 && i >= 0.0 {
+                names
+                    .get(i as usize)
+                    .map(|s| s.to_string())
+                    .unwrap_or_default()
+            } else {
+                String::new()
+            }
+        })
+        .draw()
+        .map_err(chart_err)?;
+    let palette = [
+        RGBColor(200, 80, 20),
+        RGBColor(60, 90, 160),
+        RGBColor(40, 140, 60),
+        RGBColor(150, 50, 150),
+        RGBColor(120, 120, 120),
+        RGBColor(20, 160, 170),
+    ];
+    for (i, (r, pts)) in rows.iter().zip(points).enumerate() {
+        let color = palette.get(i % palette.len()).copied().unwrap_or(BLACK);
+        chart
+            .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))
+            .map_err(chart_err)?
+            .label(label(r))
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+            });
+        chart
+            .draw_series(pts.into_iter().map(|p| Circle::new(p, 3, color.filled())))
+            .map_err(chart_err)?;
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::UpperLeft)
+        .draw()
+        .map_err(chart_err)?;
+    root.present().map_err(chart_err)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stats::Percentiles;
+
+    #[test]
+    fn writes_markdown_json_and_charts() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = CompareConfig {
+            workloads: Vec::new(),
+            servers: vec!["kiln".into()],
+            smoke: true,
+            out_dir: dir.path().to_owned(),
+            kiln_bin: "kiln".into(),
+            load_bin: "kiln".into(),
+            root: ".".into(),
+            server_core: "0".into(),
+            client_core: "1".into(),
+            reference_tools: false,
+        };
+        let row = |server: &str, t: f64| Row {
+            workload: "w".into(),
+            server: server.into(),
+            client: "kiln-load".into(),
+            unit: "records".into(),
+            throughput_ops: t,
+            latency_us: Percentiles {
+                count: 1,
+                mean: 1.0,
+                p50: 10.0,
+                p90: 20.0,
+                p99: 30.0,
+                p999: 40.0,
+                p9999: 50.0,
+                max: 60.0,
+            },
+            ok: true,
+            ..Default::default()
+        };
+        write(&cfg, &[row("kiln", 1000.0), row("kafka-4", 500.0)], &[]).unwrap();
+        let md = std::fs::read_to_string(dir.path().join("report.md")).unwrap();
+        assert!(md.contains("| kiln | kiln-load | 1,000 records/s"), "{md}");
+        let svg = std::fs::read_to_string(dir.path().join("w-throughput.svg")).unwrap();
+        assert!(svg.contains("<svg"));
+        assert!(dir.path().join("w-latency.svg").exists());
+        let json: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(dir.path().join("results.json")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(json["rows"].as_array().unwrap().len(), 2);
+    }
+}
