@@ -728,7 +728,22 @@ fn decode_multi(r: &mut Reader<'_>, read_only: bool) -> Result<Vec<Request>, Dec
                 value: i64::from(kind),
             });
         }
-        ops.push(Request::decode(kind, r)?);
+        let mut req = Request::decode(kind, r)?;
+        if let Request::Create {
+            op: create_op,
+            req: cr,
+        } = &mut req
+        {
+            // ZooKeeper rebuilds each create of a multi with `Op.create(path, data, acl, flags)`,
+            // whose opcode follows the flags: TTL modes -> createTTL, container -> createContainer,
+            // anything else -> plain create (so a create2 answers without a Stat).
+            *create_op = match cr.flags {
+                5 | 6 => op::CREATE_TTL,
+                4 => op::CREATE_CONTAINER,
+                _ => op::CREATE,
+            };
+        }
+        ops.push(req);
         // Each op consumed at least one header; the loop is bounded by the input length.
         debug_assert!(r.offset() >= offset + MULTI_HEADER_SIZE);
     }
@@ -944,6 +959,35 @@ mod tests {
                 req
             );
         }
+    }
+
+    #[test]
+    fn creates_inside_multi_take_their_opcode_from_the_flags() {
+        let mk = |op, flags| Request::Create {
+            op,
+            req: CreateRequest {
+                path: "/a".into(),
+                data: None,
+                acl: Acl::open_unsafe(),
+                flags,
+                ttl: -1,
+            },
+        };
+        let mut w = Writer::new();
+        Request::Multi(vec![
+            mk(op::CREATE2, 2),
+            mk(op::CREATE2, 4),
+            mk(op::CREATE_CONTAINER, 0),
+        ])
+        .encode(&mut w);
+        let bytes = w.into_inner();
+        let Request::Multi(ops) =
+            Request::decode(op::MULTI, &mut Reader::new(&bytes, 1 << 20)).unwrap()
+        else {
+            panic!("not a multi")
+        };
+        let ops: Vec<i32> = ops.iter().map(Request::opcode).collect();
+        assert_eq!(ops, vec![op::CREATE, op::CREATE_CONTAINER, op::CREATE]);
     }
 
     #[test]
