@@ -39,6 +39,12 @@ use super::subscription;
 /// Identifies a waiting JoinGroup or SyncGroup request; chosen by the caller.
 pub type Token = u64;
 
+/// Longest group id, protocol type or protocol name accepted: the offsets log stores them as
+/// Kafka `string`s, whose length is an i16.
+pub const NAME_BYTES_MAX: usize = i16::MAX as usize;
+/// Bytes of the client id kept at the front of a generated member id.
+const CLIENT_ID_IN_MEMBER_ID_MAX: usize = 1024;
+
 /// The protocol type of Kafka consumers; only such groups have subscriptions the coordinator reads.
 pub const CONSUMER_PROTOCOL_TYPE: &str = "consumer";
 
@@ -695,7 +701,7 @@ impl GroupCoordinator {
     }
 
     fn validate_join(&self, req: &JoinRequest) -> Result<(), i16> {
-        if req.group_id.is_empty() {
+        if req.group_id.is_empty() || req.group_id.len() > NAME_BYTES_MAX {
             return Err(codes::INVALID_GROUP_ID);
         }
         if req.session_timeout_ms < self.cfg.min_session_timeout_ms
@@ -704,10 +710,10 @@ impl GroupCoordinator {
             return Err(codes::INVALID_SESSION_TIMEOUT);
         }
         if req.protocols.len() > self.cfg.protocols_max
-            || req
-                .protocols
-                .iter()
-                .any(|(_, m)| m.len() > self.cfg.member_metadata_bytes_max)
+            || req.protocol_type.len() > NAME_BYTES_MAX
+            || req.protocols.iter().any(|(name, m)| {
+                name.len() > NAME_BYTES_MAX || m.len() > self.cfg.member_metadata_bytes_max
+            })
         {
             return Err(codes::INVALID_REQUEST);
         }
@@ -1465,7 +1471,7 @@ impl GroupCoordinator {
                 .map(|(t, ps)| (t.clone(), ps.iter().map(|p| (p.partition, code)).collect()))
                 .collect()
         };
-        if req.group_id.is_empty() {
+        if req.group_id.is_empty() || req.group_id.len() > NAME_BYTES_MAX {
             return all(codes::INVALID_GROUP_ID, &req);
         }
         if !self.groups.contains_key(&req.group_id) {
@@ -1751,6 +1757,12 @@ impl GroupCoordinator {
 
     /// A member id as Kafka makes them: `<client id>-<uuid>`.
     fn new_member_id(&mut self, client_id: &str) -> String {
+        // Member ids are stored as a group's leader in the offsets log, as an i16-sized string.
+        let mut cut = client_id.len().min(CLIENT_ID_IN_MEMBER_ID_MAX);
+        while !client_id.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        let client_id = client_id.get(..cut).unwrap_or_default();
         let a = splitmix64(&mut self.id_state);
         let b = splitmix64(&mut self.id_state);
         format!(

@@ -1309,3 +1309,25 @@ impl SyncResponse {
         }
     }
 }
+
+#[test]
+fn names_too_long_for_the_offsets_log_are_refused() {
+    let mut c = coordinator();
+    let long = "g".repeat(NAME_BYTES_MAX + 1);
+    assert_eq!(
+        join_now(&mut c, 0, 1, join_req(&long, "", 5)).error,
+        codes::INVALID_GROUP_ID
+    );
+    assert_eq!(
+        commit_error(&c.commit(0, commit_req(&long, -1, "", "t", 0, 1), &exists)),
+        codes::INVALID_GROUP_ID
+    );
+    let mut req = join_req("g", "", 5);
+    req.client_id = "é".repeat(2_000);
+    let id = join_now(&mut c, 0, 2, req).member_id;
+    assert!(
+        id.len() < 1_100,
+        "the client id part is cut at a char boundary"
+    );
+    assert_eq!(c.group_count(), 1);
+}

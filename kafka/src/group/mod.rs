@@ -87,6 +87,9 @@ pub enum GroupError {
     /// A batch of the offsets log could not be built or read.
     #[error("offsets log batch: {0}")]
     Batch(String),
+    /// The offsets log failed while this request's records waited behind a compaction.
+    #[error("offsets log write after compaction failed: {0}")]
+    DeferredWrite(String),
     /// A record of the offsets log is not an offsets-log record.
     #[error(transparent)]
     Record(#[from] record::RecordError),

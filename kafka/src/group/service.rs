@@ -319,7 +319,7 @@ impl GroupService {
                 Persisted::AfterCompaction(rx) => {
                     persisted = rx.recv_async().await.map_err(|_| GroupError::Closed)?;
                 }
-                Persisted::Failed(reason) => return Err(GroupError::Batch(reason)),
+                Persisted::Failed(reason) => return Err(GroupError::DeferredWrite(reason)),
             }
         }
     }
