@@ -69,6 +69,12 @@ impl Broker {
         let producer_ids = ProducerIds::open(&dir)?;
 
         let listener = bind(&config.listener)?;
+        set_buffer_size(&listener, libc::SO_SNDBUF, config.socket_send_buffer_bytes);
+        set_buffer_size(
+            &listener,
+            libc::SO_RCVBUF,
+            config.socket_receive_buffer_bytes,
+        );
         let bound = listener.local_addr().map_err(|source| BrokerError::Io {
             op: "reading the address of",
             path: format!("{:?}", config.listener),
@@ -197,6 +203,30 @@ fn bind(listener: &Endpoint) -> Result<StdListener, BrokerError> {
     Ok(l)
 }
 
+/// Applies `socket.send.buffer.bytes` / `socket.receive.buffer.bytes` to the listening socket;
+/// accepted connections inherit them. -1 keeps the OS default. A refusal is logged, not fatal.
+fn set_buffer_size(listener: &StdListener, option: libc::c_int, bytes: i32) {
+    use std::os::fd::AsRawFd;
+    if bytes < 0 {
+        return;
+    }
+    let value: libc::c_int = bytes;
+    // SAFETY: setsockopt on a socket this function borrows, with a pointer to a local c_int and
+    // its exact size.
+    let rc = unsafe {
+        libc::setsockopt(
+            listener.as_raw_fd(),
+            libc::SOL_SOCKET,
+            option,
+            (&raw const value).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        tracing::warn!(option, bytes, error = %std::io::Error::last_os_error(), "setting a socket buffer size");
+    }
+}
+
 fn cluster_id(dir: &Path, node_id: i32) -> Result<String, BrokerError> {
     let path = dir.join("meta.properties");
     if let Ok(text) = std::fs::read_to_string(&path)
@@ -231,6 +261,7 @@ async fn shard_main(
         fetch_memory_bytes: Default::default(),
         group: Default::default(),
     });
+    let raw_listener = listener.as_ref().map(std::os::fd::AsRawFd::as_raw_fd).ok();
     let listener = match open_shard(&shard, listener).await {
         Ok(l) => l,
         Err(reason) => {
@@ -251,6 +282,17 @@ async fn shard_main(
     };
     let serving = select2(accept_loop, mailbox_loop);
     let _ = select2(serving, shutdown.wait()).await;
+    // Take the socket out of LISTEN now: an accept still in flight in io_uring keeps the socket
+    // open until the ring is torn down, which the kernel finishes after the process exits, and a
+    // restarted broker could not bind the port meanwhile.
+    if let Some(fd) = raw_listener {
+        // SAFETY: `fd` belongs to `listener`, which is still alive here; shutdown(2) does not
+        // close it.
+        unsafe {
+            libc::shutdown(fd, libc::SHUT_RDWR);
+        }
+    }
+    drop(listener);
     let group = shard.group.borrow_mut().take();
     if let Some(g) = group
         && let Err(e) = g.flush().await
