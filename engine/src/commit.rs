@@ -75,7 +75,8 @@ pub(crate) struct GroupInner<D: Disk> {
     write_queue: RefCell<Vec<Rc<LogShared<D>>>>,
     write_signal: Signal,
     sync_signal: Signal,
-    started: Cell<bool>,
+    /// Number of live tasks (writer, syncer): both are spawned together when none runs.
+    live_tasks: Cell<u8>,
     stopping: Cell<bool>,
     sync_passes: Cell<u64>,
 }
@@ -126,7 +127,7 @@ impl<D: Disk> CommitGroup<D> {
                 write_queue: RefCell::new(Vec::new()),
                 write_signal: Signal::default(),
                 sync_signal: Signal::default(),
-                started: Cell::new(false),
+                live_tasks: Cell::new(0),
                 stopping: Cell::new(false),
                 sync_passes: Cell::new(0),
             }),
@@ -147,7 +148,16 @@ impl<D: Disk> CommitGroup<D> {
         logs.retain(|w| w.strong_count() > 0);
         logs.push(Rc::downgrade(log));
         drop(logs);
-        if !self.inner.started.replace(true) {
+        self.ensure_tasks();
+    }
+
+    /// Starts the writer and syncer tasks on the current runtime unless they are running. They
+    /// stop when their runtime is dropped (a guard counts them out), so a group outliving a
+    /// runtime (a test calling `block_on` twice on one thread) restarts them on the next use.
+    fn ensure_tasks(&self) {
+        if self.inner.live_tasks.get() == 0 {
+            self.inner.live_tasks.set(2);
+            self.inner.stopping.set(false);
             rt::spawn(writer_loop(self.inner.clone())).detach();
             rt::spawn(syncer_loop(self.inner.clone())).detach();
         }
@@ -155,6 +165,7 @@ impl<D: Disk> CommitGroup<D> {
 
     /// Queues a log that has pending (unwritten) bytes for the writer task.
     pub(crate) fn queue_write(&self, log: &Rc<LogShared<D>>) {
+        self.ensure_tasks();
         if !log.write_queued.replace(true) {
             self.inner.write_queue.borrow_mut().push(log.clone());
             self.inner.write_signal.raise();
@@ -163,6 +174,7 @@ impl<D: Disk> CommitGroup<D> {
 
     /// Wakes the syncer (after an explicit flush request).
     pub(crate) fn request_sync(&self) {
+        self.ensure_tasks();
         self.inner.sync_signal.raise();
     }
 
@@ -185,7 +197,19 @@ impl<D: Disk> CommitGroup<D> {
     }
 }
 
+/// Counts a task out when it ends or is dropped with its runtime.
+struct TaskGuard<D: Disk>(Rc<GroupInner<D>>);
+
+impl<D: Disk> Drop for TaskGuard<D> {
+    fn drop(&mut self) {
+        self.0
+            .live_tasks
+            .set(self.0.live_tasks.get().saturating_sub(1));
+    }
+}
+
 async fn writer_loop<D: Disk>(g: Rc<GroupInner<D>>) {
+    let _guard = TaskGuard(g.clone());
     loop {
         let batch: Vec<Rc<LogShared<D>>> = std::mem::take(&mut *g.write_queue.borrow_mut());
         if batch.is_empty() {
@@ -205,6 +229,7 @@ async fn writer_loop<D: Disk>(g: Rc<GroupInner<D>>) {
 }
 
 async fn syncer_loop<D: Disk>(g: Rc<GroupInner<D>>) {
+    let _guard = TaskGuard(g.clone());
     loop {
         let now = g.disk.now_ms();
         let logs: Vec<Rc<LogShared<D>>> =

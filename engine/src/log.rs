@@ -141,6 +141,8 @@ pub enum LogError {
     Config(&'static str),
     #[error("log {dir} failed earlier and accepts no more writes: {reason}")]
     Failed { dir: PathBuf, reason: String },
+    #[error("offsets from {offset} were truncated before the append completed")]
+    Truncated { offset: u64 },
 }
 
 fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> LogError + 'a {
@@ -345,6 +347,8 @@ pub(crate) struct LogShared<D: Disk> {
     /// Changes when an exclusive operation ends or pending bytes drain.
     progress: Watermark,
     pub(crate) write_queued: Cell<bool>,
+    /// Bumped by every truncation: an append waiting across one must not be acknowledged.
+    truncations: Cell<u64>,
 }
 
 /// A segmented log. Cheap to clone (shared handle); shard-local.
@@ -1019,20 +1023,21 @@ impl<D: Disk> LogShared<D> {
             st.check_failed()?;
             st.sync_requested = st.sync_requested.max(offset);
         }
-        group.request_sync();
+        let epoch = self.truncations.get();
         loop {
+            if self.truncations.get() != epoch {
+                return Err(LogError::Truncated { offset });
+            }
             if self.durable.get() >= offset {
                 return Ok(());
             }
             if self.durable.is_failed() {
                 return Err(self.failed_error());
             }
-            // Re-raise after each pass: a write may have landed after the syncer looked.
+            // Raised on every round: a write may have landed after the syncer last looked. The
+            // durable watermark changes after each sync pass and on truncation.
             group.request_sync();
             self.durable.changed().await;
-            if self.written.get() < offset {
-                let _ = self.written.wait_for(offset).await;
-            }
         }
     }
 }
@@ -1072,6 +1077,7 @@ impl<D: Disk> SegmentedLog<D> {
             durable: Watermark::new(end),
             progress: Watermark::new(0),
             write_queued: Cell::new(false),
+            truncations: Cell::new(0),
         });
         group.register(&shared);
         Ok(SegmentedLog { shared, group })
@@ -1180,19 +1186,29 @@ impl<D: Disk> SegmentedLog<D> {
             .state
             .borrow_mut()
             .append_sync(records, opts, now)?;
+        let epoch = self.shared.truncations.get();
         self.group.queue_write(&self.shared);
         let durability = self.shared.state.borrow().config.durability;
         match durability {
             Durability::Durable => {}
             Durability::Interval { .. } => {
                 self.wait_written(info.last_offset + 1).await?;
+                self.check_not_truncated(epoch, info.base_offset)?;
                 // An interval threshold may have been reached: let the syncer look.
                 self.group.request_sync();
                 return Ok(info);
             }
         }
         self.wait_durable(info.last_offset + 1).await?;
+        self.check_not_truncated(epoch, info.base_offset)?;
         Ok(info)
+    }
+
+    fn check_not_truncated(&self, epoch: u64, offset: u64) -> Result<(), LogError> {
+        if self.shared.truncations.get() != epoch {
+            return Err(LogError::Truncated { offset });
+        }
+        Ok(())
     }
 
     /// Waits until offsets below `offset` are written to the page cache.
@@ -1482,6 +1498,9 @@ impl<D: Disk> SegmentedLog<D> {
             }
         }
         self.sync_dir().await?;
+        self.shared
+            .truncations
+            .set(self.shared.truncations.get() + 1);
         self.shared.written.set(new_end);
         self.shared
             .durable
@@ -1507,6 +1526,9 @@ impl<D: Disk> SegmentedLog<D> {
         self.write_checkpoint(offset).await?;
         self.create_empty_active(offset).await?;
         self.sync_dir().await?;
+        self.shared
+            .truncations
+            .set(self.shared.truncations.get() + 1);
         self.shared.written.set(offset);
         self.shared.durable.set(offset);
         Ok(())
@@ -2164,6 +2186,81 @@ mod tests {
             assert_eq!(log.log_end_offset(), 0);
             assert_eq!(log.append(&rec(0, 1)).await.unwrap().base_offset, 0);
         });
+    }
+
+    #[test]
+    fn segment_ms_rolls_by_batch_timestamp() {
+        run(async {
+            let disk = SimDisk::new(1_000);
+            let group = CommitGroup::new(disk.clone());
+            let mut c = cfg(Durability::Durable);
+            c.segment_bytes = 1 << 20;
+            c.segment_ms = Some(1_000);
+            let log = SegmentedLog::open_with(group, "/d/t-0", c).await.unwrap();
+            log.append(&rec(0, 5_000)).await.unwrap();
+            log.append(&rec(1, 5_900)).await.unwrap();
+            assert_eq!(log.segment_bases(), vec![0]);
+            // More than segment.ms after the segment's first batch: roll.
+            log.append(&rec(2, 6_001)).await.unwrap();
+            assert_eq!(log.segment_bases(), vec![0, 2]);
+        });
+    }
+
+    #[test]
+    fn interval_policy_syncs_after_messages_or_ms() {
+        run(async {
+            let disk = SimDisk::new(1_000);
+            let group = CommitGroup::new(disk.clone());
+            let c = cfg(Durability::Interval {
+                messages: 3,
+                ms: 50,
+            });
+            let log = SegmentedLog::open_with(group, "/d/t-0", c).await.unwrap();
+            log.append(&rec(0, 1)).await.unwrap();
+            log.append(&rec(1, 1)).await.unwrap();
+            crate::rt::sleep(std::time::Duration::from_millis(5)).await;
+            assert_eq!(log.durable_offset(), 0, "below both thresholds");
+            log.append(&rec(2, 1)).await.unwrap();
+            for _ in 0..100 {
+                if log.durable_offset() == 3 {
+                    break;
+                }
+                crate::rt::sleep(std::time::Duration::from_millis(1)).await;
+            }
+            assert_eq!(log.durable_offset(), 3, "messages threshold");
+            log.append(&rec(3, 1)).await.unwrap();
+            disk.advance_ms(51);
+            for _ in 0..100 {
+                if log.durable_offset() == 4 {
+                    break;
+                }
+                crate::rt::sleep(std::time::Duration::from_millis(1)).await;
+            }
+            assert_eq!(log.durable_offset(), 4, "ms threshold");
+        });
+    }
+
+    #[test]
+    fn shard_group_restarts_its_tasks_on_a_new_runtime() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("t-0");
+        let c = || LogConfig {
+            durability: Durability::Durable,
+            ..Default::default()
+        };
+        let d = dir.clone();
+        crate::rt::block_on(async move {
+            let log = SegmentedLog::open(&d, c()).await.unwrap();
+            log.append(&rec(0, 1)).await.unwrap();
+        })
+        .unwrap();
+        // Same thread, same thread-local group, a new runtime: appends must still complete.
+        crate::rt::block_on(async move {
+            let log = SegmentedLog::open(&dir, c()).await.unwrap();
+            assert_eq!(log.append(&rec(1, 1)).await.unwrap().base_offset, 1);
+            crate::commit::CommitGroup::close_current().await;
+        })
+        .unwrap();
     }
 
     #[test]
