@@ -21,7 +21,11 @@
 //! `Durability::Durable`). An OffsetCommit, OffsetDelete or DeleteGroups response is sent only
 //! after the fdatasync covering its records. On open, the log is replayed from its start, so
 //! committed offsets (and each group's generation and protocol type) survive a restart; members
-//! are not persisted and simply rejoin.
+//! are not persisted and simply rejoin. The log is compacted by rewriting: when the records
+//! appended since the last compaction reach `offsets_compact_records_min` and twice the live
+//! state, a snapshot of the live state is appended and made durable, then the log start moves to
+//! it (DeleteRecords), which deletes the older segments. Records produced during a compaction are
+//! held back, appended right after it, and their requests wait for them.
 //!
 //! # Limits
 //! Every count that grows with client input is bounded by [`GroupConfig`]: groups
