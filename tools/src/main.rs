@@ -16,7 +16,11 @@ mod up;
 mod zk;
 
 #[derive(Parser)]
-#[command(name = "kiln", version, about = "Kafka- and ZooKeeper-compatible data platform")]
+#[command(
+    name = "kiln",
+    version,
+    about = "Kafka- and ZooKeeper-compatible data platform"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
