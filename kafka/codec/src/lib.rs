@@ -84,6 +84,12 @@
 //! assert_eq!(m.topics, None);
 //! ```
 //!
+//! A request whose header parses but whose body does not should still be answered: call
+//! [`frame::read_request_header`] first, then [`RequestBody::decode`]. In particular an
+//! ApiVersions request of a version newer than [`ApiKey::max_version`] gets
+//! [`DecodeError::UnsupportedVersion`]; Kafka answers it with an ApiVersions v0 response
+//! carrying error code 35 (UNSUPPORTED_VERSION) and its supported ranges.
+//!
 //! ## Encoding a response frame
 //! ```
 //! use kiln_kafka_codec::{frame, ResponseBody};
