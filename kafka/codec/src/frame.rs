@@ -22,6 +22,18 @@ impl ApiKey {
         (self.min_version()..=self.max_version()).contains(&version)
     }
 
+    /// The minimum version to advertise in an ApiVersions response. Equal to
+    /// [`ApiKey::min_version`] except for Produce, which Kafka 4.x advertises from 0 although
+    /// it rejects v0-2: librdkafka disables compression when a broker's advertised Produce
+    /// minimum is not 0.
+    pub fn advertised_min_version(self) -> i16 {
+        if self == ApiKey::Produce {
+            0
+        } else {
+            self.min_version()
+        }
+    }
+
     /// The request header version used with `version` of this API: 2 for flexible versions
     /// (tagged fields after the client id), 1 otherwise.
     pub fn request_header_version(self, version: i16) -> i16 {

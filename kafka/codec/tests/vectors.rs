@@ -180,6 +180,25 @@ fn header_versions() {
 }
 
 #[test]
+fn api_table_matches_the_specs() {
+    let range = |k: ApiKey| (k.min_version(), k.max_version());
+    assert_eq!(range(ApiKey::ApiVersions), (0, 4));
+    assert_eq!(range(ApiKey::Metadata), (0, 13));
+    assert_eq!(range(ApiKey::Produce), (3, 13));
+    assert_eq!(range(ApiKey::Fetch), (4, 18));
+    assert_eq!(ApiKey::Produce.advertised_min_version(), 0);
+    assert_eq!(ApiKey::Fetch.advertised_min_version(), 4);
+    assert_eq!(ApiKey::from_i16(18), Some(ApiKey::ApiVersions));
+    assert_eq!(ApiKey::ApiVersions.name(), "ApiVersions");
+    assert_eq!(ApiKey::Metadata.flexible_min_version(), Some(9));
+    assert_eq!(ApiKey::OffsetDelete.flexible_min_version(), None);
+    for &k in ApiKey::ALL {
+        assert_eq!(ApiKey::from_i16(k.key()), Some(k));
+    }
+    assert!(ApiKey::ALL.len() >= 50, "{}", ApiKey::ALL.len());
+}
+
+#[test]
 fn api_versions_response_header_has_no_tagged_fields() {
     let resp = ApiVersionsResponse {
         api_keys: vec![ApiVersion {

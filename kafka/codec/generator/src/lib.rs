@@ -72,13 +72,40 @@ pub fn load_specs(spec_dir: &Path) -> Result<Vec<spec::Message>, Error> {
 /// Generates every file (name -> formatted source).
 pub fn generate(spec_dir: &Path) -> Result<BTreeMap<String, String>, Error> {
     let msgs = load_specs(spec_dir)?;
-    let mut files = BTreeMap::new();
+    let mut raw = Vec::new();
     for m in &msgs {
         let src = emit::gen_message(m).map_err(|e| Error::Spec(spec_dir.join(&m.name), e))?;
-        files.insert(format!("{}.rs", emit::module_name(m)), format(&src)?);
+        raw.push((format!("{}.rs", emit::module_name(m)), src));
     }
     let m = emit::gen_mod(&msgs).map_err(|e| Error::Spec(spec_dir.to_path_buf(), e))?;
-    files.insert("mod.rs".to_string(), format(&m)?);
+    raw.push(("mod.rs".to_string(), m));
+    // rustfmt runs once per file; a few at a time.
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get().min(4));
+    let per = raw.len().div_ceil(workers).max(1);
+    let results: Vec<Result<Vec<(String, String)>, Error>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = raw
+            .chunks(per)
+            .map(|chunk| {
+                scope.spawn(move || {
+                    chunk
+                        .iter()
+                        .map(|(name, src)| Ok((name.clone(), format(src)?)))
+                        .collect::<Result<Vec<_>, Error>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(Error::Rustfmt("formatter thread panicked".into())))
+            })
+            .collect()
+    });
+    let mut files = BTreeMap::new();
+    for r in results {
+        files.extend(r?);
+    }
     Ok(files)
 }
 
