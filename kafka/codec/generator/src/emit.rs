@@ -1235,3 +1235,45 @@ pub fn gen_mod(msgs: &[Message]) -> Result<String, SpecError> {
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_become_snake_case() {
+        assert_eq!(snake_case("ClientSoftwareName"), "client_software_name");
+        assert_eq!(snake_case("TopicId"), "topic_id");
+        assert_eq!(snake_case("IsrNodes"), "isr_nodes");
+        assert_eq!(snake_case("ZkMigrationReady"), "zk_migration_ready");
+        assert_eq!(snake_case("SASLAuthBytes"), "sasl_auth_bytes");
+        assert_eq!(snake_case("Partition2Leader"), "partition2_leader");
+        assert_eq!(field_ident("Match"), "match_");
+    }
+
+    #[test]
+    fn version_conditions_are_simplified_against_the_valid_range() {
+        let valid = Versions { lo: 0, hi: 13 };
+        let r = |lo, hi| Versions { lo, hi };
+        assert_eq!(Cond::from_ranges(&[r(0, i16::MAX)], valid), Cond::True);
+        assert_eq!(
+            Cond::from_ranges(&[r(4, i16::MAX)], valid),
+            Cond::Expr("version >= 4".into())
+        );
+        assert_eq!(
+            Cond::from_ranges(&[r(0, 3)], valid),
+            Cond::Expr("version <= 3".into())
+        );
+        assert_eq!(
+            Cond::from_ranges(&[r(8, 10)], valid),
+            Cond::Expr("(8..=10).contains(&version)".into())
+        );
+        assert_eq!(Cond::from_ranges(&[r(20, 30)], valid), Cond::False);
+        assert_eq!(Cond::from_ranges(&[r(0, 5), r(6, 13)], valid), Cond::True);
+        assert_eq!(minus(Some(r(0, 13)), Some(r(4, 13))), vec![r(0, 3)]);
+        assert_eq!(
+            minus(Some(r(0, 13)), Some(r(4, 6))),
+            vec![r(0, 3), r(7, 13)]
+        );
+    }
+}

@@ -327,3 +327,64 @@ pub fn parse_message(src: &str) -> Result<Message, SpecError> {
         common,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_ranges_parse() {
+        assert_eq!(
+            Versions::parse("3+").unwrap(),
+            Some(Versions {
+                lo: 3,
+                hi: i16::MAX
+            })
+        );
+        assert_eq!(
+            Versions::parse("0-4").unwrap(),
+            Some(Versions { lo: 0, hi: 4 })
+        );
+        assert_eq!(
+            Versions::parse("7").unwrap(),
+            Some(Versions { lo: 7, hi: 7 })
+        );
+        assert_eq!(Versions::parse("none").unwrap(), None);
+        assert!(Versions::parse("x").is_err());
+    }
+
+    #[test]
+    fn comments_are_stripped_outside_strings_only() {
+        let src = "// header\n{ \"a\": \"http://x\", // trailing\n \"b\": 1 }";
+        let v: Value = serde_json::from_str(&strip_comments(src)).unwrap();
+        assert_eq!(v["a"], "http://x");
+        assert_eq!(v["b"], 1);
+    }
+
+    #[test]
+    fn a_message_parses_with_nested_and_tagged_fields() {
+        let m = parse_message(
+            r#"{ "apiKey": 99, "type": "request", "name": "XRequest", "validVersions": "0-2",
+                 "flexibleVersions": "1+", "fields": [
+                 { "name": "Items", "type": "[]Item", "versions": "0+", "fields": [
+                   { "name": "Id", "type": "int32", "versions": "0+" } ] },
+                 { "name": "Extra", "type": "string", "versions": "1+", "tag": "0",
+                   "taggedVersions": "1+", "nullableVersions": "1+", "default": "null" } ] }"#,
+        )
+        .unwrap();
+        assert_eq!(m.api_key, Some(99));
+        assert_eq!(
+            m.flexible,
+            Some(Versions {
+                lo: 1,
+                hi: i16::MAX
+            })
+        );
+        assert_eq!(
+            m.fields[0].ty,
+            Type::Array(Box::new(Type::Struct("Item".into())))
+        );
+        assert_eq!(m.fields[1].tag, Some(0));
+        assert_eq!(m.fields[1].default.as_deref(), Some("null"));
+    }
+}
