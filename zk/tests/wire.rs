@@ -324,3 +324,82 @@ fn four_letter_words_and_oversized_frames() {
     );
     srv.stop().unwrap();
 }
+
+#[test]
+fn connections_per_ip_are_limited() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.max_client_cnxns = 2;
+    let srv = ServerHandle::start(cfg).unwrap();
+    let a = Client::connect(srv.addr(), 0, vec![0; 16], 5000).unwrap();
+    let _b = Client::connect(srv.addr(), 0, vec![0; 16], 5000).unwrap();
+    let mut third = TcpStream::connect(srv.addr()).unwrap();
+    third
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut buf = [0u8; 1];
+    assert_eq!(
+        third.read(&mut buf).unwrap_or(0),
+        0,
+        "the third connection from one IP is closed"
+    );
+    a.close();
+    // A slot frees up once a connection goes away.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let mut s = TcpStream::connect(srv.addr()).unwrap();
+        s.write_all(b"ruok").unwrap();
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        if out == "imok" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "slot not freed");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    srv.stop().unwrap();
+}
+
+#[test]
+fn digest_auth_and_acls_over_the_wire() {
+    let dir = tempfile::tempdir().unwrap();
+    let srv = ServerHandle::start(config(dir.path())).unwrap();
+    let mut owner = Client::connect(srv.addr(), 0, vec![0; 16], 5000).unwrap();
+    let (h, _) = owner.call(&Request::Auth {
+        kind: 0,
+        scheme: "digest".into(),
+        auth: b"u1:pw".to_vec(),
+    });
+    assert_eq!(h.err, 0);
+    let acl = vec![Acl {
+        perms: 31,
+        id: kiln_zk::proto::Id::new("auth", ""),
+    }];
+    let req = CreateRequest {
+        path: "/private".into(),
+        data: Some(b"s".to_vec()),
+        acl,
+        flags: 0,
+        ttl: -1,
+    };
+    let (h, _) = owner.call(&Request::Create {
+        op: op::CREATE,
+        req,
+    });
+    assert_eq!(h.err, 0);
+    assert!(owner.get("/private", false).is_ok());
+    let mut other = Client::connect(srv.addr(), 0, vec![0; 16], 5000).unwrap();
+    assert_eq!(other.get("/private", false), Err(-102));
+    assert_eq!(
+        other.exists("/private", false),
+        0,
+        "exists needs no permission"
+    );
+    let (h, _) = other.call(&Request::Auth {
+        kind: 0,
+        scheme: "nope".into(),
+        auth: vec![],
+    });
+    assert_eq!((h.xid, h.err), (other.xid, -115));
+    srv.stop().unwrap();
+}
