@@ -16,7 +16,7 @@ use kiln_kafka_codec::{ResponseBody, Uuid};
 
 use super::Ctx;
 use crate::admin;
-use crate::catalog::{TopicMeta, validate_topic_name};
+use crate::catalog::{INTERNAL_OFFSETS_TOPIC, TopicMeta, validate_topic_name};
 use crate::error_code;
 use crate::partition::LEADER_EPOCH;
 use crate::shard::ShardState;
@@ -58,11 +58,35 @@ pub async fn handle(shard: &Rc<ShardState>, ctx: Ctx, req: MetadataRequest) -> R
 
 fn all_topics(shard: &ShardState) -> Vec<MetadataResponseTopic> {
     let catalog = shard.shared.catalog();
-    catalog
+    let mut out: Vec<MetadataResponseTopic> = catalog
         .topics
         .values()
         .map(|m| describe(shard, m))
-        .collect()
+        .collect();
+    out.push(describe(shard, &offsets_topic(shard)));
+    out
+}
+
+/// The group coordinator's internal topic, listed as Kafka lists it (`is_internal`), with the one
+/// partition its offsets log has. Its id is derived from the cluster id, so it is stable.
+fn offsets_topic(shard: &ShardState) -> TopicMeta {
+    let mut h: u128 = 0x6c62_272e_07bb_0142_62b8_2175_6295_c58d;
+    for b in shard
+        .shared
+        .cluster_id
+        .bytes()
+        .chain(INTERNAL_OFFSETS_TOPIC.bytes())
+    {
+        h ^= u128::from(b);
+        h = h.wrapping_mul(0x0000_0000_0100_0000_0000_0000_0000_013b);
+    }
+    TopicMeta {
+        name: INTERNAL_OFFSETS_TOPIC.to_string(),
+        topic_id: h.max(1).to_be_bytes(),
+        partitions: 1,
+        replication_factor: 1,
+        configs: Default::default(),
+    }
 }
 
 async fn lookup(
@@ -84,6 +108,12 @@ async fn lookup(
     };
     if let Some(meta) = found {
         return describe(shard, &meta);
+    }
+    let internal = offsets_topic(shard);
+    if name.as_deref() == Some(INTERNAL_OFFSETS_TOPIC)
+        || (name.is_none() && id.0 == internal.topic_id)
+    {
+        return describe(shard, &internal);
     }
     let Some(name) = name else {
         return error_topic(None, id, error_code::UNKNOWN_TOPIC_ID);
@@ -130,7 +160,7 @@ pub fn describe(shard: &ShardState, meta: &TopicMeta) -> MetadataResponseTopic {
         error_code: error_code::NONE,
         name: Some(meta.name.clone()),
         topic_id: Uuid(meta.topic_id),
-        is_internal: false,
+        is_internal: meta.name == INTERNAL_OFFSETS_TOPIC,
         partitions: (0..meta.partitions)
             .map(|p| MetadataResponsePartition {
                 error_code: error_code::NONE,
