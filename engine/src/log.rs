@@ -2264,6 +2264,41 @@ mod tests {
     }
 
     #[test]
+    fn read_returns_a_whole_first_batch_larger_than_max_bytes() {
+        run(async {
+            let disk = SimDisk::new(1_000);
+            let group = CommitGroup::new(disk.clone());
+            let mut c = cfg(Durability::Durable);
+            c.segment_bytes = 1 << 20;
+            let log = SegmentedLog::open_with(group, "/d/t-0", c).await.unwrap();
+            let big = batch::single_record(None, Some(&[7u8; 20_000]), 1).unwrap();
+            log.append(&rec(0, 1)).await.unwrap();
+            log.append(&big).await.unwrap();
+            log.append(&rec(2, 1)).await.unwrap();
+            let r = log.read(1, 100).await.unwrap();
+            assert_eq!(r.records.len(), big.len());
+            assert_eq!(r.next_offset, 2);
+            let v = BatchView::parse(&r.records).unwrap();
+            assert_eq!(v.base_offset(), 1);
+            // Reading past the end is empty; beyond it is out of range.
+            assert!(log.read(3, 100).await.unwrap().records.is_empty());
+            assert!(matches!(
+                log.read(4, 100).await,
+                Err(LogError::OffsetOutOfRange { .. })
+            ));
+            // A corrupt batch is refused on append, and nothing is assigned.
+            let mut bad = rec(3, 1);
+            let last = bad.len() - 1;
+            bad[last] ^= 1;
+            assert!(matches!(
+                log.append(&bad).await,
+                Err(LogError::InvalidBatch(_))
+            ));
+            assert_eq!(log.log_end_offset(), 3);
+        });
+    }
+
+    #[test]
     fn concurrent_appenders_share_syncs() {
         run(async {
             let disk = SimDisk::new(1000);
