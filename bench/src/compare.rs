@@ -782,6 +782,8 @@ fn run_on(cfg: &CompareConfig, w: &Workload, server: &mut Server, logs: &Path) -
                 &logs.join(format!("{tag}-fill.log")),
                 timeout,
             )?;
+            // Both consumers read exactly what was written.
+            let n = read_result(&fill_json)?.ops;
             let a = kafka_load_args(
                 w,
                 "consume",

@@ -19,14 +19,27 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Drive a Kafka broker or a ZooKeeper server and measure it.
-    Load(kiln_bench::cli::LoadArgs),
+    Load(LoadWrap),
     /// Side-by-side benchmarks against the reference servers.
-    Bench(kiln_bench::cli::BenchArgs),
+    Bench(BenchWrap),
+}
+
+// The same wrapping as the `kiln` binary's `load` and `bench` modules.
+#[derive(clap::Args)]
+struct LoadWrap {
+    #[command(flatten)]
+    inner: kiln_bench::cli::LoadArgs,
+}
+
+#[derive(clap::Args)]
+struct BenchWrap {
+    #[command(flatten)]
+    inner: kiln_bench::cli::BenchArgs,
 }
 
 fn main() -> ExitCode {
     match Cli::parse().command {
-        Command::Load(a) => kiln_bench::cli::run_load(a),
-        Command::Bench(a) => kiln_bench::cli::run_bench(a),
+        Command::Load(a) => kiln_bench::cli::run_load(a.inner),
+        Command::Bench(a) => kiln_bench::cli::run_bench(a.inner),
     }
 }

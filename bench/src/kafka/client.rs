@@ -247,6 +247,10 @@ pub fn ensure_topic(
                     .collect();
                 leaders.sort();
                 if t.error_code == 0 && !leaders.is_empty() && leaders.len() == t.partitions.len() {
+                    // Metadata can name a leader before that broker serves the partition:
+                    // ListOffsets (retried on NOT_LEADER and friends) proves it does.
+                    let ids: Vec<i32> = leaders.iter().map(|l| l.0).collect();
+                    list_offsets(&mut c, topic, &ids, -1)?;
                     return Ok(TopicLayout { leaders });
                 }
             }
