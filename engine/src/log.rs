@@ -71,6 +71,8 @@ const INDEX_ENTRY: usize = 8;
 const TIME_ENTRY: usize = 12;
 /// Bytes read at a time while scanning a segment during recovery.
 const SCAN_CHUNK_BYTES: usize = 1 << 20;
+/// Index entries of the active segment are written to its files in groups of this many.
+const INDEX_WRITE_ENTRIES: usize = 64;
 
 /// Per-log configuration, with Kafka's names and defaults.
 #[derive(Debug, Clone)]
@@ -826,44 +828,59 @@ impl<D: Disk> LogShared<D> {
         let len = chunk.data.len();
         let (res, buf) = file.write_all_at(chunk.data, chunk.pos).await;
         res.map_err(io_err("write", &path))?;
-        // Index entries accepted so far for this segment.
-        let (idx, tim) = {
+        // Index entries are written in groups (they are hints that recovery validates against
+        // the log, so losing the newest ones costs only a longer scan): the active segment's once
+        // `INDEX_WRITE_ENTRIES` accumulated, a rolled segment's remainder at once.
+        let index_writes = {
             let mut st = self.state.borrow_mut();
             st.pending_bytes = st.pending_bytes.saturating_sub(len);
             if st.spare.len() < 2 && buf.capacity() <= 4 << 20 {
                 st.spare.push(buf);
             }
-            match st.segments.get_mut(&seg_base) {
-                Some(seg) => {
-                    seg.written_len = seg.written_len.max(chunk.pos + len as u64);
-                    let idx = (seg.index.len() > seg.index_written).then(|| {
-                        let b = seg.index_bytes(seg.index_written);
-                        let at = seg.index_written as u64 * INDEX_ENTRY as u64;
-                        seg.index_written = seg.index.len();
-                        (seg.index_file.clone(), b, at)
-                    });
-                    let tim = (seg.time_index.len() > seg.time_written).then(|| {
-                        let b = seg.time_bytes(seg.time_written);
-                        let at = seg.time_written as u64 * TIME_ENTRY as u64;
-                        seg.time_written = seg.time_index.len();
-                        (seg.time_file.clone(), b, at)
-                    });
-                    (idx, tim)
-                }
-                None => (None, None),
+            if let Some(seg) = st.segments.get_mut(&seg_base) {
+                seg.written_len = seg.written_len.max(chunk.pos + len as u64);
             }
+            let last_base = st.segments.keys().next_back().copied();
+            let mut writes = Vec::new();
+            let dir = st.dir.clone();
+            for (base, seg) in st.segments.iter_mut() {
+                let active = Some(*base) == last_base;
+                if seg.index.len() > seg.index_written
+                    && (!active || seg.index.len() - seg.index_written >= INDEX_WRITE_ENTRIES)
+                {
+                    let b = seg.index_bytes(seg.index_written);
+                    let at = seg.index_written as u64 * INDEX_ENTRY as u64;
+                    seg.index_written = seg.index.len();
+                    let p = dir.join(segment_file_name(*base, "index"));
+                    writes.push((seg.index_file.clone(), b, at, p));
+                }
+                if seg.time_index.len() > seg.time_written
+                    && (!active || seg.time_index.len() - seg.time_written >= INDEX_WRITE_ENTRIES)
+                {
+                    let b = seg.time_bytes(seg.time_written);
+                    let at = seg.time_written as u64 * TIME_ENTRY as u64;
+                    seg.time_written = seg.time_index.len();
+                    let p = dir.join(segment_file_name(*base, "timeindex"));
+                    writes.push((seg.time_file.clone(), b, at, p));
+                }
+            }
+            writes
         };
         self.written.advance(chunk.end_offset);
         self.progress.notify();
-        // Index files are hints: recovery validates them against the log, so they are written
-        // after the data and without ordering guarantees.
-        if let Some((Some(f), b, at)) = idx {
-            let p = self.state.borrow().path(seg_base, "index");
-            f.write_all_at(b, at).await.0.map_err(io_err("write", &p))?;
-        }
-        if let Some((Some(f), b, at)) = tim {
-            let p = self.state.borrow().path(seg_base, "timeindex");
-            f.write_all_at(b, at).await.0.map_err(io_err("write", &p))?;
+        if !index_writes.is_empty() {
+            let results = futures_util::future::join_all(index_writes.into_iter().map(
+                |(f, b, at, p)| async move {
+                    match f {
+                        Some(f) => f.write_all_at(b, at).await.0.map_err(io_err("write", &p)),
+                        None => Ok(()),
+                    }
+                },
+            ))
+            .await;
+            for r in results {
+                r?;
+            }
         }
         Ok(())
     }
@@ -1498,6 +1515,12 @@ impl<D: Disk> SegmentedLog<D> {
             }
         }
         self.sync_dir().await?;
+        // Cutting the batch containing `offset` can end the log below its start: keep
+        // log_start <= log_end, durably (Kafka lowers the start to the truncation point too).
+        if new_end < start {
+            self.write_checkpoint(new_end).await?;
+            self.shared.state.borrow_mut().log_start = new_end;
+        }
         self.shared
             .truncations
             .set(self.shared.truncations.get() + 1);
