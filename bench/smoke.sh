@@ -7,3 +7,4 @@ cd "$ROOT"
 export KILN_BENCH_DIR="${KILN_BENCH_DIR:-$ROOT/target/bench-data}"
 mkdir -p "$KILN_BENCH_DIR"
 cargo bench -q -p kiln-engine --bench engine -- --test
+bash "$ROOT/bench/smoke-load.sh"

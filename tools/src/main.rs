@@ -4,14 +4,18 @@
 //! - `up`: ZooKeeper on 2181 and Kafka on 9092 in one process, data under `./kiln-data` (`up.rs`);
 //! - `zk`: the ZooKeeper-compatible server from a `zoo.cfg` (`zk.rs`);
 //! - `kafka`: the Kafka-compatible broker from a `server.properties` (`kafka.rs`);
-//! - `inspect`: offline views of Kiln's on-disk files (`inspect.rs`).
+//! - `inspect`: offline views of Kiln's on-disk files (`inspect.rs`);
+//! - `load`: the load generator for Kafka and ZooKeeper (`load.rs`);
+//! - `bench`: side-by-side comparisons with the reference servers (`bench.rs`).
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod bench;
 mod inspect;
 mod kafka;
+mod load;
 mod up;
 mod zk;
 
@@ -36,6 +40,10 @@ enum Command {
     Kafka(kafka::Args),
     /// Inspect Kiln's on-disk files.
     Inspect(inspect::Args),
+    /// Generate load against a Kafka broker or a ZooKeeper server and report latency.
+    Load(load::Args),
+    /// Run workloads side by side against Kiln and the reference servers.
+    Bench(bench::Args),
 }
 
 fn main() -> ExitCode {
@@ -45,5 +53,7 @@ fn main() -> ExitCode {
         Command::Zk(args) => zk::run(args),
         Command::Kafka(args) => kafka::run(args),
         Command::Inspect(args) => inspect::run(args),
+        Command::Load(args) => load::run(args),
+        Command::Bench(args) => bench::run(args),
     }
 }
