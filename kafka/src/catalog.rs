@@ -88,9 +88,6 @@ pub fn validate_topic_name(name: &str) -> Result<(), CatalogError> {
     if name.is_empty() {
         return bad("empty");
     }
-    if name == INTERNAL_OFFSETS_TOPIC {
-        return bad("reserved for the group coordinator's offsets log");
-    }
     if name == "." || name == ".." {
         return bad("'.' and '..' are not allowed");
     }
@@ -117,7 +114,8 @@ impl Catalog {
         defaults: &TopicConfig,
     ) -> Result<(), CatalogError> {
         validate_topic_name(name)?;
-        if self.topics.contains_key(name) {
+        // The group coordinator's internal topic always exists (Kafka answers the same).
+        if self.topics.contains_key(name) || name == INTERNAL_OFFSETS_TOPIC {
             return Err(CatalogError::TopicExists(name.to_string()));
         }
         if self.topics.len() >= TOPICS_MAX {
@@ -390,6 +388,11 @@ mod tests {
             c.check_create("t", 1, 1, &cfg, &d),
             Err(CatalogError::InvalidConfig(_))
         ));
+        assert_eq!(
+            c.check_create(INTERNAL_OFFSETS_TOPIC, 4, 1, &BTreeMap::new(), &d),
+            Err(CatalogError::TopicExists(INTERNAL_OFFSETS_TOPIC.into())),
+            "the internal offsets topic is never created as a user topic"
+        );
         assert!(c.partition_exists("orders", 3));
         assert!(!c.partition_exists("orders", 4));
     }

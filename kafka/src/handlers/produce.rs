@@ -214,6 +214,15 @@ async fn append_local(
     records: Option<Bytes>,
     acks: i16,
 ) -> Pending {
+    if topic == crate::catalog::INTERNAL_OFFSETS_TOPIC {
+        return (
+            Outcome::error(
+                error_code::INVALID_TOPIC_EXCEPTION,
+                "cannot append to an internal topic",
+            ),
+            None,
+        );
+    }
     let Some(part) = shard.partition(topic, partition) else {
         return (
             Outcome::error(
