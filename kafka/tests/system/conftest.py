@@ -81,35 +81,48 @@ def kafka_target() -> str:
     return h.TARGET
 
 
-@pytest.fixture(scope="session")
-def broker_factory():
-    """Starts extra brokers (own data dir, own ports) for tests that restart or kill one."""
-    made: list[h.Broker] = []
-    dirs: list[str] = []
+class _Brokers:
+    """Starts brokers (own data dir, own ports) and stops them all on close()."""
 
-    def make(extra: dict[str, str] | None = None, start: bool = True) -> h.Broker:
+    def __init__(self):
+        self.made: list[h.Broker] = []
+        self.dirs: list[str] = []
+
+    def make(self, extra: dict[str, str] | None = None, start: bool = True) -> h.Broker:
         d = tempfile.mkdtemp(prefix="kiln-kafka-test-")
-        dirs.append(d)
+        self.dirs.append(d)
         b = h.broker_class()(Path(d), extra)
-        made.append(b)
+        self.made.append(b)
         if start:
             b.start()
         return b
 
-    yield make
-    for b in made:
-        try:
-            b.close()
-        except Exception:  # noqa: BLE001 - best effort clean-up
-            pass
-    for d in dirs:
-        shutil.rmtree(d, ignore_errors=True)
+    def close(self) -> None:
+        for b in self.made:
+            try:
+                b.close()
+            except Exception:  # noqa: BLE001 - best effort clean-up
+                pass
+        for d in self.dirs:
+            shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture
+def broker_factory():
+    """Starts extra brokers for tests that restart or kill one; they stop when the test ends."""
+    brokers = _Brokers()
+    yield brokers.make
+    brokers.close()
 
 
 @pytest.fixture(scope="session")
-def broker(broker_factory) -> h.Broker:
+def broker():
     """The shared broker for tests that do not restart it. Tests use unique topic names."""
-    return broker_factory()
+    brokers = _Brokers()
+    try:
+        yield brokers.make()
+    finally:
+        brokers.close()
 
 
 @pytest.fixture

@@ -55,11 +55,19 @@ def kgo_results(broker, tmp_path_factory):
     results: dict[str, tuple[str, str]] = {}
     for m in re.finditer(r"^--- (PASS|FAIL|SKIP): (\S+) ", text, re.M):
         results.setdefault(m.group(2), (m.group(1), ""))
+    # Parallel tests interleave: attribute each line to the test named by the last === RUN/CONT/NAME
+    # marker, and keep each failing test's own lines.
+    own: dict[str, list[str]] = {}
+    current = None
+    for line in text.splitlines():
+        m = re.match(r"^=== (?:RUN|CONT|NAME|PAUSE)\s+(\S+)", line)
+        if m:
+            current = m.group(1).split("/")[0]
+            continue
+        if current is not None and line.startswith("    "):
+            own.setdefault(current, []).append(line)
     for name, (status, _) in list(results.items()):
-        # Keep the test's own output (between its RUN line and the next top-level test) for failures.
-        start = text.find(f"=== RUN   {name}\n")
-        end = text.find("\n=== RUN   Test", start + 1)
-        results[name] = (status, text[start:end if end > 0 else None][-4000:])
+        results[name] = (status, "\n".join(own.get(name, []))[-4000:])
     results["__log__"] = ("", text[-6000:])
     return results
 

@@ -26,11 +26,14 @@ from kiln_kafka_harness import PEERS
 # (not implemented by Kiln, not advertised).
 SKIP = {
     "0016": "needs a Java helper (KAFKA_PATH) to check client.software.name",
+    "0052": "creates topics with the Java kafka-topics helper (KAFKA_PATH)",
+    "0077": "creates topics with the Java kafka-topics helper (KAFKA_PATH)",
     "0097": "SSL",
     "0098": "Java consumer helper and transactions",
     "0101": "fetch-from-follower needs 3 brokers",
     "0103": "transactions",
     "0107": "needs RF=3 / topic re-creation across brokers",
+    "0109": "runs the Java kafka-topics helper (KAFKA_PATH)",
     "0113": "cooperative rebalance needs a Java helper",
     "0115": "SASL",
     "0119": "SASL",
@@ -38,14 +41,16 @@ SKIP = {
     "0135": "SASL credentials",
     "0129": "transactions (aborted messages)",
 }
+# The CI subset: every test here passes against Apache Kafka 4.1 (see RESULTS.md for the full run;
+# 0014, 0055, 0081 and 0092 fail against Apache Kafka 4.1 too, with this 2.0.2 suite).
 CI_TESTS = [
-    "0001", "0002", "0003", "0005", "0007", "0008", "0011", "0012", "0013", "0014", "0015", "0017", "0018",
-    "0019", "0020", "0021", "0022", "0026", "0028", "0029", "0030", "0031", "0033", "0034", "0035", "0036",
-    "0038", "0040", "0041", "0044", "0048", "0050", "0051", "0052",
-    "0054", "0055", "0056", "0057", "0059", "0060", "0061", "0063", "0064", "0065", "0067",
-    "0069", "0070", "0073", "0081", "0082", "0083", "0084", "0085", "0086", "0090",
-    "0092", "0093", "0099", "0102", "0109", "0110", "0112", "0114", "0116", "0118", "0120", "0122",
-    "0123", "0125", "0130", "0132", "0136", "0137",
+    "0001", "0002", "0003", "0005", "0007", "0008", "0011", "0012", "0013", "0015", "0017", "0018",
+    "0019", "0020", "0021", "0022", "0026", "0029", "0030", "0031", "0033", "0034", "0035", "0036",
+    "0038", "0040", "0041", "0044", "0048", "0050", "0051",
+    "0054", "0056", "0057", "0059", "0060", "0061", "0063", "0064", "0065", "0067",
+    "0069", "0070", "0073", "0083", "0084", "0085", "0086", "0090",
+    "0093", "0099", "0102", "0112", "0114", "0118", "0122",
+    "0123", "0125", "0130", "0132", "0137",
 ]
 FULL = os.environ.get("KILN_RDKAFKA_FULL") == "1"
 

@@ -13,6 +13,7 @@ from confluent_kafka.admin import (
     AlterConfigOpType,
     ConfigEntry,
     ConfigResource,
+    ConfigSource,
     NewPartitions,
     NewTopic,
 )
@@ -230,7 +231,8 @@ def test_confluent_admin(broker, topic_name):
     res = ConfigResource(ConfigResource.Type.TOPIC, topic_name)
     cfg = a.describe_configs([res])[res].result(30)
     assert cfg["retention.ms"].value == "3600000"
-    assert cfg["retention.ms"].source == ConfigResource.Type.TOPIC.value or not cfg["retention.ms"].is_default
+    assert cfg["retention.ms"].source in (ConfigSource.DYNAMIC_TOPIC_CONFIG, ConfigSource.DYNAMIC_TOPIC_CONFIG.value)
+    assert not cfg["retention.ms"].is_default
     assert "cleanup.policy" in cfg and cfg["cleanup.policy"].value == "delete"
     assert cfg["cleanup.policy"].is_default
 
