@@ -46,8 +46,25 @@ enum Command {
     Bench(bench::Args),
 }
 
+/// Server log lines go to stderr; `RUST_LOG` filters them (default `info`).
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // A second initialisation (a subcommand that installs its own) is harmless: keep the first.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if matches!(
+        cli.command,
+        Command::Up(_) | Command::Kafka(_) | Command::Zk(_)
+    ) {
+        init_logging();
+    }
     match cli.command {
         Command::Up(args) => up::run(args),
         Command::Zk(args) => zk::run(args),
