@@ -30,7 +30,7 @@ pub enum UringUnavailable {
         "io_uring_setup is not implemented here ({source}); Kiln needs Linux 5.11+ with CONFIG_IO_URING \
          and no sandbox (seccomp, gVisor) filtering io_uring system calls"
     )]
-    NotImplemented { source: io::Error },
+    KernelWithoutUring { source: io::Error },
     #[error("io_uring_setup failed: {source}")]
     Other { source: io::Error },
 }
@@ -56,7 +56,7 @@ fn classify(sysctl: u32, setup: Result<(), io::Error>) -> Result<(), UringUnavai
             Err(UringUnavailable::Denied { source: e })
         }
         Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => {
-            Err(UringUnavailable::NotImplemented { source: e })
+            Err(UringUnavailable::KernelWithoutUring { source: e })
         }
         Err(e) => Err(UringUnavailable::Other { source: e }),
     }
