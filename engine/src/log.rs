@@ -1758,6 +1758,30 @@ async fn read_checkpoint<D: Disk>(disk: &D, dir: &Path) -> Option<u64> {
 }
 
 /// Step 1 of the lifecycle: rebuilds the in-memory state from the directory.
+/// Replaces both index files of a segment with its in-memory indexes (recovery rebuilds them
+/// after a scan or after cutting a torn tail). Not synced here: the caller marks the segment.
+async fn rewrite_indexes<F: DiskFile>(
+    seg: &mut Segment<F>,
+    index_file: &F,
+    ip: &Path,
+    time_file: &F,
+    tp: &Path,
+) -> Result<(), LogError> {
+    for (file, path, bytes) in [
+        (index_file, ip, seg.index_bytes(0)),
+        (time_file, tp, seg.time_bytes(0)),
+    ] {
+        file.set_len(0).await.map_err(io_err("truncate", path))?;
+        file.write_all_at(bytes, 0)
+            .await
+            .0
+            .map_err(io_err("write", path))?;
+    }
+    seg.index_written = seg.index.len();
+    seg.time_written = seg.time_index.len();
+    Ok(())
+}
+
 async fn recover<D: Disk>(
     disk: &D,
     dir: &Path,
@@ -1898,28 +1922,7 @@ async fn recover<D: Disk>(
                 seg.max_timestamp = o.max_timestamp;
                 seg.max_timestamp_offset = o.max_timestamp_offset;
                 // Rewrite both indexes from the scan.
-                let ib = seg.index_bytes(0);
-                index_file
-                    .set_len(0)
-                    .await
-                    .map_err(io_err("truncate", &ip))?;
-                index_file
-                    .write_all_at(ib, 0)
-                    .await
-                    .0
-                    .map_err(io_err("write", &ip))?;
-                let tb = seg.time_bytes(0);
-                time_file
-                    .set_len(0)
-                    .await
-                    .map_err(io_err("truncate", &tp))?;
-                time_file
-                    .write_all_at(tb, 0)
-                    .await
-                    .0
-                    .map_err(io_err("write", &tp))?;
-                seg.index_written = seg.index.len();
-                seg.time_written = seg.time_index.len();
+                rewrite_indexes(&mut seg, &index_file, &ip, &time_file, &tp).await?;
                 seg.index_sync_pending = true;
                 o
             }
@@ -1939,28 +1942,7 @@ async fn recover<D: Disk>(
             seg.index.retain(|&(_, p)| u64::from(p) < outcome.valid_len);
             let end_rel = outcome.end_offset.saturating_sub(base);
             seg.time_index.retain(|&(_, r)| u64::from(r) < end_rel);
-            let ib = seg.index_bytes(0);
-            index_file
-                .set_len(0)
-                .await
-                .map_err(io_err("truncate", &ip))?;
-            index_file
-                .write_all_at(ib, 0)
-                .await
-                .0
-                .map_err(io_err("write", &ip))?;
-            let tb = seg.time_bytes(0);
-            time_file
-                .set_len(0)
-                .await
-                .map_err(io_err("truncate", &tp))?;
-            time_file
-                .write_all_at(tb, 0)
-                .await
-                .0
-                .map_err(io_err("write", &tp))?;
-            seg.index_written = seg.index.len();
-            seg.time_written = seg.time_index.len();
+            rewrite_indexes(&mut seg, &index_file, &ip, &time_file, &tp).await?;
             cut_rest = true;
         }
         seg.size = outcome.valid_len;
