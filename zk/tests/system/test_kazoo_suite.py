@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import socket
 import subprocess
 import sys
@@ -34,6 +35,21 @@ pytestmark = pytest.mark.timeout(2400)
 
 HERE = Path(__file__).resolve().parent
 SUITE_TIMEOUT = 1500  # seconds per server run
+
+
+def apache_version() -> str:
+    """Debian's ZooKeeper package version without the Debian revision, e.g. 3.8.0."""
+    out = subprocess.run(["dpkg-query", "-W", "-f=${Version}", "zookeeper"],
+                         capture_output=True, text=True, check=True).stdout
+    return out.split("-")[0].split("+")[0]
+
+
+def kiln_version() -> str:
+    """The ZooKeeper version Kiln reports in srvr/envi (ZK_VERSION in zk/src/fourlw.rs)."""
+    src = (HERE.parents[1] / "src" / "fourlw.rs").read_text()
+    m = re.search(r'ZK_VERSION: &str = "(\d+\.\d+\.\d+)', src)
+    assert m, "ZK_VERSION not found in zk/src/fourlw.rs"
+    return m.group(1)
 
 
 def free_port_block(n: int = 5) -> int:
@@ -56,8 +72,12 @@ def free_port_block(n: int = 5) -> int:
 def run_suite(kind: str, workdir: Path, select: list[str] | None = None) -> dict[str, str]:
     """Runs kazoo's suite; returns {test id: passed|failed|skipped}."""
     env = dict(os.environ)
+    # CI=1 always, so the suite behaves the same on a laptop and in CI (kazoo turns on its build
+    # checks, e.g. test_zookeeper_version, only when CI is set); ZOOKEEPER_VERSION is the version the
+    # server under test reports.
     env.update({
-        "ZOOKEEPER_VERSION": "3.8.0",
+        "CI": "1",
+        "ZOOKEEPER_VERSION": apache_version() if kind == "apache" else kiln_version(),
         "ZOOKEEPER_CLUSTER_SIZE": "1",
         "ZOOKEEPER_PORT_OFFSET": str(free_port_block()),
     })
