@@ -15,7 +15,7 @@
 //! | [`shutdown`] | `Shutdown` token: `install_signal_handlers`, `request`, `is_requested`, async `wait` |
 //! | [`uring_check`] | `check()` -> `Err(UringUnavailable)` whose message says what to change |
 //! | [`batch`] | RecordBatch v2: `BatchView` (parse/validate/CRC, header fields), `Batches` iterator, `records()`, `BatchBuilder`, stamping |
-//! | [`log`] | `SegmentedLog`: open/recover, append, read, truncate, retention, delete-records |
+//! | [`log`] | `SegmentedLog`: open/recover, append, read, truncate, retention, delete-records, live `set_config`, `offset_for_timestamp` / `max_timestamp` (ListOffsets) |
 //! | [`commit`] | group commit per shard (`CommitGroup`), `Durability`, **the durability contract** |
 //! | [`snapshot`] | `SnapshotStore`: atomic save, keep newest N, load newest valid |
 //! | [`disk`] | the storage seam: `Disk`/`DiskFile` traits, `UringDisk` (real), `SimDisk` (crash simulation) |

@@ -99,6 +99,19 @@ pub struct LogConfig {
     pub pending_bytes_max: usize,
 }
 
+impl LogConfig {
+    /// Checks the limits every log needs (used by `open` and `set_config`).
+    pub fn validate(&self) -> Result<(), LogError> {
+        if self.segment_bytes < batch::HEADER_LEN as u64 || self.segment_bytes > i32::MAX as u64 {
+            return Err(LogError::Config("segment_bytes must be in 61..=2147483647"));
+        }
+        if self.segment_index_bytes < INDEX_ENTRY as u64 {
+            return Err(LogError::Config("segment_index_bytes must be at least 8"));
+        }
+        Ok(())
+    }
+}
+
 impl Default for LogConfig {
     fn default() -> Self {
         LogConfig {
@@ -553,6 +566,123 @@ fn header_fields(h: &[u8]) -> Option<(u64, u64, u64)> {
         base as u64 + u64::from(delta.unsigned_abs()),
         LOG_OVERHEAD as u64 + u64::from(len.unsigned_abs()),
     ))
+}
+
+/// Header fields of a batch met while walking a segment file.
+struct WalkHeader {
+    pos: u64,
+    last: u64,
+    size: u64,
+    max_timestamp: i64,
+}
+
+/// Walks the batches of a segment file from a position, reading windows of
+/// `SCAN_CHUNK_BYTES / 16` and looking at headers only until asked for a whole batch.
+struct BatchWalk<'a, F> {
+    file: &'a F,
+    path: &'a Path,
+    pos: u64,
+    limit: u64,
+    buf: Vec<u8>,
+    buf_at: u64,
+}
+
+impl<'a, F: DiskFile> BatchWalk<'a, F> {
+    const WINDOW: u64 = (SCAN_CHUNK_BYTES / 16) as u64;
+
+    fn new(file: &'a F, path: &'a Path, pos: u64, limit: u64) -> Self {
+        BatchWalk {
+            file,
+            path,
+            pos,
+            limit,
+            buf: Vec::new(),
+            buf_at: pos,
+        }
+    }
+
+    /// The header of the batch at the current position; `None` at the end of the written bytes.
+    async fn next_header(&mut self) -> Result<Option<WalkHeader>, LogError> {
+        loop {
+            if self.pos.saturating_add(HEADER_LEN as u64) > self.limit {
+                return Ok(None);
+            }
+            let rel = (self.pos - self.buf_at) as usize;
+            let have = self.buf.get(rel..).unwrap_or(&[]);
+            if have.len() < HEADER_LEN {
+                let len = (self.limit - self.pos).min(Self::WINDOW) as usize;
+                self.buf = self
+                    .file
+                    .read_at(len, self.pos)
+                    .await
+                    .map_err(io_err("read", self.path))?;
+                self.buf_at = self.pos;
+                if self.buf.len() < HEADER_LEN {
+                    return Ok(None);
+                }
+                continue;
+            }
+            let fields = header_fields(have);
+            let max_ts = have
+                .get(35..43)
+                .and_then(|s| s.try_into().ok())
+                .map(i64::from_be_bytes);
+            let (Some((_, last, size)), Some(max_timestamp)) = (fields, max_ts) else {
+                return Err(LogError::InvalidBatch(BatchError::BadLength {
+                    at: self.pos as usize,
+                    length: -1,
+                }));
+            };
+            return Ok(Some(WalkHeader {
+                pos: self.pos,
+                last,
+                size,
+                max_timestamp,
+            }));
+        }
+    }
+
+    fn skip(&mut self, h: &WalkHeader) {
+        self.pos = h.pos + h.size;
+    }
+
+    /// The whole batch whose header is `h` (from the window, or one exact read).
+    async fn whole_batch(&mut self, h: &WalkHeader) -> Result<Vec<u8>, LogError> {
+        let rel = (h.pos - self.buf_at) as usize;
+        let end = rel.saturating_add(h.size as usize);
+        if let Some(b) = self.buf.get(rel..end) {
+            return Ok(b.to_vec());
+        }
+        self.file
+            .read_at(h.size as usize, h.pos)
+            .await
+            .map_err(io_err("read", self.path))
+    }
+}
+
+/// The first record of `batch` at or above `log_start` whose timestamp is `>= ts`, as
+/// `(offset, timestamp)`. Compressed and `LogAppendTime` batches answer with the batch (see
+/// [`SegmentedLog::offset_for_timestamp`]); so does a batch whose records do not decode (its
+/// max timestamp, checked by the caller, is `>= ts`).
+fn find_record_at_or_after(batch: &[u8], ts: i64, log_start: u64) -> Result<(u64, i64), LogError> {
+    let view = BatchView::parse_header(batch)?;
+    let first = (view.base_offset() as u64).max(log_start);
+    let fallback = (first, view.max_timestamp());
+    if view.is_log_append_time() {
+        return Ok(fallback);
+    }
+    let Ok(records) = view.records() else {
+        return Ok(fallback);
+    };
+    for r in records {
+        let Ok(r) = r else {
+            return Ok(fallback);
+        };
+        if r.timestamp >= ts && r.offset >= 0 && r.offset as u64 >= log_start {
+            return Ok((r.offset as u64, r.timestamp));
+        }
+    }
+    Ok(fallback)
 }
 
 fn parse_index(bytes: &[u8]) -> Option<Vec<(u32, u32)>> {
@@ -1075,13 +1205,7 @@ impl<D: Disk> SegmentedLog<D> {
         config: LogConfig,
     ) -> Result<Self, LogError> {
         let dir = dir.as_ref().to_path_buf();
-        if config.segment_bytes < batch::HEADER_LEN as u64 || config.segment_bytes > i32::MAX as u64
-        {
-            return Err(LogError::Config("segment_bytes must be in 61..=2147483647"));
-        }
-        if config.segment_index_bytes < INDEX_ENTRY as u64 {
-            return Err(LogError::Config("segment_index_bytes must be at least 8"));
-        }
+        config.validate()?;
         let disk = group.disk().clone();
         disk.create_dir_all(&dir)
             .map_err(io_err("create directory", &dir))?;
@@ -1142,6 +1266,122 @@ impl<D: Disk> SegmentedLog<D> {
             .copied()
             .collect()
     }
+    /// Replaces the configuration of a running log (Kafka's dynamic topic configs) without
+    /// reopening it. Every field is live; when each takes effect:
+    ///
+    /// | field | takes effect |
+    /// |---|---|
+    /// | `segment_bytes`, `segment_ms`, `segment_index_bytes` | the roll check of the next appended batch (the active segment keeps its bytes; a smaller size rolls it at the next append) |
+    /// | `index_interval_bytes` | the next appended batch |
+    /// | `retention_bytes`, `retention_ms` | the next `apply_retention` |
+    /// | `preallocate` | the next segment created |
+    /// | `durability` (`flush.messages`, `flush.ms`) | appends that start after the call, and the syncer's next decision (woken here) |
+    /// | `batch_bytes_max`, `pending_bytes_max` | the next append |
+    ///
+    /// Fails with [`LogError::Config`] (and changes nothing) when `config` is invalid.
+    pub fn set_config(&self, config: LogConfig) -> Result<(), LogError> {
+        config.validate()?;
+        self.shared.state.borrow_mut().config = config;
+        // A shorter flush interval or a switch to `Durable` must not wait for the old deadline.
+        self.group.request_sync();
+        // Appenders waiting on `pending_bytes_max` re-check the new limit.
+        self.shared.progress.notify();
+        Ok(())
+    }
+
+    /// Kafka's ListOffsets by timestamp: the earliest offset (at or above the log start) whose
+    /// record timestamp is `>= ts`, with that record's timestamp; `None` when no written record is
+    /// that new.
+    ///
+    /// How: the first segment whose max timestamp is `>= ts`; in it, the time index gives the last
+    /// entry older than `ts`, the offset index the position to start from; batches are then walked
+    /// (headers only) to the first one whose max timestamp is `>= ts`, and its records are decoded
+    /// to find the exact record (like Kafka). Two cases return the batch, not the record:
+    /// a **compressed** batch (the engine does not decompress) gives its base offset (or the log
+    /// start, if higher) and its max timestamp; a `LogAppendTime` batch gives its first offset and
+    /// its max timestamp (every record of it has that timestamp). Only written offsets are seen.
+    pub async fn offset_for_timestamp(&self, ts: i64) -> Result<Option<(u64, i64)>, LogError> {
+        let candidates: Vec<(D::File, PathBuf, u64, u64)> = {
+            let st = self.shared.state.borrow();
+            let log_start = st.log_start;
+            st.segments
+                .values()
+                .filter(|s| s.max_timestamp >= ts && s.end_offset > log_start)
+                .filter_map(|s| {
+                    let file = s.log.clone()?;
+                    // Every time index entry before the first one at or above `ts` names an
+                    // offset whose batch and all before it are older than `ts`.
+                    let i = s.time_index.partition_point(|&(t, _)| t < ts);
+                    let from_time = i
+                        .checked_sub(1)
+                        .and_then(|i| s.time_index.get(i))
+                        .map_or(s.base, |&(_, r)| s.base + u64::from(r));
+                    let pos = s.index_lookup(from_time.max(log_start));
+                    Some((file, st.path(s.base, "log"), pos, s.written_len))
+                })
+                .collect()
+        };
+        let log_start = self.log_start_offset();
+        for (file, path, pos, limit) in candidates {
+            let mut walk = BatchWalk::new(&file, &path, pos, limit);
+            while let Some(h) = walk.next_header().await? {
+                if h.max_timestamp < ts || h.last < log_start {
+                    walk.skip(&h);
+                    continue;
+                }
+                let bytes = walk.whole_batch(&h).await?;
+                return Ok(Some(find_record_at_or_after(&bytes, ts, log_start)?));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Kafka's ListOffsets `MAX_TIMESTAMP` (-3): the largest timestamp in the log and the offset
+    /// of the first record carrying it (the batch's base offset for a compressed batch, see
+    /// [`SegmentedLog::offset_for_timestamp`]); `None` when the log holds no timestamped batch.
+    /// A maximum in a batch not yet written is reported with that batch's last offset.
+    pub async fn max_timestamp(&self) -> Result<Option<(i64, u64)>, LogError> {
+        let found = {
+            let st = self.shared.state.borrow();
+            st.segments
+                .values()
+                .filter(|s| s.end_offset > st.log_start && s.max_timestamp >= 0)
+                .fold(None::<&Segment<D::File>>, |best, s| match best {
+                    Some(b) if b.max_timestamp >= s.max_timestamp => Some(b),
+                    _ => Some(s),
+                })
+                .map(|s| {
+                    (
+                        s.max_timestamp,
+                        s.max_timestamp_offset,
+                        s.log.clone(),
+                        st.path(s.base, "log"),
+                        s.index_lookup(s.max_timestamp_offset),
+                        s.written_len,
+                    )
+                })
+        };
+        let Some((ts, offset, file, path, pos, limit)) = found else {
+            return Ok(None);
+        };
+        if offset < self.shared.written.get()
+            && let Some(file) = file
+        {
+            let log_start = self.log_start_offset();
+            let mut walk = BatchWalk::new(&file, &path, pos, limit);
+            while let Some(h) = walk.next_header().await? {
+                if h.max_timestamp != ts || h.last < log_start {
+                    walk.skip(&h);
+                    continue;
+                }
+                let bytes = walk.whole_batch(&h).await?;
+                let (o, _) = find_record_at_or_after(&bytes, ts, log_start)?;
+                return Ok(Some((ts, o)));
+            }
+        }
+        Ok(Some((ts, offset)))
+    }
+
     /// Whether a write or sync failed (the log then rejects writes).
     pub fn failure(&self) -> Option<String> {
         self.shared.state.borrow().failed.clone()
@@ -2324,6 +2564,176 @@ mod tests {
             }
             assert_eq!(log.durable_offset(), 64);
             assert!(group.sync_passes() < 10, "passes {}", group.sync_passes());
+        });
+    }
+
+    /// A batch of records with the given timestamps.
+    fn batch_with_ts(tss: &[i64]) -> Vec<u8> {
+        let mut b = batch::BatchBuilder::new();
+        for (i, &ts) in tss.iter().enumerate() {
+            b.push(batch::Record {
+                value: Some(format!("v{i}-{ts}").as_bytes()),
+                timestamp: ts,
+                ..Default::default()
+            })
+            .unwrap();
+        }
+        b.finish().unwrap()
+    }
+
+    /// Sets attribute bits (compression codec, LogAppendTime) and recomputes the CRC.
+    fn with_attributes(mut b: Vec<u8>, bits: u8) -> Vec<u8> {
+        b[22] |= bits;
+        let crc = crc32c::crc32c(&b[batch::CRC_START..]);
+        b[17..21].copy_from_slice(&crc.to_be_bytes());
+        b
+    }
+
+    #[test]
+    fn set_config_applies_segment_size_at_the_next_roll_and_retention_at_the_next_pass() {
+        run(async {
+            let disk = SimDisk::new(1_000_000);
+            let group = CommitGroup::new(disk.clone());
+            let mut c = cfg(Durability::Durable);
+            c.segment_bytes = 1 << 20;
+            c.retention_ms = None;
+            let log = SegmentedLog::open_with(group, "/d/t-0", c.clone())
+                .await
+                .unwrap();
+            for i in 0..10 {
+                log.append(&rec(i, 1_000_000)).await.unwrap();
+            }
+            assert_eq!(log.segment_bases(), vec![0]);
+            // Invalid settings are refused and change nothing.
+            let mut bad = c.clone();
+            bad.segment_bytes = 10;
+            assert!(matches!(log.set_config(bad), Err(LogError::Config(_))));
+            assert_eq!(log.config().segment_bytes, 1 << 20);
+            // A smaller segment size rolls at the next append.
+            let one = rec(10, 1_000_000).len() as u64;
+            c.segment_bytes = 2 * one;
+            log.set_config(c.clone()).unwrap();
+            for i in 10..16 {
+                log.append(&rec(i, 1_000_000)).await.unwrap();
+            }
+            assert_eq!(log.segment_bases(), vec![0, 10, 12, 14]);
+            // Retention by time applies at the next apply_retention.
+            disk.advance_ms(10_000);
+            assert!(
+                log.apply_retention()
+                    .await
+                    .unwrap()
+                    .deleted_segments
+                    .is_empty()
+            );
+            c.retention_ms = Some(5_000);
+            log.set_config(c.clone()).unwrap();
+            let out = log.apply_retention().await.unwrap();
+            assert_eq!(out.deleted_segments, vec![0, 10, 12]);
+            assert_eq!(log.log_start_offset(), 14);
+            // Switching the flush policy to `Durable` takes effect for the next append.
+            c.durability = Durability::KAFKA_DEFAULT;
+            log.set_config(c.clone()).unwrap();
+            log.append(&rec(16, 1_000_000)).await.unwrap();
+            c.durability = Durability::Durable;
+            log.set_config(c).unwrap();
+            log.append(&rec(17, 1_000_000)).await.unwrap();
+            assert_eq!(log.durable_offset(), 18);
+        });
+    }
+
+    #[test]
+    fn offset_for_timestamp_finds_the_first_record_at_or_after() {
+        run(async {
+            let disk = SimDisk::new(1_000);
+            let group = CommitGroup::new(disk.clone());
+            let mut c = cfg(Durability::Durable);
+            c.segment_bytes = 600;
+            c.index_interval_bytes = 50;
+            c.segment_ms = None;
+            let log = SegmentedLog::open_with(group.clone(), "/d/t-0", c.clone())
+                .await
+                .unwrap();
+            assert_eq!(log.offset_for_timestamp(0).await.unwrap(), None);
+            assert_eq!(log.max_timestamp().await.unwrap(), None);
+            // Timestamps that mostly grow, with some going back, several records per batch.
+            let mut model: Vec<i64> = Vec::new();
+            let mut rng = 12345u64;
+            for b in 0..60 {
+                let n = 1 + (b % 4) as usize;
+                let tss: Vec<i64> = (0..n)
+                    .map(|_| {
+                        rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1);
+                        100 * b + ((rng >> 33) % 250) as i64
+                    })
+                    .collect();
+                model.extend(&tss);
+                log.append(&batch_with_ts(&tss)).await.unwrap();
+            }
+            assert!(log.segment_bases().len() > 5);
+            let check = |model: &[i64], start: u64, ts: i64| -> Option<(u64, i64)> {
+                model
+                    .iter()
+                    .enumerate()
+                    .skip(start as usize)
+                    .find(|(_, t)| **t >= ts)
+                    .map(|(o, t)| (o as u64, *t))
+            };
+            let max = *model.iter().max().unwrap();
+            for ts in (-5..max + 5).step_by(7) {
+                assert_eq!(
+                    log.offset_for_timestamp(ts).await.unwrap(),
+                    check(&model, 0, ts),
+                    "ts {ts}"
+                );
+            }
+            let first_max = model.iter().position(|t| *t == max).unwrap() as u64;
+            assert_eq!(log.max_timestamp().await.unwrap(), Some((max, first_max)));
+            // The same answers after reopening (indexes loaded or rebuilt from the files).
+            drop(log);
+            let log = SegmentedLog::open_with(group, "/d/t-0", c).await.unwrap();
+            for ts in (-5..max + 5).step_by(11) {
+                assert_eq!(
+                    log.offset_for_timestamp(ts).await.unwrap(),
+                    check(&model, 0, ts),
+                    "ts {ts} after reopen"
+                );
+            }
+            assert_eq!(log.max_timestamp().await.unwrap(), Some((max, first_max)));
+            // Nothing below the log start is returned.
+            log.delete_records(40).await.unwrap();
+            for ts in (-5..max + 5).step_by(13) {
+                assert_eq!(
+                    log.offset_for_timestamp(ts).await.unwrap(),
+                    check(&model, 40, ts),
+                    "ts {ts} after delete_records"
+                );
+            }
+        });
+    }
+
+    #[test]
+    fn offset_for_timestamp_answers_compressed_and_log_append_time_batches_with_the_batch() {
+        run(async {
+            let disk = SimDisk::new(1_000);
+            let group = CommitGroup::new(disk.clone());
+            let log = SegmentedLog::open_with(group, "/d/t-0", cfg(Durability::Durable))
+                .await
+                .unwrap();
+            log.append(&batch_with_ts(&[10, 20])).await.unwrap(); // offsets 0-1
+            // "gzip" (codec 1): framing and CRC valid; the records are not decoded.
+            log.append(&with_attributes(batch_with_ts(&[30, 40, 50]), 0x01))
+                .await
+                .unwrap(); // 2-4
+            // LogAppendTime: every record has the batch's max timestamp.
+            log.append(&with_attributes(batch_with_ts(&[60, 70]), 0x08))
+                .await
+                .unwrap(); // 5-6
+            assert_eq!(log.offset_for_timestamp(15).await.unwrap(), Some((1, 20)));
+            assert_eq!(log.offset_for_timestamp(45).await.unwrap(), Some((2, 50)));
+            assert_eq!(log.offset_for_timestamp(61).await.unwrap(), Some((5, 70)));
+            assert_eq!(log.offset_for_timestamp(71).await.unwrap(), None);
+            assert_eq!(log.max_timestamp().await.unwrap(), Some((70, 5)));
         });
     }
 }
