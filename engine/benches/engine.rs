@@ -3,12 +3,13 @@
 //! Two parts:
 //! 1. criterion benchmarks (`cargo bench -p kiln-engine --bench engine`; `-- --test` runs each
 //!    once, which is what `bench/smoke.sh` does so the harness never rots):
-//!    - `append/{1KiB,64KiB}/{durable,interval}`: one appender;
+//!    - `append/{1KiB,64KiB}/{durable,interval}`: one appender, one append at a time;
+//!    - `append_pipelined/{1KiB,64KiB}/interval`: one appender keeping 16 appends in flight;
 //!    - `durable_concurrency/{1,8,64}`: 1 KiB appends from N tasks on one shard, `Durable`;
 //!    - `read/1MiB`: sequential reads of 1 MiB.
 //! 2. a report (`KILN_BENCH_REPORT=1`, run by `bench/device.sh` after measuring the device with
 //!    fio): fixed-duration runs that print throughput, p50/p99 latency and the ratios to the
-//!    device limits read from `KILN_DEVICE_JSON`. Targets: 64 KiB interval appends >= 80% of the
+//!    device limits read from `KILN_DEVICE_JSON`. Targets: 64 KiB interval appends (16 in flight) >= 80% of the
 //!    device's sequential write bandwidth; 64 concurrent durable 1 KiB appenders >= 30x one.
 //!
 //! Data goes under `KILN_BENCH_DIR` (default `target/bench-data`), which must be on the device
@@ -25,7 +26,7 @@ use criterion::{BenchmarkId, Criterion, Throughput};
 use kiln_engine::batch::BatchBuilder;
 use kiln_engine::batch::Record;
 use kiln_engine::commit::Durability;
-use kiln_engine::log::{LogConfig, SegmentedLog};
+use kiln_engine::log::{AppendOptions, LogConfig, SegmentedLog};
 use kiln_engine::rt;
 
 fn bench_dir() -> PathBuf {
@@ -92,6 +93,31 @@ async fn run_appenders(
         .unwrap_or_default()
 }
 
+/// Appends `n` copies of `batch` keeping up to `window` appends in flight, the way a producer
+/// with several in-flight requests (or several producers on one partition) drives a log: each
+/// batch is accepted at once (`append_buffered`: validated, offsets assigned, queued), and the
+/// appender waits for the oldest one to be written only when `window` are outstanding. Returns
+/// when all are written (the `Interval` contract of `append`).
+async fn append_pipelined(log: &SegmentedLog, batch: &[u8], n: u64, window: usize) {
+    let mut in_flight = std::collections::VecDeque::with_capacity(window + 1);
+    for _ in 0..n {
+        if in_flight.len() >= window {
+            let end = in_flight.pop_front().unwrap();
+            log.wait_written(end).await.unwrap();
+        }
+        let info = log
+            .append_buffered(batch, AppendOptions::default())
+            .unwrap();
+        in_flight.push_back(info.last_offset + 1);
+    }
+    if let Some(end) = in_flight.pop_back() {
+        log.wait_written(end).await.unwrap();
+    }
+}
+
+/// Appends in flight in the pipelined benchmarks.
+const WINDOW: usize = 16;
+
 fn criterion_benches(c: &mut Criterion) {
     let runtime = rt::Runtime::new().unwrap();
     let mut g = c.benchmark_group("append");
@@ -119,6 +145,27 @@ fn criterion_benches(c: &mut Criterion) {
                 })
             });
         }
+    }
+    g.finish();
+
+    let mut g = c.benchmark_group("append_pipelined");
+    g.sample_size(10)
+        .measurement_time(Duration::from_secs(3))
+        .warm_up_time(Duration::from_millis(500));
+    for (name, size) in [("1KiB", 1024usize), ("64KiB", 64 << 10)] {
+        let tmp = tempfile::tempdir_in(bench_dir()).unwrap();
+        let log = runtime.block_on(open(Durability::KAFKA_DEFAULT, &tmp));
+        let batch = batch_of(size);
+        g.throughput(Throughput::Bytes(size as u64));
+        g.bench_function(BenchmarkId::new(name, "interval"), |b| {
+            b.iter_custom(|iters| {
+                runtime.block_on(async {
+                    let t = Instant::now();
+                    append_pipelined(&log, &batch, iters, WINDOW).await;
+                    t.elapsed()
+                })
+            })
+        });
     }
     g.finish();
 
@@ -222,11 +269,20 @@ fn report(smoke: bool) {
         println!("device: not measured (set KILN_DEVICE_JSON; bench/device.sh does)");
     }
 
+    // `KILN_BENCH_ONLY=single,pipelined,durable,read` runs only the named sections.
+    let only = std::env::var("KILN_BENCH_ONLY").ok();
+    let want = |section: &str| {
+        only.as_deref()
+            .is_none_or(|o| o.split(',').any(|s| s == section))
+    };
+
     // 1. Single appender throughput, including the final flush so the page cache cannot hide the
     //    device: bytes / (append time + flush time).
     let total_bytes: u64 = if smoke { 1 << 20 } else { 1 << 30 };
+    let mut interval_64k_one = 0.0;
     let mut interval_64k = 0.0;
-    for (name, size) in [("1KiB", 1024usize), ("64KiB", 64 << 10)] {
+    let sizes = [("1KiB", 1024usize), ("64KiB", 64 << 10)];
+    for (name, size) in sizes.into_iter().filter(|_| want("single")) {
         for (dname, d) in [
             ("durable", Durability::Durable),
             ("interval", Durability::KAFKA_DEFAULT),
@@ -250,7 +306,7 @@ fn report(smoke: bool) {
                 ((n * size as u64) as f64 / t.elapsed().as_secs_f64(), n)
             });
             if name == "64KiB" && dname == "interval" {
-                interval_64k = bps;
+                interval_64k_one = bps;
             }
             let ratio = dev
                 .as_ref()
@@ -268,10 +324,47 @@ fn report(smoke: bool) {
         }
     }
 
+    // 1b. The same with WINDOW appends in flight (a producer with in-flight requests), interval
+    //     policy: the figure the device-ratio target is about.
+    for (name, size) in sizes.into_iter().filter(|_| want("pipelined")) {
+        let tmp = tempfile::tempdir_in(bench_dir()).unwrap();
+        let batch = batch_of(size);
+        let n = total_bytes / size as u64;
+        let (bps, t_append) = runtime.block_on(async {
+            let log = open(Durability::KAFKA_DEFAULT, &tmp).await;
+            let t = Instant::now();
+            append_pipelined(&log, &batch, n, WINDOW).await;
+            let t_append = t.elapsed();
+            log.flush().await.unwrap();
+            (
+                (n * size as u64) as f64 / t.elapsed().as_secs_f64(),
+                t_append,
+            )
+        });
+        if name == "64KiB" {
+            interval_64k = bps;
+        }
+        let ratio = dev
+            .as_ref()
+            .map(|d| {
+                format!(
+                    " = {:.0}% of device sequential write",
+                    100.0 * bps / d.seq_write_bytes_per_s
+                )
+            })
+            .unwrap_or_default();
+        println!(
+            "append {name} interval, {WINDOW} in flight: {:.1} MiB/s ({n} appends in {:.2} s, \
+             then the final flush){ratio}",
+            mib(bps),
+            t_append.as_secs_f64()
+        );
+    }
+
     // 2. Group commit: N concurrent 1 KiB durable appenders on one shard.
     let mut one = 0.0;
     let mut sixty_four = 0.0;
-    for tasks in [1usize, 8, 64] {
+    for tasks in [1usize, 8, 64].into_iter().filter(|_| want("durable")) {
         let tmp = tempfile::tempdir_in(bench_dir()).unwrap();
         let batch = Rc::new(batch_of(1024));
         let duration = Duration::from_millis(if smoke { 20 } else { 5000 });
@@ -305,31 +398,42 @@ fn report(smoke: bool) {
 
     // 3. Reads (from the page cache after writing).
     let tmp = tempfile::tempdir_in(bench_dir()).unwrap();
-    let read_bps = runtime.block_on(async {
-        let log = open(Durability::KAFKA_DEFAULT, &tmp).await;
-        let batch = batch_of(16 << 10);
-        let n = if smoke { 64 } else { 16384 };
-        for _ in 0..n {
-            log.append(&batch).await.unwrap();
-        }
-        let t = Instant::now();
-        let mut at = 0;
-        let mut bytes = 0u64;
-        while at < log.log_end_offset() {
-            let r = log.read(at, 1 << 20).await.unwrap();
-            bytes += r.records.len() as u64;
-            at = r.next_offset;
-        }
-        bytes as f64 / t.elapsed().as_secs_f64()
+    let read_bps = want("read").then(|| {
+        runtime.block_on(async {
+            let log = open(Durability::KAFKA_DEFAULT, &tmp).await;
+            let batch = batch_of(16 << 10);
+            let n = if smoke { 64 } else { 16384 };
+            for _ in 0..n {
+                log.append(&batch).await.unwrap();
+            }
+            let t = Instant::now();
+            let mut at = 0;
+            let mut bytes = 0u64;
+            while at < log.log_end_offset() {
+                let r = log.read(at, 1 << 20).await.unwrap();
+                bytes += r.records.len() as u64;
+                at = r.next_offset;
+            }
+            bytes as f64 / t.elapsed().as_secs_f64()
+        })
     });
-    println!("read 1 MiB chunks: {:.1} MiB/s", mib(read_bps));
+    if let Some(read_bps) = read_bps {
+        println!("read 1 MiB chunks: {:.1} MiB/s", mib(read_bps));
+    }
 
     println!("-- ratios");
     match &dev {
-        Some(d) => println!(
-            "64 KiB interval appends / device sequential write = {:.2} (target >= 0.80)",
-            interval_64k / d.seq_write_bytes_per_s
-        ),
+        Some(d) => {
+            println!(
+                "64 KiB interval appends, {WINDOW} in flight / device sequential write = {:.2} \
+                 (target >= 0.80)",
+                interval_64k / d.seq_write_bytes_per_s
+            );
+            println!(
+                "64 KiB interval appends, one at a time / device sequential write = {:.2}",
+                interval_64k_one / d.seq_write_bytes_per_s
+            );
+        }
         None => println!(
             "64 KiB interval appends / device sequential write = n/a (device not measured)"
         ),

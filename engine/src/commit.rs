@@ -19,7 +19,10 @@
 //! 2. The shard's writer task takes the tail buffers of every log with pending bytes and writes
 //!    each with one positional write (io_uring), then the new sparse index entries. When a write
 //!    completes, the log's *written* watermark advances: readers can see those offsets, and
-//!    `Interval` appends complete.
+//!    `Interval` appends complete. Everything appended while a log's write was in flight goes out
+//!    in its next write, so pipelined appends become large sequential writes. Under `Interval`,
+//!    each 4 MiB written to a segment starts write-back of those bytes (no durability promise;
+//!    it keeps the device busy and the dirty page cache small, see `DiskFile::write_back`).
 //! 3. The shard's syncer task runs whenever any log has written-but-unsynced bytes that must be
 //!    made durable (every `Durable` log; an `Interval` log when `messages` or `ms` is reached or
 //!    `flush`/`wait_durable` asked). It captures each such log's written watermark, then issues

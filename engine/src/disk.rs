@@ -59,6 +59,11 @@ pub trait DiskFile: Clone + 'static {
     async fn len(&self) -> io::Result<u64>;
     /// Reserves `len` bytes without changing the file size (best effort).
     fn preallocate(&self, len: u64) -> io::Result<()>;
+    /// Starts writing the dirty pages of `pos..pos + len` to the device and returns without
+    /// waiting for them (`sync_file_range(SYNC_FILE_RANGE_WRITE)`). Promises nothing about
+    /// durability: it only lets the device work while the log keeps appending, so a later
+    /// fdatasync has little left to do. Best effort; errors surface at the next fdatasync.
+    async fn write_back(&self, pos: u64, len: u64) -> io::Result<()>;
 }
 
 /// The real disk: io_uring for data, direct system calls for rare metadata changes.
@@ -164,6 +169,28 @@ impl DiskFile for UringFile {
     async fn len(&self) -> io::Result<u64> {
         Ok(self.file.metadata().await?.len())
     }
+    async fn write_back(&self, pos: u64, len: u64) -> io::Result<()> {
+        let pos = libc::off64_t::try_from(pos)
+            .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        let len = libc::off64_t::try_from(len)
+            .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        // sync_file_range may block while the device queue is full, so it runs on the runtime's
+        // blocking pool, never on the shard thread. A duplicate fd (the file handle itself is
+        // shard-local) stays open until the call returns, even if the segment is closed meanwhile.
+        // SAFETY: `self.fd` is open for as long as `self.file` lives, which covers this call.
+        let dup = unsafe { std::os::fd::BorrowedFd::borrow_raw(self.fd) }.try_clone_to_owned()?;
+        rt::spawn_blocking(move || {
+            let fd = std::os::fd::AsRawFd::as_raw_fd(&dup);
+            // SAFETY: a plain system call on an fd that `dup` keeps open.
+            let rc = unsafe { libc::sync_file_range(fd, pos, len, libc::SYNC_FILE_RANGE_WRITE) };
+            if rc != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        })
+        .await
+        .unwrap_or_else(|_| Err(io::Error::other("write-back task panicked")))
+    }
     fn preallocate(&self, len: u64) -> io::Result<()> {
         let len =
             libc::off_t::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
@@ -200,6 +227,7 @@ struct SimState {
     now_ms: i64,
     fail_syncs: bool,
     syncs: u64,
+    writebacks: u64,
 }
 
 /// In-memory disk that loses un-synced data on [`SimDisk::crash`]. Single-threaded.
@@ -234,6 +262,10 @@ impl SimDisk {
     /// Number of successful file syncs so far.
     pub fn sync_count(&self) -> u64 {
         self.state.borrow().syncs
+    }
+    /// Number of write-back requests so far (they change nothing a crash keeps).
+    pub fn writeback_count(&self) -> u64 {
+        self.state.borrow().writebacks
     }
     /// Current contents of a file, if it exists.
     pub fn contents(&self, path: &Path) -> Option<Vec<u8>> {
@@ -417,6 +449,11 @@ impl DiskFile for SimFile {
         self.with(|n| n.data.len() as u64)
     }
     fn preallocate(&self, _len: u64) -> io::Result<()> {
+        Ok(())
+    }
+    async fn write_back(&self, _pos: u64, _len: u64) -> io::Result<()> {
+        // Starting write-back changes nothing a crash keeps: only a sync does.
+        self.state.borrow_mut().writebacks += 1;
         Ok(())
     }
 }

@@ -73,6 +73,10 @@ const TIME_ENTRY: usize = 12;
 const SCAN_CHUNK_BYTES: usize = 1 << 20;
 /// Index entries of the active segment are written to its files in groups of this many.
 const INDEX_WRITE_ENTRIES: usize = 64;
+/// Under `Durability::Interval`, write-back of a segment's written bytes is started every this
+/// many bytes (see [`crate::disk::DiskFile::write_back`]), so the device works while appends go on
+/// and the page cache holds little dirty data when a sync or the kernel's flusher comes.
+const WRITE_BEHIND_BYTES: u64 = 4 << 20;
 
 /// Per-log configuration, with Kafka's names and defaults.
 #[derive(Debug, Clone)]
@@ -226,6 +230,8 @@ struct Segment<F> {
     size: u64,
     written_len: u64,
     synced_len: u64,
+    /// Write-back was started for bytes below this (Interval logs; no durability meaning).
+    writeback_len: u64,
     index: Vec<(u32, u32)>,
     index_written: usize,
     time_index: Vec<(i64, u32)>,
@@ -253,6 +259,7 @@ impl<F> Segment<F> {
             size: 0,
             written_len: 0,
             synced_len: 0,
+            writeback_len: 0,
             index: Vec::new(),
             index_written: 0,
             time_index: Vec::new(),
@@ -362,6 +369,8 @@ pub(crate) struct LogShared<D: Disk> {
     /// Changes when an exclusive operation ends or pending bytes drain.
     progress: Watermark,
     pub(crate) write_queued: Cell<bool>,
+    /// A write-back request of this log is running (at most one at a time).
+    writeback_running: Rc<Cell<bool>>,
     /// Bumped by every truncation: an append waiting across one must not be acknowledged.
     truncations: Cell<u64>,
 }
@@ -967,8 +976,25 @@ impl<D: Disk> LogShared<D> {
             if st.spare.len() < 2 && buf.capacity() <= 4 << 20 {
                 st.spare.push(buf);
             }
+            let interval = matches!(st.config.durability, Durability::Interval { .. });
             if let Some(seg) = st.segments.get_mut(&seg_base) {
                 seg.written_len = seg.written_len.max(chunk.pos + len as u64);
+                if interval
+                    && !self.writeback_running.get()
+                    && seg.written_len.saturating_sub(seg.writeback_len) >= WRITE_BEHIND_BYTES
+                    && let Some(f) = seg.log.clone()
+                {
+                    let (from, n) = (seg.writeback_len, seg.written_len - seg.writeback_len);
+                    seg.writeback_len = seg.written_len;
+                    self.writeback_running.set(true);
+                    let running = self.writeback_running.clone();
+                    crate::rt::spawn(async move {
+                        // Best effort: a failure here shows up at the next fdatasync.
+                        let _ = f.write_back(from, n).await;
+                        running.set(false);
+                    })
+                    .detach();
+                }
             }
             let last_base = st.segments.keys().next_back().copied();
             let mut writes = Vec::new();
@@ -1218,6 +1244,7 @@ impl<D: Disk> SegmentedLog<D> {
             durable: Watermark::new(end),
             progress: Watermark::new(0),
             write_queued: Cell::new(false),
+            writeback_running: Rc::new(Cell::new(false)),
             truncations: Cell::new(0),
         });
         group.register(&shared);
@@ -1726,6 +1753,7 @@ impl<D: Disk> SegmentedLog<D> {
             seg.size = cut;
             seg.written_len = cut;
             seg.synced_len = cut;
+            seg.writeback_len = seg.writeback_len.min(cut);
             seg.end_offset = new_end;
             seg.index_written = seg.index.len();
             seg.time_written = seg.time_index.len();
@@ -2188,6 +2216,7 @@ async fn recover<D: Disk>(
         seg.size = outcome.valid_len;
         seg.written_len = outcome.valid_len;
         seg.synced_len = outcome.valid_len;
+        seg.writeback_len = outcome.valid_len;
         seg.end_offset = outcome.end_offset.max(base);
         seg.first_batch_ts = outcome.first_max_timestamp;
         seg.created_ms = disk.now_ms();
@@ -2734,6 +2763,33 @@ mod tests {
             assert_eq!(log.offset_for_timestamp(61).await.unwrap(), Some((5, 70)));
             assert_eq!(log.offset_for_timestamp(71).await.unwrap(), None);
             assert_eq!(log.max_timestamp().await.unwrap(), Some((70, 5)));
+        });
+    }
+
+    #[test]
+    fn interval_logs_start_write_back_without_claiming_durability() {
+        run(async {
+            let disk = SimDisk::new(1_000);
+            let group = CommitGroup::new(disk.clone());
+            let mut c = cfg(Durability::KAFKA_DEFAULT);
+            c.segment_bytes = 64 << 20;
+            c.index_interval_bytes = 4096;
+            let log = SegmentedLog::open_with(group.clone(), "/d/t-0", c)
+                .await
+                .unwrap();
+            let big = batch::single_record(None, Some(&[3u8; 60_000]), 1).unwrap();
+            let n = (3 * WRITE_BEHIND_BYTES) / big.len() as u64;
+            for _ in 0..n {
+                log.append(&big).await.unwrap();
+            }
+            // Let the detached write-back tasks run.
+            crate::rt::sleep(std::time::Duration::from_millis(1)).await;
+            assert!(disk.writeback_count() >= 2, "{}", disk.writeback_count());
+            assert_eq!(log.written_offset(), n);
+            assert_eq!(log.durable_offset(), 0, "write-back is not a sync");
+            // A crash now may lose anything after the last sync: write-back promised nothing.
+            log.flush().await.unwrap();
+            assert_eq!(log.durable_offset(), n);
         });
     }
 }
