@@ -27,6 +27,7 @@ use kiln_engine::shutdown::Shutdown;
 use crate::catalog::{CatalogStore, StoreError};
 use crate::config::{BrokerConfig, Endpoint};
 use crate::group::{GroupConfig, GroupService};
+use crate::handlers::fetch::session::{EVICTION_MS, FetchSessionCache};
 use crate::producer_ids::ProducerIds;
 use crate::shard::{Job, MAILBOX_JOBS_MAX, ShardState, Shared, admit_connection, select2};
 
@@ -97,6 +98,10 @@ impl Broker {
             producer_ids: Mutex::new(producer_ids),
             cluster_id,
             advertised,
+            fetch_sessions: Mutex::new(FetchSessionCache::new(
+                config.fetch_session_cache_slots as usize,
+                EVICTION_MS,
+            )),
             config,
         });
         let (ready_tx, ready_rx) = std::sync::mpsc::channel::<(usize, Result<(), String>)>();

@@ -25,7 +25,7 @@ use crate::producer_state::{BatchProducer, ProducerStates};
 /// The leader epoch of every partition on a single node.
 pub const LEADER_EPOCH: i32 = 0;
 
-/// Bytes read at a time when scanning a log (producer-state rebuild, timestamp search).
+/// Bytes read at a time when scanning a log (producer-state rebuild).
 pub const SCAN_READ_BYTES: usize = 1 << 20;
 
 /// A snapshot of a partition's offsets.
@@ -152,61 +152,33 @@ impl Partition {
     }
 
     /// The first offset whose record timestamp is at least `ts` (ListOffsets by timestamp), and
-    /// that record's timestamp; `None` when every record is older. Scans batch headers and, for
-    /// uncompressed batches, records; a compressed batch answers with its base offset.
+    /// that record's timestamp; `None` when every record is older. The engine finds the segment
+    /// and position through the time index, then reads from there: the exact record for
+    /// uncompressed batches, the batch's base offset (or the log start) for compressed ones.
     pub async fn offset_for_timestamp(&self, ts: i64) -> Result<Option<(i64, i64)>, LogError> {
-        let mut offset = self.log.log_start_offset();
-        let end = self.log.written_offset();
-        while offset < end {
-            let r = self.log.read(offset, SCAN_READ_BYTES).await?;
-            if r.next_offset <= offset {
-                break;
-            }
-            for b in Batches::new(&r.records, false) {
-                let Ok(b) = b else { break };
-                if b.max_timestamp() < ts {
-                    continue;
-                }
-                if b.compression() == batch::Compression::None
-                    && !b.is_log_append_time()
-                    && let Ok(records) = b.records()
-                {
-                    for rec in records.flatten() {
-                        if rec.timestamp >= ts && rec.offset >= self.log.log_start_offset() as i64 {
-                            return Ok(Some((rec.offset, rec.timestamp)));
-                        }
-                    }
-                }
-                return Ok(Some((
-                    b.base_offset().max(self.log.log_start_offset() as i64),
-                    b.max_timestamp(),
-                )));
-            }
-            offset = r.next_offset;
-        }
-        Ok(None)
+        Ok(self
+            .log
+            .offset_for_timestamp(ts)
+            .await?
+            .map(|(offset, t)| (offset as i64, t)))
     }
 
-    /// The offset and timestamp of the batch with the largest timestamp (ListOffsets
-    /// MAX_TIMESTAMP): the last offset of the newest-stamped batch, as Kafka reports it for v2
-    /// batches.
+    /// The offset and timestamp of the record with the largest timestamp (ListOffsets
+    /// MAX_TIMESTAMP, KIP-734): the first record carrying it, from the segments' time indexes.
     pub async fn max_timestamp(&self) -> Result<Option<(i64, i64)>, LogError> {
-        let mut offset = self.log.log_start_offset();
-        let end = self.log.written_offset();
-        let mut best: Option<(i64, i64)> = None;
-        while offset < end {
-            let r = self.log.read(offset, SCAN_READ_BYTES).await?;
-            if r.next_offset <= offset {
-                break;
-            }
-            for b in Batches::new(&r.records, false) {
-                let Ok(b) = b else { break };
-                if best.is_none_or(|(_, t)| b.max_timestamp() > t) {
-                    best = Some((b.last_offset(), b.max_timestamp()));
-                }
-            }
-            offset = r.next_offset;
-        }
-        Ok(best)
+        Ok(self
+            .log
+            .max_timestamp()
+            .await?
+            .map(|(t, offset)| (offset as i64, t)))
+    }
+
+    /// Applies `config` to the running partition: Produce's checks at once, and the log's
+    /// segment roll, retention and flush settings from the next append (roll, flush) or the
+    /// next retention check. An invalid log configuration changes nothing in the log.
+    pub fn set_config(&self, config: TopicConfig) -> Result<(), LogError> {
+        self.log.set_config(log_config(&config))?;
+        *self.config.borrow_mut() = config;
+        Ok(())
     }
 }

@@ -34,6 +34,7 @@ use kiln_engine::shard::{ShardCtx, ShardId};
 
 use crate::catalog::{Catalog, CatalogStore};
 use crate::config::{BrokerConfig, Endpoint};
+use crate::handlers::fetch::session::FetchSessionCache;
 use crate::partition::Partition;
 use crate::producer_ids::ProducerIds;
 
@@ -63,6 +64,8 @@ pub struct Shared {
     pub cluster_id: String,
     /// The endpoint returned in Metadata (the bound port when the configured port was 0).
     pub advertised: OnceLock<Endpoint>,
+    /// Incremental fetch sessions (KIP-227), broker-wide: a client may reconnect to any shard.
+    pub fetch_sessions: Mutex<FetchSessionCache>,
 }
 
 impl Shared {
@@ -78,6 +81,13 @@ impl Shared {
     /// `panic = "abort"` that cannot happen, so the state inside is used as is.
     pub fn catalog(&self) -> std::sync::MutexGuard<'_, Catalog> {
         self.catalog.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Locks the fetch session cache (never held across an `.await`).
+    pub fn fetch_sessions(&self) -> std::sync::MutexGuard<'_, FetchSessionCache> {
+        self.fetch_sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
     }
 
     pub fn advertised(&self) -> Endpoint {

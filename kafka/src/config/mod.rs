@@ -89,6 +89,8 @@ pub struct BrokerConfig {
     pub fetch_bytes_max: i32,
     /// `kiln.fetch.memory.bytes.max`: record bytes all in-flight fetches of one shard may hold.
     pub fetch_memory_bytes_max: u64,
+    /// `max.incremental.fetch.session.cache.slots`: fetch sessions (KIP-227) the broker keeps.
+    pub fetch_session_cache_slots: u32,
     /// `log.dirs` (or `log.dir`).
     pub log_dir: PathBuf,
     /// `num.partitions`: partitions of an auto-created topic.
@@ -232,6 +234,12 @@ impl BrokerConfig {
                 1024 * 1024,
                 i64::MAX,
             )? as u64,
+            fetch_session_cache_slots: r.int(
+                "max.incremental.fetch.session.cache.slots",
+                1000,
+                0,
+                1_000_000,
+            )? as u32,
             log_dir,
             num_partitions: r.int("num.partitions", 1, 1, 1_000_000)? as i32,
             default_replication_factor: r.int(
@@ -331,6 +339,7 @@ fn is_known_key(key: &str) -> bool {
         "queued.max.requests",
         "fetch.max.bytes",
         "kiln.fetch.memory.bytes.max",
+        "max.incremental.fetch.session.cache.slots",
         "num.partitions",
         "default.replication.factor",
         "num.recovery.threads.per.data.dir",

@@ -1,5 +1,11 @@
 //! AlterConfigs (key 33): replace a topic's config overrides (validate-only too). Broker configs
 //! are static (server.properties) and cannot be altered.
+//!
+//! A change applies at once, in order: the catalog is persisted, then every shard hands the new
+//! configuration to its partitions of the topic ([`crate::partition::Partition::set_config`]):
+//! Produce's checks (`max.message.bytes`, timestamps) from the next request, `segment.bytes` /
+//! `segment.ms` from the next append's roll check, `flush.*` from the next append,
+//! `retention.*` at the next retention check (`log.retention.check.interval.ms`).
 
 use std::collections::BTreeMap;
 use std::rc::Rc;
@@ -77,10 +83,41 @@ pub async fn apply(
             .check_configs(name, &new, &shard.shared.config.topic_defaults)
             .map_err(AdminError::from)
     } else {
-        admin::set_topic_configs(shard, name, new).await
+        match admin::set_topic_configs(shard, name, new).await {
+            Ok(()) => apply_live(shard, name).await,
+            Err(e) => Err(e),
+        }
     };
     match r {
         Ok(()) => (error_code::NONE, None),
         Err(e) => (e.code(), Some(e.to_string())),
     }
+}
+
+/// Hands each partition of `topic` its current configuration on its owning shard, so the log's
+/// roll, retention and flush settings change without a restart.
+async fn apply_live(shard: &Rc<ShardState>, topic: &str) -> Result<(), AdminError> {
+    for target in 0..shard.shared.shard_count() {
+        let topic = topic.to_string();
+        shard
+            .call(target, move |s| {
+                Box::pin(async move {
+                    let parts: Vec<_> = s
+                        .partitions
+                        .borrow()
+                        .iter()
+                        .filter(|((t, _), _)| **t == *topic)
+                        .map(|(_, p)| p.clone())
+                        .collect();
+                    for p in parts {
+                        let config = p.config.borrow().clone();
+                        if let Err(e) = p.set_config(config) {
+                            tracing::warn!(topic = %p.topic, partition = p.index, error = %e, "applying a topic config to the log");
+                        }
+                    }
+                })
+            })
+            .await?;
+    }
+    Ok(())
 }

@@ -1,10 +1,10 @@
-//! Fetch (key 1): whole record batches, long poll, byte limits.
+//! Fetch (key 1): whole record batches, long poll, byte limits, incremental sessions.
 //!
-//! 1. Topics are resolved by name (v4-v12) or id (v13+, UNKNOWN_TOPIC_ID when unknown).
-//! 2. Fetch sessions (KIP-227): this broker declines to create sessions and answers
-//!    `session_id = 0`, which every client handles by sending full fetch requests (Kafka does
-//!    the same when its session cache is full). A request naming a session id is answered with
-//!    FETCH_SESSION_ID_NOT_FOUND, so the client starts over with a full fetch.
+//! 1. Fetch sessions (KIP-227, [`session`]): the request's `(session_id, epoch)` selects a full
+//!    fetch without a session, a full fetch opening one, or an incremental fetch of an existing
+//!    session (its partitions updated by the request's, minus the forgotten ones). Session errors
+//!    answer with the top-level error code and no partitions.
+//! 2. Topics are resolved by name (v4-v12) or id (v13+, UNKNOWN_TOPIC_ID when unknown).
 //! 3. Each partition is read on its owning shard: whole batches starting with the one that holds
 //!    `fetch_offset` (the client skips the records before it), up to `partition_max_bytes`, while
 //!    the response stays under `min(max_bytes, fetch.max.bytes)`; at least one batch is returned
@@ -13,8 +13,13 @@
 //! 4. Long poll: when fewer than `min_bytes` were found and `max_wait_ms > 0`, every owning shard
 //!    watches its partitions' written watermarks; the first new data (or the deadline) wakes the
 //!    request, which then reads again.
-//! 5. Memory: record bytes held by responses being sent are counted per shard against
+//! 5. The response lists every requested partition (full fetch; a session is then created with
+//!    what was sent) or, for an incremental fetch, only the session's partitions with records,
+//!    an error, or a changed high watermark or log start offset.
+//! 6. Memory: record bytes held by responses being sent are counted per shard against
 //!    `kiln.fetch.memory.bytes.max`; over that, partitions are answered empty until bytes drain.
+
+pub mod session;
 
 use std::rc::Rc;
 use std::time::Duration;
@@ -27,6 +32,9 @@ use kiln_kafka_codec::generated::fetch_response::{
 };
 use kiln_kafka_codec::{ResponseBody, Uuid};
 
+use self::session::{
+    CachedPartition, Context, FetchPosition, Outcome, PartitionKey, RequestMeta, must_respond,
+};
 use super::Ctx;
 use crate::conn::ConnError;
 use crate::error_code;
@@ -53,11 +61,39 @@ struct Got {
     records: Bytes,
 }
 
-/// The response being assembled, keyed by position.
-struct Slot {
-    topic_index: usize,
-    partition: i32,
-    got: Option<Got>,
+impl Got {
+    fn error(code: i16) -> Self {
+        Got {
+            error_code: code,
+            high_watermark: -1,
+            log_start_offset: -1,
+            records: Bytes::new(),
+        }
+    }
+
+    fn outcome(&self) -> Outcome {
+        Outcome {
+            error_code: self.error_code,
+            high_watermark: self.high_watermark,
+            log_start_offset: self.log_start_offset,
+            records_bytes: self.records.len(),
+        }
+    }
+}
+
+fn wall_clock_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn error_response(code: i16) -> (ResponseBody, u64) {
+    let body = ResponseBody::Fetch(FetchResponse {
+        error_code: code,
+        session_id: session::INVALID_SESSION_ID,
+        ..Default::default()
+    });
+    (body, 0)
 }
 
 /// Returns the response and the record bytes it holds (for the shard's fetch memory).
@@ -66,61 +102,99 @@ pub async fn handle(
     ctx: Ctx,
     req: FetchRequest,
 ) -> Result<(ResponseBody, u64), ConnError> {
-    if req.session_id != 0 {
-        let body = ResponseBody::Fetch(FetchResponse {
-            error_code: error_code::FETCH_SESSION_ID_NOT_FOUND,
-            session_id: 0,
-            ..Default::default()
-        });
-        return Ok((body, 0));
+    let uses_topic_ids = ctx.version >= 13;
+    let key_of = |topic: &str, topic_id: Uuid, partition: i32| PartitionKey {
+        topic_id: if uses_topic_ids { topic_id.0 } else { [0; 16] },
+        topic: if uses_topic_ids {
+            String::new()
+        } else {
+            topic.to_string()
+        },
+        partition,
+    };
+    // 1. Session.
+    let mut updates: Vec<(PartitionKey, FetchPosition)> = Vec::new();
+    for t in &req.topics {
+        for p in &t.partitions {
+            updates.push((
+                key_of(&t.topic, t.topic_id, p.partition),
+                FetchPosition {
+                    fetch_offset: p.fetch_offset,
+                    max_bytes: p.partition_max_bytes,
+                    current_leader_epoch: p.current_leader_epoch,
+                },
+            ));
+        }
     }
-    // 1. Resolve topics.
-    let mut topics: Vec<FetchableTopicResponse> = Vec::with_capacity(req.topics.len());
-    let mut slots: Vec<Slot> = Vec::new();
+    let forgotten: Vec<PartitionKey> = req
+        .forgotten_topics_data
+        .iter()
+        .flat_map(|t| {
+            t.partitions
+                .iter()
+                .map(|&p| key_of(&t.topic, t.topic_id, p))
+        })
+        .collect();
+    let meta = if ctx.version < 7 {
+        RequestMeta::sessionless()
+    } else {
+        RequestMeta {
+            session_id: req.session_id,
+            epoch: req.session_epoch,
+            uses_topic_ids,
+        }
+    };
+    let context =
+        shard
+            .shared
+            .fetch_sessions()
+            .begin(meta, updates.clone(), &forgotten, wall_clock_ms());
+    let parts: Vec<CachedPartition> = match &context {
+        Context::Error(code) => {
+            tracing::debug!(
+                session_id = req.session_id,
+                epoch = req.session_epoch,
+                error_code = code,
+                "fetch session refused"
+            );
+            return Ok(error_response(*code));
+        }
+        Context::Incremental { partitions, .. } => partitions.clone(),
+        Context::Sessionless | Context::Full => updates
+            .into_iter()
+            .map(|(k, p)| CachedPartition::new(k, p))
+            .collect(),
+    };
+
+    // 2. Resolve topics.
+    let mut gots: Vec<Option<Got>> = vec![None; parts.len()];
     let mut wants: Vec<Want> = Vec::new();
     {
         let catalog = shard.shared.catalog();
-        for (topic_index, t) in req.topics.iter().enumerate() {
-            let name = if ctx.version >= 13 {
+        for (pos, p) in parts.iter().enumerate() {
+            let name = if uses_topic_ids {
                 catalog
                     .topics
                     .values()
-                    .find(|m| m.topic_id == t.topic_id.0)
+                    .find(|m| m.topic_id == p.key.topic_id)
                     .map(|m| m.name.clone())
             } else {
-                Some(t.topic.clone())
+                Some(p.key.topic.clone())
             };
-            topics.push(FetchableTopicResponse {
-                topic: t.topic.clone(),
-                topic_id: t.topic_id,
-                partitions: Vec::with_capacity(t.partitions.len()),
-            });
-            for p in &t.partitions {
-                let pos = slots.len();
-                let mut slot = Slot {
-                    topic_index,
-                    partition: p.partition,
-                    got: None,
-                };
-                match &name {
-                    None => {
-                        slot.got = Some(Got {
-                            error_code: error_code::UNKNOWN_TOPIC_ID,
-                            high_watermark: -1,
-                            log_start_offset: -1,
-                            records: Bytes::new(),
-                        })
+            match name {
+                None => {
+                    if let Some(g) = gots.get_mut(pos) {
+                        *g = Some(Got::error(error_code::UNKNOWN_TOPIC_ID));
                     }
-                    Some(n) => wants.push(Want {
-                        pos,
-                        topic: n.clone(),
-                        partition: p.partition,
-                        offset: p.fetch_offset,
-                        max_bytes: p.partition_max_bytes,
-                        current_leader_epoch: p.current_leader_epoch,
-                    }),
                 }
-                slots.push(slot);
+                Some(n) => wants.push(Want {
+                    pos,
+                    topic: n,
+                    partition: p.key.partition,
+                    offset: p.position.fetch_offset,
+                    max_bytes: p.position.max_bytes,
+                    current_leader_epoch: p.position.current_leader_epoch,
+                }),
             }
         }
     }
@@ -133,53 +207,108 @@ pub async fn handle(
 
     // 3. Read; 4. wait and read again when there is not enough.
     let mut results = read_all(shard, &wants, budget).await?;
-    let mut total: usize = results.iter().map(|(_, g)| g.records.len()).sum();
+    let total: usize = results.iter().map(|(_, g)| g.records.len()).sum();
     let any_error = results
         .iter()
         .any(|(_, g)| g.error_code != error_code::NONE);
     if total < min_bytes.max(1) && !any_error && req.max_wait_ms > 0 && !wants.is_empty() {
         wait_for_data(shard, &wants, &results, deadline).await;
         results = read_all(shard, &wants, budget).await?;
-        total = results.iter().map(|(_, g)| g.records.len()).sum();
     }
     for (pos, got) in results {
-        if let Some(s) = slots.get_mut(pos) {
-            s.got = Some(got);
+        if let Some(g) = gots.get_mut(pos) {
+            *g = Some(got);
         }
     }
-    for s in slots {
-        let got = s.got.unwrap_or(Got {
-            error_code: error_code::UNKNOWN_SERVER_ERROR,
-            high_watermark: -1,
-            log_start_offset: -1,
-            records: Bytes::new(),
-        });
-        if let Some(t) = topics.get_mut(s.topic_index) {
-            t.partitions.push(PartitionData {
-                partition_index: s.partition,
-                error_code: got.error_code,
-                high_watermark: got.high_watermark,
-                last_stable_offset: got.high_watermark,
-                log_start_offset: got.log_start_offset,
-                aborted_transactions: None,
-                preferred_read_replica: -1,
-                records: Some(got.records),
-                ..Default::default()
-            });
+    let gots: Vec<Got> = gots
+        .into_iter()
+        .map(|g| g.unwrap_or_else(|| Got::error(error_code::UNKNOWN_SERVER_ERROR)))
+        .collect();
+
+    // 5. Which partitions to answer; the session learns what was sent.
+    let (session_id, answer): (i32, Vec<bool>) = match context {
+        Context::Error(_) | Context::Sessionless => {
+            (session::INVALID_SESSION_ID, vec![true; parts.len()])
         }
-    }
-    if ctx.version < 13 {
-        for t in topics.iter_mut() {
-            t.topic_id = Uuid::ZERO;
+        Context::Full => {
+            let created: Vec<(PartitionKey, FetchPosition, Outcome)> = parts
+                .iter()
+                .zip(&gots)
+                .map(|(p, g)| (p.key.clone(), p.position, g.outcome()))
+                .collect();
+            let n = created.len();
+            let id = shard.shared.fetch_sessions().create(
+                uses_topic_ids,
+                created,
+                wall_clock_ms(),
+                rand::random::<i32>,
+            );
+            tracing::debug!(session_id = id, partitions = n, "fetch session created");
+            (id, vec![true; parts.len()])
+        }
+        Context::Incremental {
+            session_id, epoch, ..
+        } => {
+            let outcomes: Vec<Outcome> = gots.iter().map(Got::outcome).collect();
+            let answer: Vec<bool> = parts
+                .iter()
+                .zip(&outcomes)
+                .map(|(p, o)| must_respond(p, o))
+                .collect();
+            let current = shard
+                .shared
+                .fetch_sessions()
+                .complete(session_id, epoch, &parts, &outcomes);
+            if !current {
+                return Ok(error_response(error_code::INVALID_FETCH_SESSION_EPOCH));
+            }
+            tracing::debug!(
+                session_id,
+                epoch,
+                partitions = parts.len(),
+                answered = answer.iter().filter(|a| **a).count(),
+                "incremental fetch"
+            );
+            (session_id, answer)
+        }
+    };
+
+    // Consecutive partitions of one topic share a topic entry.
+    let mut topics: Vec<FetchableTopicResponse> = Vec::new();
+    let mut held = 0usize;
+    for ((p, got), answered) in parts.into_iter().zip(gots).zip(answer) {
+        if !answered {
+            continue;
+        }
+        held += got.records.len();
+        let data = PartitionData {
+            partition_index: p.key.partition,
+            error_code: got.error_code,
+            high_watermark: got.high_watermark,
+            last_stable_offset: got.high_watermark,
+            log_start_offset: got.log_start_offset,
+            aborted_transactions: None,
+            preferred_read_replica: -1,
+            records: Some(got.records),
+            ..Default::default()
+        };
+        let topic_id = Uuid(p.key.topic_id);
+        match topics.last_mut() {
+            Some(t) if t.topic == p.key.topic && t.topic_id == topic_id => t.partitions.push(data),
+            _ => topics.push(FetchableTopicResponse {
+                topic: p.key.topic,
+                topic_id,
+                partitions: vec![data],
+            }),
         }
     }
     let body = ResponseBody::Fetch(FetchResponse {
         error_code: error_code::NONE,
-        session_id: 0,
+        session_id,
         responses: topics,
         ..Default::default()
     });
-    Ok((body, total as u64))
+    Ok((body, held as u64))
 }
 
 /// Reads every wanted partition on its shard, shard by shard, within `budget` response bytes.
