@@ -306,6 +306,27 @@ impl Writer {
     pub fn into_inner(self) -> Vec<u8> {
         self.buf
     }
+
+    /// Appends to `buf`, keeping what it holds and reusing its allocation.
+    pub fn from_vec(buf: Vec<u8>) -> Self {
+        Self { buf }
+    }
+
+    /// Starts a length-prefixed frame at the current end; returns its start for [`Writer::end_frame`].
+    pub fn begin_frame(&mut self) -> usize {
+        let start = self.buf.len();
+        self.buf.extend_from_slice(&[0; 4]);
+        start
+    }
+
+    /// Fills in the length prefix of the frame begun at `start`.
+    pub fn end_frame(&mut self, start: usize) {
+        let body = self.buf.len().saturating_sub(start + 4);
+        let len = i32::try_from(body).unwrap_or(i32::MAX).to_be_bytes();
+        if let Some(prefix) = self.buf.get_mut(start..start + 4) {
+            prefix.copy_from_slice(&len);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -379,5 +400,16 @@ mod tests {
         let mut w = Writer::framed();
         w.write_i32(5);
         assert_eq!(w.finish_frame(), vec![0, 0, 0, 4, 0, 0, 0, 5]);
+    }
+
+    #[test]
+    fn frames_append_to_an_existing_buffer() {
+        let mut w = Writer::from_vec(vec![9]);
+        let a = w.begin_frame();
+        w.write_i32(5);
+        w.end_frame(a);
+        let b = w.begin_frame();
+        w.end_frame(b);
+        assert_eq!(w.into_inner(), vec![9, 0, 0, 0, 4, 0, 0, 0, 5, 0, 0, 0, 0]);
     }
 }
