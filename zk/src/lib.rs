@@ -24,6 +24,7 @@
 //! | [`txn`] | transactions (the unit of the log and of future replication) | none |
 //! | [`state`] | the state machine: request → txn → apply → reply + notifications | none |
 //! | [`snapshot`] | snapshot file format | none |
+//! | [`datadir`] | data-dir lock, off-shard snapshot writes, autopurge | files |
 //! | [`config`] | `zoo.cfg` parsing and validation | reads the file and `myid` |
 //! | [`fourlw`] | four-letter-word texts | none |
 //! | [`server`] | sockets, log sequencer, snapshots, timers: everything with I/O | all of it |
@@ -49,6 +50,7 @@
 //! ```
 pub mod acl;
 pub mod config;
+pub mod datadir;
 pub mod fourlw;
 pub mod jute;
 pub mod proto;

@@ -3,8 +3,9 @@
 //!
 //! # Threads and tasks
 //! Everything runs on one shard thread (one runtime): the accept loop, one reader and one writer
-//! task per connection, the log sequencer, and the timers (session expiry, container GC). Snapshot
-//! files are written by a blocking-pool thread so the shard never waits for them.
+//! task per connection, the log sequencer, and the timers (session expiry, container GC,
+//! autopurge). A snapshot costs the shard O(sessions): the tree is frozen in O(1) (a persistent
+//! map) and encoded and written by a blocking-pool thread while writes go on.
 //!
 //! # The path of a write (numbered steps; correctness argument in brackets)
 //! 1. A connection's reader decodes the request and calls [`ZkState::process`], which validates it,
@@ -27,8 +28,10 @@
 //! Start-up loads the newest snapshot whose checksum verifies, then replays the log from the
 //! offset recorded in it, skipping txns the snapshot already contains (zxid order).
 //! Snapshots are taken after `snapCount` txns (randomised in `[snapCount/2+1, snapCount]`), once
-//! the txns they contain are durable; with `autopurge.purgeInterval` > 0, older snapshots beyond
-//! `autopurge.snapRetainCount` and the log before the oldest kept snapshot are deleted.
+//! the txns they contain are durable. With `autopurge.purgeInterval` > 0, a timer (first at
+//! start-up, then every interval) deletes snapshots beyond the newest `autopurge.snapRetainCount`
+//! and the log before the oldest kept one ([`crate::datadir`]). `dataDir` and `dataLogDir` are
+//! locked for the life of the server, so a second server on them refuses to start.
 //!
 //! # Shutdown
 //! When the stop future completes: stop accepting, close every connection, flush the log through
@@ -60,6 +63,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::acl;
 use crate::config::ZkConfig;
+use crate::datadir::{self, DirLock};
 use crate::fourlw::{self, ConnInfo, Report};
 use crate::jute::{Reader, Writer};
 use crate::proto::{
@@ -80,8 +84,9 @@ pub const TXN_LOG_DIR: &str = "kiln-zk-txnlog";
 const LOG_BATCH_BYTES_MAX: usize = 16 << 20;
 /// Bytes read from a socket at a time.
 const READ_CHUNK_BYTES: usize = 64 << 10;
-/// Frames a writer coalesces into one socket write.
-const WRITE_COALESCE_FRAMES_MAX: usize = 256;
+/// A connection's spare output buffer is dropped after a write larger than this (a big reply
+/// should not pin its memory for the connection's lifetime).
+const OUT_BUFFER_KEEP_BYTES: usize = 1 << 20;
 
 #[derive(Debug, Error)]
 pub enum ZkError {
@@ -169,20 +174,54 @@ async fn race<A: Future, B: Future>(a: A, b: B) -> Either<A::Output, B::Output> 
     .await
 }
 
-/// A frame for a connection's writer.
-enum Out {
-    Frame {
-        wait_zxid: Option<Zxid>,
-        bytes: Vec<u8>,
-        reply_started: Option<Instant>,
-    },
-    Close,
+/// A frame in a connection's output buffer.
+struct OutFrame {
+    /// End of the frame in [`OutBuf::bytes`].
+    end: usize,
+    /// The zxid that must be durable before the frame may go out.
+    wait: Option<Zxid>,
+    /// When the request it answers arrived (None for notifications and handshake replies).
+    started: Option<Instant>,
+}
+
+/// Frames encoded in place for a connection's writer, which sends every frame that may go out
+/// in one write: replies to requests that arrived together leave together, without a copy or an
+/// allocation per reply.
+#[derive(Default)]
+struct OutBuf {
+    bytes: Vec<u8>,
+    frames: VecDeque<OutFrame>,
+    /// No more frames are queued; the writer sends what is there and shuts the socket.
+    closed: bool,
+    writer: Option<Waker>,
+}
+
+/// Request-to-reply latencies of one connection, in ms (ZooKeeper's `cons` figures).
+#[derive(Clone, Copy)]
+struct ConnLatency {
+    last: u64,
+    min: u64,
+    max: u64,
+    sum: u64,
+    count: u64,
+}
+
+impl Default for ConnLatency {
+    fn default() -> Self {
+        Self {
+            last: 0,
+            min: u64::MAX,
+            max: 0,
+            sum: 0,
+            count: 0,
+        }
+    }
 }
 
 struct Conn {
     id: u64,
     peer: SocketAddr,
-    out: flume::Sender<Out>,
+    out: RefCell<OutBuf>,
     close: flume::Sender<()>,
     session: Cell<SessionId>,
     timeout_ms: Cell<i32>,
@@ -193,16 +232,53 @@ struct Conn {
     last_op: Cell<i32>,
     last_cxid: Cell<i32>,
     last_zxid: Cell<i64>,
+    established_ms: i64,
+    last_response_ms: Cell<i64>,
+    latency: Cell<ConnLatency>,
 }
 
 impl Conn {
-    fn send(&self, wait_zxid: Option<Zxid>, bytes: Vec<u8>, reply_started: Option<Instant>) {
+    /// Encodes a frame straight into the output buffer and wakes the writer.
+    fn push(&self, wait: Option<Zxid>, started: Option<Instant>, encode: impl FnOnce(&mut Writer)) {
+        let waker = {
+            let mut o = self.out.borrow_mut();
+            if o.closed {
+                return;
+            }
+            let mut w = Writer::from_vec(std::mem::take(&mut o.bytes));
+            let start = w.begin_frame();
+            encode(&mut w);
+            w.end_frame(start);
+            o.bytes = w.into_inner();
+            let end = o.bytes.len();
+            o.frames.push_back(OutFrame { end, wait, started });
+            o.writer.take()
+        };
         self.queued.set(self.queued.get() + 1);
-        let _ = self.out.send(Out::Frame {
-            wait_zxid,
-            bytes,
-            reply_started,
-        });
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+
+    /// Queues bytes as they are (a four-letter word's answer), then closes.
+    fn push_raw_and_close(&self, bytes: &[u8]) {
+        let waker = {
+            let mut o = self.out.borrow_mut();
+            if !o.closed {
+                o.bytes.extend_from_slice(bytes);
+                let end = o.bytes.len();
+                o.frames.push_back(OutFrame {
+                    end,
+                    wait: None,
+                    started: None,
+                });
+                o.closed = true;
+            }
+            o.writer.take()
+        };
+        if let Some(w) = waker {
+            w.wake();
+        }
     }
 
     fn reply(
@@ -212,30 +288,42 @@ impl Conn {
         wait: Option<Zxid>,
         started: Instant,
     ) {
-        let mut w = Writer::framed();
-        h.encode(&mut w);
-        if let Some(b) = body {
-            b.encode(&mut w);
-        }
         self.last_zxid.set(h.zxid);
-        self.send(wait, w.finish_frame(), Some(started));
+        self.push(wait, Some(started), |w| {
+            h.encode(w);
+            if let Some(b) = body {
+                b.encode(w);
+            }
+        });
     }
 
     fn notify(&self, n: &Notification, wait: Option<Zxid>) {
-        let mut w = Writer::framed();
-        // 3.8 sends -1 as the zxid of a notification; clients ignore it.
-        ReplyHeader {
-            xid: xid::NOTIFICATION,
-            zxid: -1,
-            err: 0,
+        self.push(wait, None, |w| {
+            // 3.8 sends -1 as the zxid of a notification; clients ignore it.
+            ReplyHeader {
+                xid: xid::NOTIFICATION,
+                zxid: -1,
+                err: 0,
+            }
+            .encode(w);
+            n.event.encode(w);
+        });
+    }
+
+    /// Lets the writer send what is queued, then shut the socket; later frames are dropped.
+    fn close_output(&self) {
+        let waker = {
+            let mut o = self.out.borrow_mut();
+            o.closed = true;
+            o.writer.take()
+        };
+        if let Some(w) = waker {
+            w.wake();
         }
-        .encode(&mut w);
-        n.event.encode(&mut w);
-        self.send(wait, w.finish_frame(), None);
     }
 
     fn shut(&self) {
-        let _ = self.out.send(Out::Close);
+        self.close_output();
         let _ = self.close.try_send(());
     }
 }
@@ -246,6 +334,8 @@ struct Dirty {
     paths: HashMap<String, Zxid>,
     /// A txn that may have touched any path (closeSession).
     all: Zxid,
+    /// The newest zxid marked; once it is durable, nothing here makes a read wait.
+    newest: Zxid,
 }
 
 #[derive(Default)]
@@ -264,8 +354,6 @@ struct Server {
     log: SegmentedLog,
     durable: Rc<Watermark>,
     snapshots: Rc<SnapshotStore>,
-    /// Txn-log offset recorded in each snapshot this process knows (for autopurge of the log).
-    snapshot_offsets: Rc<RefCell<HashMap<u64, u64>>>,
     pending_log: RefCell<VecDeque<Txn>>,
     log_signal: (flume::Sender<()>, flume::Receiver<()>),
     conns: RefCell<HashMap<u64, Rc<Conn>>>,
@@ -315,6 +403,18 @@ impl Server {
                 last_cxid: c.last_cxid.get(),
                 last_zxid: c.last_zxid.get(),
                 queued: c.queued.get().saturating_sub(c.sent.get()),
+                established_ms: c.established_ms,
+                last_response_ms: c.last_response_ms.get(),
+                last_latency_ms: c.latency.get().last,
+                min_latency_ms: match c.latency.get() {
+                    l if l.count == 0 => 0,
+                    l => l.min,
+                },
+                avg_latency_ms: match c.latency.get() {
+                    l if l.count == 0 => 0,
+                    l => l.sum / l.count,
+                },
+                max_latency_ms: c.latency.get().max,
             })
             .collect();
         let ephemerals = st.ephemeral_summary();
@@ -392,10 +492,13 @@ impl Server {
         {
             let mut d = self.dirty.borrow_mut();
             let durable = self.durable.get();
-            if d.paths.len() > 4096 {
+            if d.newest <= durable {
+                d.paths.clear();
+            } else if d.paths.len() > 4096 {
                 d.paths.retain(|_, v| *v > durable);
             }
             mark_dirty(&mut d, &txn.op, z);
+            d.newest = d.newest.max(z);
         }
         self.pending_log.borrow_mut().push_back(txn);
         let _ = self.log_signal.0.try_send(());
@@ -408,6 +511,10 @@ impl Server {
     fn read_wait(&self, req: &Request) -> Option<Zxid> {
         let d = self.dirty.borrow();
         let durable = self.durable.get();
+        if d.newest <= durable {
+            // Every sequenced txn is durable (the common case for reads): no lookups.
+            return None;
+        }
         let global = self.state.borrow().last_zxid();
         let of = |p: &str| d.paths.get(p).copied().unwrap_or(0).max(d.all);
         let z = match req {
@@ -475,40 +582,23 @@ impl Server {
         self.txns_since_snapshot.set(0);
         self.snapshot_threshold
             .set(snapshot_threshold(self.cfg.snap_count));
-        let (zxid, log_offset, payload) = {
-            let st = self.state.borrow();
-            // Replay starts at the log end as it is now: every txn above this snapshot's zxid is
-            // still queued for the sequencer or comes later, so it lands at or after this offset.
-            let log_offset = self.log.log_end_offset();
-            (
-                st.last_zxid(),
-                log_offset,
-                snapshot::encode(st.last_zxid(), log_offset, &st.sessions, &st.tree),
-            )
-        };
+        // Replay starts at the log end as it is now: every txn above this snapshot's zxid is still
+        // queued for the sequencer or comes later, so it lands at or after this offset.
+        let frozen = snapshot::Frozen::capture(&self.state.borrow(), self.log.log_end_offset());
+        let zxid = frozen.last_zxid;
         self.snapshot_running.set(true);
         let running = self.snapshot_running.clone();
         let durable = self.durable.clone();
         let store = self.snapshots.clone();
-        let offsets = self.snapshot_offsets.clone();
-        let purge = self.cfg.purge_interval_hours > 0;
-        let log = self.log.clone();
         rt::spawn(async move {
             // The snapshot may contain txns whose fsync is in flight; write it only once they are
             // durable, so a snapshot never holds a write that the log could still lose.
             durable.wait(zxid).await;
-            let id = u64::try_from(zxid).unwrap_or(0);
-            match store.save(id, &payload).await {
-                Ok(path) => {
-                    info!(
-                        "zk: snapshot at zxid 0x{zxid:x} written to {}",
-                        path.display()
-                    );
-                    offsets.borrow_mut().insert(id, log_offset);
-                    if purge {
-                        purge_log(&store, &offsets, &log).await;
-                    }
-                }
+            match datadir::write_snapshot(&store, frozen).await {
+                Ok(path) => info!(
+                    "zk: snapshot at zxid 0x{zxid:x} written to {}",
+                    path.display()
+                ),
                 Err(e) => warn!("zk: snapshot at zxid 0x{zxid:x} failed: {e}"),
             }
             running.set(false);
@@ -517,38 +607,12 @@ impl Server {
     }
 }
 
-/// Autopurge of the txn log: the snapshot store already keeps only the newest
-/// `autopurge.snapRetainCount` snapshots; the log below the oldest kept one is no longer needed.
-async fn purge_log(
-    store: &SnapshotStore,
-    offsets: &RefCell<HashMap<u64, u64>>,
-    log: &SegmentedLog,
-) {
-    let Ok(ids) = store.list() else {
-        return;
-    };
-    let Some(oldest) = ids.first() else {
-        return;
-    };
-    offsets.borrow_mut().retain(|id, _| ids.contains(id));
-    let offset = offsets.borrow().get(oldest).copied();
-    if let Some(offset) = offset.filter(|o| *o > log.log_start_offset()) {
-        match log.delete_records(offset).await {
-            Ok(out) if !out.deleted_segments.is_empty() => {
-                info!(
-                    "zk: autopurge removed {} txn log segment(s) below offset {offset}",
-                    out.deleted_segments.len()
-                );
-            }
-            Ok(_) => {}
-            Err(e) => warn!("zk: autopurge of the txn log below offset {offset}: {e}"),
-        }
-    }
-}
-
 fn mark_dirty(d: &mut Dirty, op: &TxnOp, z: Zxid) {
-    let mut mark = |p: &str| {
-        d.paths.insert(p.to_string(), z);
+    let mut mark = |p: &str| match d.paths.get_mut(p) {
+        Some(v) => *v = z,
+        None => {
+            d.paths.insert(p.to_string(), z);
+        }
     };
     match op {
         TxnOp::Create { path, .. } | TxnOp::Delete { path } => {
@@ -612,6 +676,7 @@ impl ServerHandle {
     /// SIGINT/SIGTERM stop it too). Returns once the server accepts connections.
     pub fn start_with(config: ZkConfig, shutdown: Shutdown) -> Result<Self, ZkError> {
         check_uring()?;
+        let lock = lock_dirs(&config)?;
         let listener = bind(&config)?;
         let addr = listener
             .local_addr()
@@ -620,7 +685,11 @@ impl ServerHandle {
         let stop = shutdown.clone();
         let thread = std::thread::Builder::new()
             .name("kiln-zk".into())
-            .spawn(move || run_with_listener(config, listener, stop, Some(ready_tx)))
+            .spawn(move || {
+                let r = run_with_listener(config, listener, stop, Some(ready_tx));
+                drop(lock);
+                r
+            })
             .map_err(io_err("spawn thread", "kiln-zk"))?;
         match ready_rx.recv() {
             Ok(Ok(())) => Ok(Self {
@@ -700,8 +769,14 @@ fn bind(cfg: &ZkConfig) -> Result<std::net::TcpListener, ZkError> {
 /// error (it is never retried). `kiln zk` passes a token with SIGINT/SIGTERM handlers installed.
 pub fn run(config: ZkConfig, shutdown: Shutdown) -> Result<(), ZkError> {
     check_uring()?;
+    let _lock = lock_dirs(&config)?;
     let listener = bind(&config)?;
     run_with_listener(config, listener, shutdown, None)
+}
+
+/// Locks `dataDir` and `dataLogDir` for as long as the returned guard lives.
+fn lock_dirs(cfg: &ZkConfig) -> Result<DirLock, ZkError> {
+    DirLock::acquire(&[&cfg.data_dir, &cfg.data_log_dir]).map_err(|e| ZkError::Fatal(e.to_string()))
 }
 
 fn run_with_listener(
@@ -781,13 +856,8 @@ async fn start_server(cfg: ZkConfig) -> Result<Rc<Server>, ZkError> {
     let snap_dir = cfg.data_dir.join(SNAPSHOT_DIR);
     let log_dir = cfg.data_log_dir.join(TXN_LOG_DIR);
     std::fs::create_dir_all(&log_dir).map_err(io_err("create directory", log_dir.display()))?;
-    // Without autopurge ZooKeeper keeps every snapshot; so does Kiln.
-    let keep = if cfg.purge_interval_hours > 0 {
-        cfg.snap_retain_count as usize
-    } else {
-        usize::MAX
-    };
-    let snapshots = SnapshotStore::open(&snap_dir, "zk", keep)
+    // Snapshots are deleted only by autopurge, on its timer (spawn_background).
+    let snapshots = SnapshotStore::open(&snap_dir, "zk", usize::MAX)
         .await
         .map_err(|e| ZkError::Fatal(format!("snapshot store {}: {e}", snap_dir.display())))?;
     let state_cfg = StateConfig {
@@ -795,7 +865,6 @@ async fn start_server(cfg: ZkConfig) -> Result<Rc<Server>, ZkError> {
         server_id: cfg.server_id,
     };
     let now = now_ms();
-    let mut snapshot_offsets = HashMap::new();
     let loaded = snapshots
         .load_newest()
         .await
@@ -810,7 +879,6 @@ async fn start_server(cfg: ZkConfig) -> Result<Rc<Server>, ZkError> {
                 s.tree.node_count(),
                 s.sessions.len()
             );
-            snapshot_offsets.insert(id, s.log_offset);
             (
                 s.log_offset,
                 ZkState::restore(state_cfg, now, s.tree, s.sessions, s.last_zxid),
@@ -835,7 +903,19 @@ async fn start_server(cfg: ZkConfig) -> Result<Rc<Server>, ZkError> {
         ..LogConfig::default()
     };
     let log = SegmentedLog::open(&log_dir, log_cfg).await?;
-    let mut offset = replay_from.max(log.log_start_offset());
+    if replay_from < log.log_start_offset() {
+        // Autopurge removed the log below the oldest snapshot it kept; without one of those
+        // snapshots the state cannot be rebuilt, and starting from less would lose writes.
+        return Err(ZkError::Fatal(format!(
+            "the transaction log in {} starts at offset {} (older records were purged), but no \
+             valid snapshot in {} covers it (replay would start at {replay_from}); restore the \
+             snapshots or the log",
+            log_dir.display(),
+            log.log_start_offset(),
+            snap_dir.display()
+        )));
+    }
+    let mut offset = replay_from;
     let end = log.log_end_offset();
     let mut replayed = 0u64;
     while offset < end {
@@ -884,7 +964,6 @@ async fn start_server(cfg: ZkConfig) -> Result<Rc<Server>, ZkError> {
     durable.advance(state.last_zxid());
     Ok(Rc::new(Server {
         snapshots: Rc::new(snapshots),
-        snapshot_offsets: Rc::new(RefCell::new(snapshot_offsets)),
         snapshot_threshold: Cell::new(snapshot_threshold(cfg.snap_count)),
         cfg,
         state: RefCell::new(state),
@@ -1008,6 +1087,28 @@ fn spawn_background(srv: &Rc<Server>) {
     })
     .detach();
 
+    // Autopurge: at start-up, then every purgeInterval hours (0 = never), as ZooKeeper.
+    if srv.cfg.purge_interval_hours > 0 {
+        let s = srv.clone();
+        rt::spawn(async move {
+            let period = Duration::from_secs(u64::from(s.cfg.purge_interval_hours) * 3600);
+            loop {
+                let retain = s.cfg.snap_retain_count as usize;
+                match datadir::purge(&s.snapshots, &s.log, retain).await {
+                    Ok(r) => info!(
+                        "zk: autopurge deleted {} snapshot(s) and {} txn log segment(s) (log now starts at {})",
+                        r.snapshots_deleted,
+                        r.log_segments_deleted,
+                        s.log.log_start_offset()
+                    ),
+                    Err(e) => warn!("zk: autopurge: {e}"),
+                }
+                rt::sleep(period).await;
+            }
+        })
+        .detach();
+    }
+
     // Container and TTL garbage collection.
     let s = srv.clone();
     rt::spawn(async move {
@@ -1066,9 +1167,19 @@ impl FrameReader {
     }
 
     fn take(&mut self, n: usize) -> &[u8] {
+        let range = self.skip(n);
+        self.buf.get(range).unwrap_or_default()
+    }
+
+    /// Consumes `n` buffered bytes; returns where they are in `buf` (valid until the next fill).
+    fn skip(&mut self, n: usize) -> std::ops::Range<usize> {
         let start = self.pos;
         self.pos += n;
-        self.buf.get(start..start + n).unwrap_or_default()
+        start..self.pos
+    }
+
+    fn frame(&self, range: std::ops::Range<usize>) -> &[u8] {
+        self.buf.get(range).unwrap_or_default()
     }
 }
 
@@ -1089,13 +1200,12 @@ async fn serve_conn(srv: Rc<Server>, stream: rt::TcpStream, peer: SocketAddr) {
     let _ = stream.set_nodelay(true);
     let id = srv.next_conn_id.get();
     srv.next_conn_id.set(id + 1);
-    let (out_tx, out_rx) = flume::unbounded();
     let (close_tx, close_rx) = flume::bounded(1);
     let (token_tx, token_rx) = flume::bounded::<()>(srv.cfg.outstanding_per_connection_max);
     let conn = Rc::new(Conn {
         id,
         peer,
-        out: out_tx,
+        out: RefCell::new(OutBuf::default()),
         close: close_tx,
         session: Cell::new(0),
         timeout_ms: Cell::new(0),
@@ -1104,12 +1214,15 @@ async fn serve_conn(srv: Rc<Server>, stream: rt::TcpStream, peer: SocketAddr) {
         sent: Cell::new(0),
         queued: Cell::new(0),
         last_op: Cell::new(-1),
-        last_cxid: Cell::new(0),
+        last_cxid: Cell::new(-1),
         last_zxid: Cell::new(0),
+        established_ms: now_ms(),
+        last_response_ms: Cell::new(0),
+        latency: Cell::new(ConnLatency::default()),
     });
     let (rd, wr) = stream.into_split();
     srv.conns.borrow_mut().insert(id, conn.clone());
-    let writer = rt::spawn(write_loop(srv.clone(), wr, out_rx, conn.clone(), token_rx));
+    let writer = rt::spawn(write_loop(srv.clone(), wr, conn.clone(), token_rx));
     let mut reader = FrameReader {
         stream: rd,
         buf: Vec::with_capacity(READ_CHUNK_BYTES),
@@ -1125,7 +1238,7 @@ async fn serve_conn(srv: Rc<Server>, stream: rt::TcpStream, peer: SocketAddr) {
         srv.by_session.borrow_mut().remove(&sid);
         srv.state.borrow_mut().watches.remove_session(sid);
     }
-    let _ = conn.out.send(Out::Close);
+    conn.close_output();
     drop(token_tx);
     let _ = writer.await;
     if let Some(n) = srv.per_ip.borrow_mut().get_mut(&ip) {
@@ -1137,95 +1250,116 @@ async fn serve_conn(srv: Rc<Server>, stream: rt::TcpStream, peer: SocketAddr) {
 async fn write_loop(
     srv: Rc<Server>,
     mut wr: rt::TcpStream,
-    rx: flume::Receiver<Out>,
     conn: Rc<Conn>,
     tokens: flume::Receiver<()>,
 ) {
-    let mut buf: Vec<u8> = Vec::with_capacity(READ_CHUNK_BYTES);
+    // Two buffers take turns: the connection encodes into one while the other is on the wire.
+    let mut spare: Vec<u8> = Vec::with_capacity(READ_CHUNK_BYTES);
+    let mut started: Vec<Option<Instant>> = Vec::new();
     loop {
-        let Ok(first) = rx.recv_async().await else {
-            break;
-        };
-        let mut frames = vec![first];
-        while frames.len() < WRITE_COALESCE_FRAMES_MAX {
-            match rx.try_recv() {
-                Ok(f) => frames.push(f),
-                Err(_) => break,
-            }
-        }
-        let mut close = false;
-        let mut started_list = Vec::new();
-        for f in frames {
-            match f {
-                Out::Frame {
-                    wait_zxid,
-                    bytes,
-                    reply_started,
-                } => {
-                    if let Some(z) = wait_zxid
-                        && srv.durable.get() < z
-                    {
-                        if !buf.is_empty() {
-                            let BufResult(r, b) = wr.write_all(std::mem::take(&mut buf)).await;
-                            buf = b;
-                            buf.clear();
-                            if r.is_err() {
-                                return;
-                            }
-                            flush_stats(&srv, &conn, &mut started_list, &tokens);
-                        }
-                        srv.durable.wait(z).await;
-                    }
-                    buf.extend_from_slice(&bytes);
-                    started_list.push(reply_started);
-                }
-                Out::Close => {
-                    close = true;
-                    break;
+        let front = poll_fn(|cx| {
+            let mut o = conn.out.borrow_mut();
+            match o.frames.front() {
+                Some(f) => Poll::Ready(Some(f.wait)),
+                None if o.closed => Poll::Ready(None),
+                None => {
+                    o.writer = Some(cx.waker().clone());
+                    Poll::Pending
                 }
             }
-        }
-        if !buf.is_empty() {
-            let BufResult(r, b) = wr.write_all(std::mem::take(&mut buf)).await;
-            buf = b;
-            buf.clear();
-            if r.is_err() {
-                return;
-            }
-            flush_stats(&srv, &conn, &mut started_list, &tokens);
-        }
-        if close {
+        })
+        .await;
+        let Some(wait) = front else {
             let _ = wr.shutdown().await;
             return;
+        };
+        if let Some(z) = wait {
+            srv.durable.wait(z).await;
         }
+        // Every frame that may go out now, in order: up to the first that waits for a later
+        // fsync than the durable zxid.
+        let durable = srv.durable.get();
+        {
+            let mut o = conn.out.borrow_mut();
+            let mut end = 0;
+            while let Some(f) = o.frames.front() {
+                if f.wait.is_some_and(|z| z > durable) {
+                    break;
+                }
+                end = f.end;
+                started.push(f.started);
+                o.frames.pop_front();
+            }
+            spare.clear();
+            spare.extend_from_slice(o.bytes.get(end..).unwrap_or_default());
+            std::mem::swap(&mut o.bytes, &mut spare);
+            spare.truncate(end);
+            for f in o.frames.iter_mut() {
+                f.end = f.end.saturating_sub(end);
+            }
+        }
+        let BufResult(r, b) = wr.write_all(std::mem::take(&mut spare)).await;
+        spare = if b.capacity() > OUT_BUFFER_KEEP_BYTES {
+            Vec::with_capacity(READ_CHUNK_BYTES)
+        } else {
+            b
+        };
+        if r.is_err() {
+            // The peer is gone: drop what is queued and take no more.
+            let mut o = conn.out.borrow_mut();
+            o.closed = true;
+            o.frames.clear();
+            o.bytes = Vec::new();
+            return;
+        }
+        flush_stats(&srv, &conn, &mut started, &tokens);
     }
 }
 
+/// Counts the frames just written; a reply returns its request's token and records its latency.
 fn flush_stats(
     srv: &Server,
     conn: &Conn,
     started: &mut Vec<Option<Instant>>,
     tokens: &flume::Receiver<()>,
 ) {
+    let now = Instant::now();
     let mut stats = srv.stats.borrow_mut();
+    let mut lat = conn.latency.get();
+    let mut replied = false;
     for s in started.drain(..) {
         conn.sent.set(conn.sent.get() + 1);
         stats.sent += 1;
         if let Some(t) = s {
             let _ = tokens.try_recv();
-            let ms = t.elapsed().as_millis() as u64;
+            let ms = now.saturating_duration_since(t).as_millis() as u64;
             if stats.latency_count == 0 || ms < stats.latency_min_ms {
                 stats.latency_min_ms = ms;
             }
             stats.latency_max_ms = stats.latency_max_ms.max(ms);
             stats.latency_sum_ms += ms;
             stats.latency_count += 1;
+            lat.last = ms;
+            lat.min = lat.min.min(ms);
+            lat.max = lat.max.max(ms);
+            lat.sum += ms;
+            lat.count += 1;
+            replied = true;
         }
+    }
+    if replied {
+        conn.latency.set(lat);
+        conn.last_response_ms.set(now_ms());
     }
 }
 
-/// Reads a 4-byte length prefix and the frame; `None` when the connection should end.
-async fn read_frame(srv: &Server, r: &mut FrameReader, peer: SocketAddr) -> Option<Vec<u8>> {
+/// Reads a 4-byte length prefix and the frame; returns where the frame is in the reader's
+/// buffer, or `None` when the connection should end.
+async fn read_frame(
+    srv: &Server,
+    r: &mut FrameReader,
+    peer: SocketAddr,
+) -> Option<std::ops::Range<usize>> {
     if !r.fill(4).await {
         return None;
     }
@@ -1240,7 +1374,7 @@ async fn read_frame(srv: &Server, r: &mut FrameReader, peer: SocketAddr) -> Opti
     if !r.fill(len).await {
         return None;
     }
-    Some(r.take(len).to_vec())
+    Some(r.skip(len))
 }
 
 async fn read_loop(
@@ -1259,13 +1393,14 @@ async fn read_loop(
     };
     if let Some(cmd) = fourlw::command_of(first) {
         let text = run_four_letter(srv, cmd);
-        conn.send(None, text.into_bytes(), None);
+        conn.push_raw_and_close(text.as_bytes());
         return;
     }
-    let Some(payload) = read_frame(srv, r, conn.peer).await else {
+    let Some(range) = read_frame(srv, r, conn.peer).await else {
         return;
     };
-    let connect = match ConnectRequest::decode(&mut Reader::new(&payload, srv.cfg.jute_maxbuffer)) {
+    let payload = r.frame(range);
+    let connect = match ConnectRequest::decode(&mut Reader::new(payload, srv.cfg.jute_maxbuffer)) {
         Ok(c) => c,
         Err(e) => {
             warn!("zk: closing {}: malformed connect request: {e}", conn.peer);
@@ -1276,13 +1411,13 @@ async fn read_loop(
         return;
     }
     loop {
-        let Some(payload) = read_frame(srv, r, conn.peer).await else {
+        let Some(range) = read_frame(srv, r, conn.peer).await else {
             return;
         };
         if tokens.send_async(()).await.is_err() {
             return;
         }
-        if !handle_request(srv, conn, &payload) {
+        if !handle_request(srv, conn, r.frame(range)) {
             return;
         }
     }
@@ -1297,9 +1432,7 @@ fn run_four_letter(srv: &Server, cmd: &str) -> String {
 }
 
 fn connect_reply(conn: &Conn, resp: &ConnectResponse, wait: Option<Zxid>) {
-    let mut w = Writer::framed();
-    resp.encode(&mut w);
-    conn.send(wait, w.finish_frame(), None);
+    conn.push(wait, None, |w| resp.encode(w));
 }
 
 /// Handles the handshake; false when the connection must close.
@@ -1350,7 +1483,7 @@ fn handle_connect(srv: &Rc<Server>, conn: &Rc<Conn>, req: &ConnectRequest) -> bo
             read_only,
         };
         connect_reply(conn, &resp, None);
-        let _ = conn.out.send(Out::Close);
+        conn.close_output();
         return false;
     }
     let previous = srv.by_session.borrow().get(&sid).copied();
@@ -1385,9 +1518,10 @@ fn bind_session(srv: &Server, conn: &Conn, sid: SessionId, timeout: i32, now: u6
 fn handle_request(srv: &Rc<Server>, conn: &Rc<Conn>, payload: &[u8]) -> bool {
     let started = Instant::now();
     let sid = conn.session.get();
+    let mono = started.saturating_duration_since(srv.started).as_millis() as u64;
     srv.expiry
         .borrow_mut()
-        .touch(sid, mono_ms(srv.started), conn.timeout_ms.get());
+        .touch(sid, mono, conn.timeout_ms.get());
     conn.received.set(conn.received.get() + 1);
     srv.stats.borrow_mut().received += 1;
     let mut r = Reader::new(payload, srv.cfg.jute_maxbuffer);
@@ -1399,7 +1533,9 @@ fn handle_request(srv: &Rc<Server>, conn: &Rc<Conn>, payload: &[u8]) -> bool {
         }
     };
     conn.last_op.set(header.op);
-    conn.last_cxid.set(header.xid);
+    if header.xid >= 0 {
+        conn.last_cxid.set(header.xid);
+    }
     match header.op {
         op::PING => {
             let zxid = srv.state.borrow().last_zxid();
@@ -1455,7 +1591,7 @@ fn handle_request(srv: &Rc<Server>, conn: &Rc<Conn>, payload: &[u8]) -> bool {
                         err: Code::AuthFailed.as_i32(),
                     };
                     conn.reply(h, None, None, started);
-                    let _ = conn.out.send(Out::Close);
+                    conn.close_output();
                     false
                 }
             }
@@ -1469,7 +1605,7 @@ fn handle_request(srv: &Rc<Server>, conn: &Rc<Conn>, payload: &[u8]) -> bool {
             srv.by_session.borrow_mut().remove(&sid);
             info!("zk: closed session 0x{sid:x} for client {}", conn.peer);
             srv.dispatch(Some((conn, header.xid, started)), outcome, None);
-            let _ = conn.out.send(Out::Close);
+            conn.close_output();
             false
         }
         opcode => {
@@ -1483,15 +1619,16 @@ fn handle_request(srv: &Rc<Server>, conn: &Rc<Conn>, payload: &[u8]) -> bool {
                     return false;
                 }
             };
-            let auth = conn.auth.borrow().clone();
-            let client = Client {
-                session: sid,
-                auth: &auth,
+            let outcome = {
+                let auth = conn.auth.borrow();
+                let client = Client {
+                    session: sid,
+                    auth: &auth,
+                };
+                srv.state
+                    .borrow_mut()
+                    .process(&client, header.xid, &req, now_ms())
             };
-            let outcome = srv
-                .state
-                .borrow_mut()
-                .process(&client, header.xid, &req, now_ms());
             let wait = if outcome.txn.is_none() {
                 srv.read_wait(&req)
             } else {
@@ -1603,6 +1740,11 @@ fn run_four_letter_side_effects(srv: &Server, cmd: &str) -> bool {
             for c in srv.conns.borrow().values() {
                 c.received.set(0);
                 c.sent.set(0);
+                c.queued.set(0);
+                c.last_cxid.set(-1);
+                c.last_zxid.set(-1);
+                c.last_response_ms.set(0);
+                c.latency.set(ConnLatency::default());
             }
         }
         _ => return false,

@@ -13,13 +13,19 @@
 //! ```
 //! A file whose magic, version, length or CRC does not match is not a snapshot (recovery falls
 //! back to the next older one). Encoding and decoding are pure.
+//!
+//! Taking a snapshot has two halves: [`Frozen::capture`] runs on the shard and costs O(sessions)
+//! (the tree is frozen in O(1), see [`crate::tree`]); [`Frozen::encode`] walks the whole tree and
+//! runs on another thread while the shard goes on applying writes. The snapshot is exact at
+//! `last_zxid` (not fuzzy), so replay after it needs no idempotence.
 
 use thiserror::Error;
 
 use crate::jute::{DecodeError, Reader, Writer};
 use crate::proto::{decode_acls, encode_acls};
 use crate::session::{SessionMeta, Sessions};
-use crate::tree::{DataTree, Node, Zxid};
+use crate::state::ZkState;
+use crate::tree::{DataTree, Node, SessionId, TreeView, Zxid};
 
 const MAGIC: &[u8; 4] = b"KZSN";
 const VERSION: u32 = 1;
@@ -49,14 +55,45 @@ pub struct Snapshot {
     pub tree: DataTree,
 }
 
+/// The state at one zxid, detached from the live state: `Send`, encodable on any thread.
+#[derive(Debug, Clone)]
+pub struct Frozen {
+    pub last_zxid: Zxid,
+    pub log_offset: u64,
+    pub sessions: Vec<(SessionId, SessionMeta)>,
+    pub tree: TreeView,
+}
+
+impl Frozen {
+    /// Freezes `state` as it is now; `log_offset` is where replay after this snapshot starts.
+    pub fn capture(state: &ZkState, log_offset: u64) -> Self {
+        Self {
+            last_zxid: state.last_zxid(),
+            log_offset,
+            sessions: state.sessions.iter().collect(),
+            tree: state.tree.view(),
+        }
+    }
+
+    /// The snapshot file body (the expensive half: it visits every node).
+    pub fn encode(&self) -> Vec<u8> {
+        encode(self.last_zxid, self.log_offset, &self.sessions, &self.tree)
+    }
+}
+
 /// Encodes the state at `last_zxid`.
-pub fn encode(last_zxid: Zxid, log_offset: u64, sessions: &Sessions, tree: &DataTree) -> Vec<u8> {
+pub fn encode(
+    last_zxid: Zxid,
+    log_offset: u64,
+    sessions: &[(SessionId, SessionMeta)],
+    tree: &TreeView,
+) -> Vec<u8> {
     let mut w = Writer::with_capacity(64 + tree.data_bytes() as usize + tree.node_count() * 96);
     w.write_i64(last_zxid);
     w.write_i64(i64::try_from(log_offset).unwrap_or(i64::MAX));
     w.write_count(sessions.len());
-    for (id, meta) in sessions.iter() {
-        w.write_i64(id);
+    for (id, meta) in sessions {
+        w.write_i64(*id);
         w.write_i32(meta.timeout_ms);
     }
     let nodes = tree.sorted_nodes();
@@ -145,6 +182,27 @@ pub fn decode(bytes: &[u8]) -> Result<Snapshot, SnapshotError> {
     })
 }
 
+/// Bytes at the start of a snapshot payload that [`peek`] needs.
+pub const PEEK_BYTES: usize = HEADER_LEN + 16;
+
+/// `(last_zxid, log_offset)` from the first [`PEEK_BYTES`] of a payload, without reading or
+/// verifying the rest (autopurge uses it to find the log a kept snapshot needs).
+pub fn peek(prefix: &[u8]) -> Option<(Zxid, u64)> {
+    let magic = prefix.get(..4)?;
+    let version = prefix.get(4..8)?;
+    if magic != MAGIC || version != VERSION.to_be_bytes() {
+        return None;
+    }
+    let zxid = i64::from_be_bytes(prefix.get(HEADER_LEN..HEADER_LEN + 8)?.try_into().ok()?);
+    let offset = i64::from_be_bytes(
+        prefix
+            .get(HEADER_LEN + 8..HEADER_LEN + 16)?
+            .try_into()
+            .ok()?,
+    );
+    Some((zxid, u64::try_from(offset).ok()?))
+}
+
 /// `snapshot.<zxid as 16 hex digits>`, so names sort by zxid.
 pub fn file_name(zxid: Zxid) -> String {
     format!("snapshot.{zxid:016x}")
@@ -183,7 +241,14 @@ mod tests {
             .unwrap();
         let mut sessions = Sessions::default();
         sessions.insert(9, SessionMeta { timeout_ms: 4000 });
-        let bytes = encode(4, 17, &sessions, &tree);
+        let bytes = encode(
+            4,
+            17,
+            &[(9, SessionMeta { timeout_ms: 4000 })],
+            &tree.view(),
+        );
+        assert_eq!(peek(&bytes[..PEEK_BYTES]), Some((4, 17)));
+        assert_eq!(peek(&bytes[..PEEK_BYTES - 1]), None);
         let snap = decode(&bytes).unwrap();
         assert_eq!((snap.last_zxid, snap.log_offset), (4, 17));
         assert_eq!(snap.sessions, sessions);

@@ -5,8 +5,18 @@
 //! transactions in the same order always yields the same tree (this is what log replay relies on).
 //! A [`Journal`] records the prior state of every node a mutation touches, so a multi whose later op
 //! fails can be rolled back. No I/O.
+//!
+//! Nodes live in a persistent (copy-on-write) hash map of `Arc<Node>`, and each node's children in a
+//! persistent ordered set, so [`DataTree::view`] freezes every node in O(1): a snapshot is encoded
+//! from the view on another thread while writes go on changing the tree, each write copying only
+//! the map path and the node it changes while a view shares them.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+/// A node's children (base names), ordered; cloning is O(1).
+pub type Children = imbl::OrdSet<String>;
+type NodeMap = imbl::HashMap<String, Arc<Node>>;
 
 use crate::proto::{Acl, Code, Stat};
 
@@ -58,7 +68,7 @@ pub struct Node {
     pub aversion: i32,
     pub ephemeral_owner: i64,
     pub pzxid: Zxid,
-    pub children: BTreeSet<String>,
+    pub children: Children,
 }
 
 impl Node {
@@ -75,7 +85,7 @@ impl Node {
             aversion: 0,
             ephemeral_owner: 0,
             pzxid: 0,
-            children: BTreeSet::new(),
+            children: Children::new(),
         }
     }
 
@@ -123,7 +133,7 @@ pub enum TreeEvent {
 /// Prior states of the nodes touched since the journal was opened; first touch wins.
 #[derive(Debug, Default)]
 pub struct Journal {
-    saved: Vec<(String, Option<Node>)>,
+    saved: Vec<(String, Option<Arc<Node>>)>,
 }
 
 /// The parent of an absolute, validated path ("/" for top-level nodes).
@@ -150,9 +160,32 @@ pub fn is_special(path: &str) -> bool {
     matches!(path, "/" | ZOOKEEPER | ZOOKEEPER_QUOTA | ZOOKEEPER_CONFIG)
 }
 
+/// Every node of a tree as it was when [`DataTree::view`] was called; later writes to the tree do
+/// not show through. `Send`, so it can be encoded on another thread.
+#[derive(Debug, Clone)]
+pub struct TreeView {
+    nodes: NodeMap,
+    data_bytes: u64,
+}
+
+impl TreeView {
+    pub fn node_count(&self) -> usize {
+        self.nodes.len()
+    }
+
+    pub fn data_bytes(&self) -> u64 {
+        self.data_bytes
+    }
+
+    /// All nodes, parents before children.
+    pub fn sorted_nodes(&self) -> BTreeMap<&str, &Node> {
+        self.nodes.iter().map(|(k, v)| (k.as_str(), &**v)).collect()
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct DataTree {
-    nodes: HashMap<String, Node>,
+    nodes: NodeMap,
     ephemerals: HashMap<SessionId, BTreeSet<String>>,
     containers: BTreeSet<String>,
     ttls: BTreeSet<String>,
@@ -169,7 +202,7 @@ impl DataTree {
     /// A tree with `/`, `/zookeeper`, `/zookeeper/quota` and `/zookeeper/config`, with the Stat
     /// values ZooKeeper gives them (all zero; `/zookeeper/config` is read-only with aversion -1).
     pub fn new() -> Self {
-        let mut nodes = HashMap::new();
+        let mut nodes = NodeMap::new();
         let mut root = Node::empty(Acl::open_unsafe());
         root.children.insert("zookeeper".to_string());
         let mut zk = Node::empty(Acl::open_unsafe());
@@ -178,10 +211,10 @@ impl DataTree {
         let quota = Node::empty(Acl::open_unsafe());
         let mut config = Node::empty(Acl::read_unsafe());
         config.aversion = -1;
-        nodes.insert("/".to_string(), root);
-        nodes.insert(ZOOKEEPER.to_string(), zk);
-        nodes.insert(ZOOKEEPER_QUOTA.to_string(), quota);
-        nodes.insert(ZOOKEEPER_CONFIG.to_string(), config);
+        nodes.insert("/".to_string(), Arc::new(root));
+        nodes.insert(ZOOKEEPER.to_string(), Arc::new(zk));
+        nodes.insert(ZOOKEEPER_QUOTA.to_string(), Arc::new(quota));
+        nodes.insert(ZOOKEEPER_CONFIG.to_string(), Arc::new(config));
         Self {
             nodes,
             ephemerals: HashMap::new(),
@@ -194,16 +227,16 @@ impl DataTree {
     /// A tree from snapshot contents: nodes in any order (children sets are rebuilt from paths).
     pub fn from_nodes(list: Vec<(String, Node)>) -> Self {
         let mut t = Self {
-            nodes: HashMap::new(),
+            nodes: NodeMap::new(),
             ephemerals: HashMap::new(),
             containers: BTreeSet::new(),
             ttls: BTreeSet::new(),
             data_bytes: 0,
         };
         for (path, mut node) in list {
-            node.children.clear();
+            node.children = Children::new();
             t.index_add(&path, &node);
-            t.nodes.insert(path, node);
+            t.nodes.insert(path, Arc::new(node));
         }
         let paths: Vec<String> = t
             .nodes
@@ -214,14 +247,28 @@ impl DataTree {
         for p in paths {
             let parent = parent_of(&p).to_string();
             if let Some(parent) = t.nodes.get_mut(&parent) {
-                parent.children.insert(base_name(&p).to_string());
+                Arc::make_mut(parent)
+                    .children
+                    .insert(base_name(&p).to_string());
             }
         }
         t
     }
 
+    /// Freezes every node in O(1) (see the module docs).
+    pub fn view(&self) -> TreeView {
+        TreeView {
+            nodes: self.nodes.clone(),
+            data_bytes: self.data_bytes,
+        }
+    }
+
     pub fn get(&self, path: &str) -> Option<&Node> {
-        self.nodes.get(path)
+        self.nodes.get(path).map(|n| &**n)
+    }
+
+    fn get_mut(&mut self, path: &str) -> Option<&mut Node> {
+        self.nodes.get_mut(path).map(Arc::make_mut)
     }
 
     pub fn node_count(&self) -> usize {
@@ -234,7 +281,7 @@ impl DataTree {
 
     /// All nodes, parents before children.
     pub fn sorted_nodes(&self) -> BTreeMap<&str, &Node> {
-        self.nodes.iter().map(|(k, v)| (k.as_str(), v)).collect()
+        self.nodes.iter().map(|(k, v)| (k.as_str(), &**v)).collect()
     }
 
     pub fn ephemerals_of(&self, session: SessionId) -> Vec<String> {
@@ -362,12 +409,12 @@ impl DataTree {
             aversion: 0,
             ephemeral_owner: owner,
             pzxid: zxid,
-            children: BTreeSet::new(),
+            children: Children::new(),
         };
         let stat = node.stat();
         self.index_add(path, &node);
-        self.nodes.insert(path.to_string(), node);
-        if let Some(parent) = self.nodes.get_mut(parent_path) {
+        self.nodes.insert(path.to_string(), Arc::new(node));
+        if let Some(parent) = self.get_mut(parent_path) {
             parent.children.insert(base_name(path).to_string());
             parent.cversion = parent_cversion;
             parent.pzxid = zxid;
@@ -390,7 +437,7 @@ impl DataTree {
         }
         self.touch(&mut journal, parent_path);
         self.touch(&mut journal, path);
-        if let Some(parent) = self.nodes.get_mut(parent_path) {
+        if let Some(parent) = self.get_mut(parent_path) {
             parent.children.remove(base_name(path));
             if zxid > parent.pzxid {
                 parent.pzxid = zxid;
@@ -420,15 +467,30 @@ impl DataTree {
         }
         self.touch(&mut journal, path);
         let new_len = data.as_ref().map_or(0, Vec::len) as u64;
-        let Some(node) = self.nodes.get_mut(path) else {
+        let Some(slot) = self.nodes.get_mut(path) else {
             return Err(Code::NoNode);
         };
-        let old_len = node.data_len() as u64;
-        node.data = data;
-        node.version = version;
-        node.mzxid = zxid;
-        node.mtime = time;
-        let stat = node.stat();
+        let old_len = slot.data_len() as u64;
+        let changed = |n: &Node, data| Node {
+            data,
+            acl: n.acl.clone(),
+            children: n.children.clone(),
+            version,
+            mzxid: zxid,
+            mtime: time,
+            ..*n
+        };
+        match Arc::get_mut(slot) {
+            Some(node) => {
+                node.data = data;
+                node.version = version;
+                node.mzxid = zxid;
+                node.mtime = time;
+            }
+            // Shared with a view or a journal: build the new node without copying the old data.
+            None => *slot = Arc::new(changed(slot, data)),
+        }
+        let stat = slot.stat();
         self.data_bytes = self.data_bytes.saturating_sub(old_len) + new_len;
         events.push(TreeEvent::DataChanged(path.to_string()));
         Ok(stat)
@@ -445,7 +507,7 @@ impl DataTree {
             return Err(Code::NoNode);
         }
         self.touch(&mut journal, path);
-        let Some(node) = self.nodes.get_mut(path) else {
+        let Some(node) = self.get_mut(path) else {
             return Err(Code::NoNode);
         };
         node.acl = acl;
