@@ -42,7 +42,9 @@
 //!    on that shard's runtime.
 //! 2. Logs register when opened and unregister when their last handle drops.
 //! 3. On shutdown, [`CommitGroup::close`] flushes every registered log (waits until each one's
-//!    durable watermark reaches its end offset, or it failed) and then stops the tasks.
+//!    durable watermark reaches its end offset, or it failed), writes and syncs the index entries
+//!    not yet on disk (with the active segment's final time index entry, as Kafka does on close)
+//!    and then stops the tasks.
 
 use std::cell::{Cell, RefCell};
 use std::rc::{Rc, Weak};
@@ -192,7 +194,12 @@ impl<D: Disk> CommitGroup<D> {
             .collect();
         for log in logs {
             // A failed log cannot be flushed; its error was reported to its writers already.
-            let _ = LogShared::flush(&log, self).await;
+            if LogShared::flush(&log, self).await.is_ok()
+                && let Err(e) = LogShared::finish_indexes(&log).await
+            {
+                // Indexes are hints that recovery rebuilds; the data is already durable.
+                tracing::warn!(error = %e, "could not complete a log's indexes on close");
+            }
         }
         self.inner.stopping.set(true);
         self.inner.write_signal.raise();

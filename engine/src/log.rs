@@ -1181,6 +1181,49 @@ impl<D: Disk> LogShared<D> {
         self.durable.advance(work.target);
     }
 
+    /// On close (after a flush): adds the active segment's final time index entry (as Kafka does
+    /// when it closes a segment) and writes and syncs every index entry not yet on disk, so the
+    /// files of a cleanly stopped log are complete for Kafka's tools. Recovery rebuilds the active
+    /// segment's indexes from its batches anyway.
+    pub(crate) async fn finish_indexes(self: &Rc<Self>) -> Result<(), LogError> {
+        let writes = {
+            let mut st = self.state.borrow_mut();
+            st.check_failed()?;
+            if !st.pending.is_empty() {
+                return Ok(()); // not flushed: leave the indexes to recovery
+            }
+            let dir = st.dir.clone();
+            if let Some(active) = st.active_mut() {
+                active.seal_time_index();
+            }
+            let mut writes = Vec::new();
+            for (base, seg) in st.segments.iter_mut() {
+                if seg.index.len() > seg.index_written {
+                    let b = seg.index_bytes(seg.index_written);
+                    let at = seg.index_written as u64 * INDEX_ENTRY as u64;
+                    seg.index_written = seg.index.len();
+                    let p = dir.join(segment_file_name(*base, "index"));
+                    writes.push((seg.index_file.clone(), b, at, p));
+                }
+                if seg.time_index.len() > seg.time_written {
+                    let b = seg.time_bytes(seg.time_written);
+                    let at = seg.time_written as u64 * TIME_ENTRY as u64;
+                    seg.time_written = seg.time_index.len();
+                    let p = dir.join(segment_file_name(*base, "timeindex"));
+                    writes.push((seg.time_file.clone(), b, at, p));
+                }
+            }
+            writes
+        };
+        for (f, b, at, p) in writes {
+            if let Some(f) = f {
+                f.write_all_at(b, at).await.0.map_err(io_err("write", &p))?;
+                f.sync_data().await.map_err(io_err("fdatasync", &p))?;
+            }
+        }
+        Ok(())
+    }
+
     pub(crate) async fn flush(self: &Rc<Self>, group: &CommitGroup<D>) -> Result<(), LogError> {
         let end = self.state.borrow().next_offset;
         self.wait_durable(group, end).await
@@ -1512,6 +1555,15 @@ impl<D: Disk> SegmentedLog<D> {
     /// Makes everything accepted so far durable.
     pub async fn flush(&self) -> Result<(), LogError> {
         self.shared.flush(&self.group).await
+    }
+
+    /// A clean close, for a log about to be dropped: `flush`, then write and sync the index
+    /// entries not yet on disk, with the active segment's final time index entry (Kafka's
+    /// `LogSegment.close`), so the files are complete for Kafka's tools. The handle stays usable.
+    /// [`CommitGroup::close`] does the same for every log still open at shutdown.
+    pub async fn close(&self) -> Result<(), LogError> {
+        self.flush().await?;
+        self.shared.finish_indexes().await
     }
 
     /// Reads whole batches starting with the one containing `offset`, up to `max_bytes` (at
@@ -2790,6 +2842,39 @@ mod tests {
             // A crash now may lose anything after the last sync: write-back promised nothing.
             log.flush().await.unwrap();
             assert_eq!(log.durable_offset(), n);
+        });
+    }
+
+    #[test]
+    fn close_completes_the_active_segments_indexes() {
+        run(async {
+            let disk = SimDisk::new(1_000);
+            let group = CommitGroup::new(disk.clone());
+            let mut c = cfg(Durability::KAFKA_DEFAULT);
+            c.segment_bytes = 1 << 20;
+            c.index_interval_bytes = 10;
+            let log = SegmentedLog::open_with(group, "/d/t-0", c).await.unwrap();
+            for i in 0..20 {
+                log.append(&rec(i, 1_000 + i as i64)).await.unwrap();
+            }
+            let ip = log.dir().join(segment_file_name(0, "index"));
+            let tp = log.dir().join(segment_file_name(0, "timeindex"));
+            // Fewer than INDEX_WRITE_ENTRIES entries: none written yet.
+            assert_eq!(disk.contents(&ip).unwrap().len(), 0);
+            log.close().await.unwrap();
+            let idx = parse_index(&disk.contents(&ip).unwrap()).unwrap();
+            assert_eq!(idx.len(), 19, "one entry before every batch but the first");
+            let tim = parse_time_index(&disk.contents(&tp).unwrap()).unwrap();
+            assert_eq!(
+                tim.last(),
+                Some(&(1_019, 19)),
+                "final entry: the segment's max"
+            );
+            assert_eq!(log.durable_offset(), 20);
+            // Still usable, and a crash now keeps everything.
+            log.append(&rec(20, 2_000)).await.unwrap();
+            log.flush().await.unwrap();
+            disk.crash(&mut |n| n.saturating_sub(1));
         });
     }
 }
