@@ -287,6 +287,100 @@ fn writes_and_sessions_survive_a_restart() {
     srv.stop().unwrap();
 }
 
+fn snapshot_ids(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir.join("kiln-zk-snapshots"))
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.ends_with(".snap"))
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn autopurge_runs_on_its_timer_and_keeps_what_recovery_needs() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.snap_count = 10;
+    cfg.purge_interval_hours = 0;
+    let srv = ServerHandle::start(cfg.clone()).unwrap();
+    let mut c = Client::connect(srv.addr(), 0, vec![0; 16], 10_000).unwrap();
+    c.create("/p", b"", 0).unwrap();
+    let mut i = 0;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while snapshot_ids(dir.path()).len() < 6 {
+        assert!(Instant::now() < deadline, "snapshots are taken");
+        c.create(&format!("/p/n{i}"), format!("v{i}").as_bytes(), 0)
+            .unwrap();
+        i += 1;
+    }
+    c.close();
+    srv.stop().unwrap();
+    // purgeInterval 0: nothing was ever deleted.
+    let before = snapshot_ids(dir.path());
+    assert!(before.len() >= 6, "{before:?}");
+
+    // With autopurge on, the first run comes at start-up: the newest 3 stay.
+    cfg.purge_interval_hours = 1;
+    cfg.snap_retain_count = 3;
+    let srv = ServerHandle::start(cfg.clone()).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while snapshot_ids(dir.path()).len() > 3 {
+        assert!(Instant::now() < deadline, "autopurge ran at start-up");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        snapshot_ids(dir.path()),
+        before[before.len() - 3..].to_vec()
+    );
+    srv.stop().unwrap();
+
+    // Everything is still there after another restart.
+    cfg.purge_interval_hours = 0;
+    let srv = ServerHandle::start(cfg.clone()).unwrap();
+    let mut c = Client::connect(srv.addr(), 0, vec![0; 16], 10_000).unwrap();
+    assert_eq!(c.get("/p", false).unwrap().1.num_children, i);
+    let last = i - 1;
+    assert_eq!(
+        c.get(&format!("/p/n{last}"), false).unwrap().0.as_deref(),
+        Some(format!("v{last}").as_bytes())
+    );
+    c.close();
+    srv.stop().unwrap();
+
+    // Without the snapshots that the purged log relied on, start-up refuses instead of starting
+    // from a partial state.
+    for name in snapshot_ids(dir.path()) {
+        std::fs::remove_file(dir.path().join("kiln-zk-snapshots").join(name)).unwrap();
+    }
+    let err = match ServerHandle::start(cfg) {
+        Ok(_) => panic!("started without the snapshots the purged log needs"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains("purged"), "{err}");
+}
+
+#[test]
+fn a_second_server_on_the_same_data_dir_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path());
+    let first = ServerHandle::start(cfg.clone()).unwrap();
+    let err = match ServerHandle::start(cfg.clone()) {
+        Ok(_) => panic!("a second server started on the same dataDir"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains(&dir.path().display().to_string()), "{err}");
+    assert!(err.contains("in use"), "{err}");
+    // Another dataDir but the same dataLogDir is refused too.
+    let other = tempfile::tempdir().unwrap();
+    let mut shared_log = config(other.path());
+    shared_log.data_log_dir = dir.path().to_path_buf();
+    assert!(ServerHandle::start(shared_log).is_err());
+    first.stop().unwrap();
+    // Released on stop.
+    ServerHandle::start(cfg).unwrap().stop().unwrap();
+}
+
 #[test]
 fn four_letter_words_and_oversized_frames() {
     let dir = tempfile::tempdir().unwrap();
