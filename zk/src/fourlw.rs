@@ -30,6 +30,15 @@ pub struct ConnInfo {
     pub last_cxid: i32,
     pub last_zxid: i64,
     pub queued: u64,
+    /// When the connection was accepted, ms since the epoch.
+    pub established_ms: i64,
+    /// When the last reply was sent, ms since the epoch (0 before the first).
+    pub last_response_ms: i64,
+    /// Request-to-reply latencies in ms: the last one and min/avg/max over the connection.
+    pub last_latency_ms: u64,
+    pub min_latency_ms: u64,
+    pub avg_latency_ms: u64,
+    pub max_latency_ms: u64,
 }
 
 /// What the server knows at the moment a command runs.
@@ -74,25 +83,34 @@ fn stats_block(r: &Report, out: &mut String) {
 }
 
 fn conn_line(c: &ConnInfo, long: bool) -> String {
-    if long {
-        format!(
-            " {}[1](queued={},recved={},sent={},sid=0x{:x},lop={},est=0,to={},lcxid=0x{:x},lzxid=0x{:x},lresp=0,llat=0,minlat=0,avglat=0,maxlat=0)",
-            c.peer,
-            c.queued,
-            c.received,
-            c.sent,
-            c.session,
-            c.last_op,
-            c.timeout_ms,
-            c.last_cxid,
-            c.last_zxid
-        )
-    } else {
-        format!(
-            " {}[1](queued={},recved={},sent={})",
-            c.peer, c.queued, c.received, c.sent
-        )
+    let mut out = format!(
+        " {}[1](queued={},recved={},sent={}",
+        c.peer, c.queued, c.received, c.sent
+    );
+    // As ZooKeeper: the session details only once the handshake bound a session, and the last
+    // cxid only once a request with a non-negative xid arrived.
+    if long && c.session != 0 {
+        let _ = write!(
+            out,
+            ",sid=0x{:x},lop={},est={},to={}",
+            c.session, c.last_op, c.established_ms, c.timeout_ms
+        );
+        if c.last_cxid >= 0 {
+            let _ = write!(out, ",lcxid=0x{:x}", c.last_cxid);
+        }
+        let _ = write!(
+            out,
+            ",lzxid=0x{:x},lresp={},llat={},minlat={},avglat={},maxlat={}",
+            c.last_zxid,
+            c.last_response_ms,
+            c.last_latency_ms,
+            c.min_latency_ms,
+            c.avg_latency_ms,
+            c.max_latency_ms
+        );
     }
+    out.push(')');
+    out
 }
 
 /// The reply to `cmd`, or the whitelist refusal when `allowed` is false.
@@ -226,6 +244,42 @@ mod tests {
     use super::*;
 
     #[test]
+    fn cons_lists_real_latencies_like_zookeeper() {
+        let mut c = ConnInfo {
+            peer: "/127.0.0.1:5000".into(),
+            received: 7,
+            sent: 6,
+            session: 0x1234,
+            timeout_ms: 30000,
+            last_op: "GETD".into(),
+            last_cxid: 5,
+            last_zxid: 0x10,
+            queued: 1,
+            established_ms: 1_700_000_000_000,
+            last_response_ms: 1_700_000_000_123,
+            last_latency_ms: 2,
+            min_latency_ms: 1,
+            avg_latency_ms: 3,
+            max_latency_ms: 9,
+        };
+        assert_eq!(
+            conn_line(&c, true),
+            " /127.0.0.1:5000[1](queued=1,recved=7,sent=6,sid=0x1234,lop=GETD,est=1700000000000,to=30000,lcxid=0x5,lzxid=0x10,lresp=1700000000123,llat=2,minlat=1,avglat=3,maxlat=9)"
+        );
+        assert_eq!(
+            conn_line(&c, false),
+            " /127.0.0.1:5000[1](queued=1,recved=7,sent=6)"
+        );
+        c.last_cxid = -1;
+        assert!(!conn_line(&c, true).contains("lcxid"));
+        c.session = 0;
+        assert_eq!(
+            conn_line(&c, true),
+            " /127.0.0.1:5000[1](queued=1,recved=7,sent=6)"
+        );
+    }
+
+    #[test]
     fn recognises_commands_and_whitelist() {
         assert_eq!(command_of(*b"ruok"), Some("ruok"));
         assert_eq!(command_of([0, 0, 0, 45]), None);
@@ -340,12 +394,21 @@ pub fn render_admin(name: &str, r: &Report) -> Option<String> {
                 .iter()
                 .map(|c| {
                     format!(
-                        "{{\"remote_socket_address\":{},\"session_id\":{},\"packets_received\":{},\"packets_sent\":{},\"session_timeout\":{}}}",
+                        "{{\"remote_socket_address\":{},\"interest_ops\":1,\"outstanding_requests\":{},\"packets_received\":{},\"packets_sent\":{},\"session_id\":{},\"last_operation\":{},\"session_timeout\":{},\"last_cxid\":{},\"last_zxid\":{},\"last_response_time\":{},\"last_latency\":{},\"min_latency\":{},\"avg_latency\":{},\"max_latency\":{}}}",
                         json_str(&c.peer),
-                        json_str(&format!("0x{:x}", c.session)),
+                        c.queued,
                         c.received,
                         c.sent,
-                        c.timeout_ms
+                        json_str(&format!("0x{:x}", c.session)),
+                        json_str(&c.last_op),
+                        c.timeout_ms,
+                        json_str(&format!("0x{:x}", c.last_cxid)),
+                        json_str(&format!("0x{:x}", c.last_zxid)),
+                        c.last_response_ms,
+                        c.last_latency_ms,
+                        c.min_latency_ms,
+                        c.avg_latency_ms,
+                        c.max_latency_ms
                     )
                 })
                 .collect();

@@ -196,6 +196,72 @@ struct OutBuf {
     writer: Option<Waker>,
 }
 
+/// What a connection's reader waits on besides its socket: room for another outstanding request
+/// (replies return it) and a request to stop.
+#[derive(Default)]
+struct ReaderGate {
+    stopped: Cell<bool>,
+    outstanding: Cell<usize>,
+    waker: RefCell<Option<Waker>>,
+}
+
+impl ReaderGate {
+    fn wake(&self) {
+        let w = self.waker.borrow_mut().take();
+        if let Some(w) = w {
+            w.wake();
+        }
+    }
+
+    fn register(&self, cx: &std::task::Context<'_>) {
+        let mut slot = self.waker.borrow_mut();
+        if !slot.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            *slot = Some(cx.waker().clone());
+        }
+    }
+
+    fn stop(&self) {
+        self.stopped.set(true);
+        self.wake();
+    }
+
+    /// A reply went out: its request no longer counts against the limit.
+    fn release(&self) {
+        self.outstanding
+            .set(self.outstanding.get().saturating_sub(1));
+        self.wake();
+    }
+
+    /// Waits for room for one more outstanding request; false once stopped.
+    async fn acquire(&self, max: usize) -> bool {
+        poll_fn(|cx| {
+            if self.stopped.get() {
+                Poll::Ready(false)
+            } else if self.outstanding.get() < max {
+                self.outstanding.set(self.outstanding.get() + 1);
+                Poll::Ready(true)
+            } else {
+                self.register(cx);
+                Poll::Pending
+            }
+        })
+        .await
+    }
+
+    /// Completes once stopped.
+    async fn stopped(&self) {
+        poll_fn(|cx| {
+            if self.stopped.get() {
+                Poll::Ready(())
+            } else {
+                self.register(cx);
+                Poll::Pending
+            }
+        })
+        .await;
+    }
+}
+
 /// Request-to-reply latencies of one connection, in ms (ZooKeeper's `cons` figures).
 #[derive(Clone, Copy)]
 struct ConnLatency {
@@ -222,7 +288,7 @@ struct Conn {
     id: u64,
     peer: SocketAddr,
     out: RefCell<OutBuf>,
-    close: flume::Sender<()>,
+    gate: Rc<ReaderGate>,
     session: Cell<SessionId>,
     timeout_ms: Cell<i32>,
     auth: RefCell<Vec<Id>>,
@@ -324,7 +390,7 @@ impl Conn {
 
     fn shut(&self) {
         self.close_output();
-        let _ = self.close.try_send(());
+        self.gate.stop();
     }
 }
 
@@ -1134,7 +1200,7 @@ struct FrameReader {
     stream: rt::TcpStream,
     buf: Vec<u8>,
     pos: usize,
-    close: flume::Receiver<()>,
+    gate: Rc<ReaderGate>,
 }
 
 impl FrameReader {
@@ -1152,7 +1218,7 @@ impl FrameReader {
             let buf = std::mem::take(&mut self.buf);
             let len = buf.len();
             let read = self.stream.read(buf.slice(len..));
-            match race(read, self.close.recv_async()).await {
+            match race(read, self.gate.stopped()).await {
                 Either::Left(BufResult(res, slice)) => {
                     self.buf = slice.into_inner();
                     match res {
@@ -1200,13 +1266,12 @@ async fn serve_conn(srv: Rc<Server>, stream: rt::TcpStream, peer: SocketAddr) {
     let _ = stream.set_nodelay(true);
     let id = srv.next_conn_id.get();
     srv.next_conn_id.set(id + 1);
-    let (close_tx, close_rx) = flume::bounded(1);
-    let (token_tx, token_rx) = flume::bounded::<()>(srv.cfg.outstanding_per_connection_max);
+    let gate = Rc::new(ReaderGate::default());
     let conn = Rc::new(Conn {
         id,
         peer,
         out: RefCell::new(OutBuf::default()),
-        close: close_tx,
+        gate: gate.clone(),
         session: Cell::new(0),
         timeout_ms: Cell::new(0),
         auth: RefCell::new(vec![Id::new("ip", &ip.to_string())]),
@@ -1222,14 +1287,14 @@ async fn serve_conn(srv: Rc<Server>, stream: rt::TcpStream, peer: SocketAddr) {
     });
     let (rd, wr) = stream.into_split();
     srv.conns.borrow_mut().insert(id, conn.clone());
-    let writer = rt::spawn(write_loop(srv.clone(), wr, conn.clone(), token_rx));
+    let writer = rt::spawn(write_loop(srv.clone(), wr, conn.clone()));
     let mut reader = FrameReader {
         stream: rd,
         buf: Vec::with_capacity(READ_CHUNK_BYTES),
         pos: 0,
-        close: close_rx,
+        gate,
     };
-    read_loop(&srv, &conn, &mut reader, &token_tx).await;
+    read_loop(&srv, &conn, &mut reader).await;
     // Connection gone: its watches go with it; the session lives on until it expires.
     srv.conns.borrow_mut().remove(&id);
     let sid = conn.session.get();
@@ -1239,7 +1304,6 @@ async fn serve_conn(srv: Rc<Server>, stream: rt::TcpStream, peer: SocketAddr) {
         srv.state.borrow_mut().watches.remove_session(sid);
     }
     conn.close_output();
-    drop(token_tx);
     let _ = writer.await;
     if let Some(n) = srv.per_ip.borrow_mut().get_mut(&ip) {
         *n = n.saturating_sub(1);
@@ -1247,12 +1311,7 @@ async fn serve_conn(srv: Rc<Server>, stream: rt::TcpStream, peer: SocketAddr) {
     debug!("zk: connection {peer} closed");
 }
 
-async fn write_loop(
-    srv: Rc<Server>,
-    mut wr: rt::TcpStream,
-    conn: Rc<Conn>,
-    tokens: flume::Receiver<()>,
-) {
+async fn write_loop(srv: Rc<Server>, mut wr: rt::TcpStream, conn: Rc<Conn>) {
     // Two buffers take turns: the connection encodes into one while the other is on the wire.
     let mut spare: Vec<u8> = Vec::with_capacity(READ_CHUNK_BYTES);
     let mut started: Vec<Option<Instant>> = Vec::new();
@@ -1310,19 +1369,16 @@ async fn write_loop(
             o.closed = true;
             o.frames.clear();
             o.bytes = Vec::new();
+            drop(o);
+            conn.gate.stop();
             return;
         }
-        flush_stats(&srv, &conn, &mut started, &tokens);
+        flush_stats(&srv, &conn, &mut started);
     }
 }
 
-/// Counts the frames just written; a reply returns its request's token and records its latency.
-fn flush_stats(
-    srv: &Server,
-    conn: &Conn,
-    started: &mut Vec<Option<Instant>>,
-    tokens: &flume::Receiver<()>,
-) {
+/// Counts the frames just written; a reply frees its request's place and records its latency.
+fn flush_stats(srv: &Server, conn: &Conn, started: &mut Vec<Option<Instant>>) {
     let now = Instant::now();
     let mut stats = srv.stats.borrow_mut();
     let mut lat = conn.latency.get();
@@ -1331,7 +1387,7 @@ fn flush_stats(
         conn.sent.set(conn.sent.get() + 1);
         stats.sent += 1;
         if let Some(t) = s {
-            let _ = tokens.try_recv();
+            conn.gate.release();
             let ms = now.saturating_duration_since(t).as_millis() as u64;
             if stats.latency_count == 0 || ms < stats.latency_min_ms {
                 stats.latency_min_ms = ms;
@@ -1377,12 +1433,7 @@ async fn read_frame(
     Some(r.skip(len))
 }
 
-async fn read_loop(
-    srv: &Rc<Server>,
-    conn: &Rc<Conn>,
-    r: &mut FrameReader,
-    tokens: &flume::Sender<()>,
-) {
+async fn read_loop(srv: &Rc<Server>, conn: &Rc<Conn>, r: &mut FrameReader) {
     // A new connection may send a four-letter word instead of a length prefix.
     if !r.fill(4).await {
         return;
@@ -1414,7 +1465,7 @@ async fn read_loop(
         let Some(range) = read_frame(srv, r, conn.peer).await else {
             return;
         };
-        if tokens.send_async(()).await.is_err() {
+        if !r.gate.acquire(srv.cfg.outstanding_per_connection_max).await {
             return;
         }
         if !handle_request(srv, conn, r.frame(range)) {
