@@ -4,10 +4,13 @@
 # on a broken harness (a load run, a tool-output parse or the report failing), never on a slow
 # machine: no figure is compared with anything.
 #
-#   - ZooKeeper workloads: Kiln and Apache ZooKeeper 3.8 (Debian), Kiln's load generator;
+#   - ZooKeeper workloads: Kiln and Apache ZooKeeper 3.8 (Debian), Kiln's load generator, and
+#     the Java ZooKeeper client program (bench/reference/zk-java, compiled with javac against
+#     Debian's zookeeper.jar) for zk-mixed;
 #   - Kafka workloads: Kiln with Kiln's load generator, and Apache Kafka 4.x (Maven Central, via
 #     bench/reference/fetch.sh) with both Kiln's load generator and Kafka's own tools for
-#     produce and consume (e2e and fsync produce are left to the full run to keep CI short).
+#     produce and consume (e2e and fsync produce are left to the full run to keep CI short);
+#     the e2e workload's peak probe runs on Kiln here (the run has no Apache Kafka).
 # KILN_BENCH_SMOKE_REFERENCE=0 skips the Apache Kafka part (no Maven download).
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -23,7 +26,7 @@ compare() {
   "$BENCH_BIN" bench compare --smoke --root "$ROOT" --kiln-bin "$KILN_BIN" --load-bin "$BENCH_BIN" "$@"
 }
 compare zk-write zk-read zk-mixed zk-watch-fanout --servers kiln,zookeeper --out "$OUT/zk"
-compare kafka-produce-100b-acks1 kafka-produce-1k-acks-all-fsync kafka-e2e-fixed-rate kafka-consume \
+compare kafka-produce-100b-acks1 kafka-produce-1k-acks-all-fsync kafka-e2e-half-peak kafka-consume \
   --servers kiln --out "$OUT/kafka-kiln" --no-reference-tools
 if [ "${KILN_BENCH_SMOKE_REFERENCE:-1}" != 0 ]; then
   compare kafka-produce-100b-acks1 kafka-consume --servers kafka-4 --out "$OUT/kafka-ref"

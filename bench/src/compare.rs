@@ -3,13 +3,19 @@
 //!
 //! For each workload and each server of its system:
 //! 1. start the server with a fresh data directory on `server_core` (`taskset`), with the same
-//!    durability settings for every server (the workload's `fsync`);
+//!    durability settings for every server (the workload's `fsync`); Apache Kafka 4.x and 3.9
+//!    run in KRaft combined mode (broker and controller in one JVM);
 //! 2. wait until it serves, let it settle, and read its idle RSS;
 //! 3. run Kiln's load generator (a child `load` process of this binary) on `client_core`, with
 //!    the workload's warm-up, then the reference tool (Kafka's ProducerPerformance,
-//!    ConsumerPerformance, EndToEndLatency); around each run read the server's CPU time
+//!    ConsumerPerformance, EndToEndLatency; for ZooKeeper the Java client program
+//!    `bench/reference/zk-java/ZkLoad.java`); around each run read the server's CPU time
 //!    (`/proc/<pid>/stat`) and sample its RSS;
 //! 4. stop the server.
+//!
+//! A workload with `rate_of_kafka_peak = F` first measures Apache Kafka's peak produce rate
+//! with its producer settings (a short as-fast-as-possible run, reported as its own row) and
+//! then runs every server at F times that rate.
 //!
 //! Then it writes `results.json`, `report.md` and SVG charts under the output directory.
 
@@ -90,15 +96,14 @@ fn cluster_id() -> String {
 struct Server {
     name: String,
     child: Child,
-    /// Apache ZooKeeper under Kafka 3.9.
-    helper: Option<Child>,
     addr: String,
     pid: u32,
 }
 
 impl Server {
     fn stop(mut self) {
-        for c in std::iter::once(&mut self.child).chain(self.helper.as_mut()) {
+        {
+            let c = &mut self.child;
             let _ = Command::new("kill")
                 .arg("-TERM")
                 .arg(c.id().to_string())
@@ -228,7 +233,6 @@ fn start_server(cfg: &CompareConfig, name: &str, w: &Workload, work: &Path) -> R
     let addr = format!("127.0.0.1:{port}");
     let log = dir.join("server.log");
     let zk = w.get("system") == Some("zk");
-    let mut helper = None;
     let child = if zk {
         let cfgp = zoo_cfg(&dir, port)?;
         match name {
@@ -270,7 +274,8 @@ fn start_server(cfg: &CompareConfig, name: &str, w: &Workload, work: &Path) -> R
                 c.arg("kafka").arg("--config").arg(&sp);
                 spawn_logged(c, &log)?
             }
-            "kafka-4" => {
+            "kafka-4" | "kafka-3.9" => {
+                // Both in KRaft combined mode (broker and controller in one JVM, no ZooKeeper).
                 let lib = kafka_lib(cfg, name)?;
                 let cport = free_port()?;
                 props.retain(|(k, _)| k != "broker.id" && k != "listeners");
@@ -292,18 +297,32 @@ fn start_server(cfg: &CompareConfig, name: &str, w: &Workload, work: &Path) -> R
                     ),
                 ]);
                 write_props(&sp, &props)?;
-                let l4j = dir.join("log4j2.properties");
-                std::fs::write(
-                    &l4j,
-                    "rootLogger.level=WARN\nrootLogger.appenderRef.stdout.ref=STDOUT\nappender.stdout.type=Console\n\
-                     appender.stdout.name=STDOUT\nappender.stdout.layout.type=PatternLayout\n\
-                     appender.stdout.layout.pattern=[%d] %p %m (%c)%n\n",
-                )
-                .map_err(LoadError::io("write log4j2.properties"))?;
+                // Kafka 4 logs through log4j 2, Kafka 3.9 through log4j 1 (reload4j).
+                let log_arg = if name == "kafka-4" {
+                    let l4j = dir.join("log4j2.properties");
+                    std::fs::write(
+                        &l4j,
+                        "rootLogger.level=WARN\nrootLogger.appenderRef.stdout.ref=STDOUT\nappender.stdout.type=Console\n\
+                         appender.stdout.name=STDOUT\nappender.stdout.layout.type=PatternLayout\n\
+                         appender.stdout.layout.pattern=[%d] %p %m (%c)%n\n",
+                    )
+                    .map_err(LoadError::io("write log4j2.properties"))?;
+                    format!("-Dlog4j2.configurationFile={}", l4j.display())
+                } else {
+                    let l4j = dir.join("log4j.properties");
+                    std::fs::write(
+                        &l4j,
+                        "log4j.rootLogger=WARN, stdout\nlog4j.appender.stdout=org.apache.log4j.ConsoleAppender\n\
+                         log4j.appender.stdout.layout=org.apache.log4j.PatternLayout\n\
+                         log4j.appender.stdout.layout.ConversionPattern=[%d] %p %m (%c)%n\n",
+                    )
+                    .map_err(LoadError::io("write log4j.properties"))?;
+                    format!("-Dlog4j.configuration=file:{}", l4j.display())
+                };
                 let status = Command::new("java")
                     .arg("-cp")
                     .arg(format!("{}/*", lib.display()))
-                    .arg(format!("-Dlog4j2.configurationFile={}", l4j.display()))
+                    .arg(&log_arg)
                     .args([
                         "kafka.tools.StorageTool",
                         "format",
@@ -316,43 +335,13 @@ fn start_server(cfg: &CompareConfig, name: &str, w: &Workload, work: &Path) -> R
                     .status()
                     .map_err(LoadError::io("run StorageTool"))?;
                 if !status.success() {
-                    return Err(LoadError::Server(
-                        "kafka-4: StorageTool format failed".into(),
-                    ));
+                    return Err(LoadError::Server(format!(
+                        "{name}: StorageTool format failed"
+                    )));
                 }
                 let mut c = pinned(&cfg.server_core, Path::new("java"));
                 c.args(["-Xms1g", "-Xmx1g", "-XX:+UseG1GC"])
-                    .arg(format!("-Dlog4j2.configurationFile={}", l4j.display()))
-                    .arg("-cp")
-                    .arg(format!("{}/*", lib.display()))
-                    .arg("kafka.Kafka")
-                    .arg(&sp);
-                spawn_logged(c, &log)?
-            }
-            "kafka-3.9" => {
-                let lib = kafka_lib(cfg, name)?;
-                let zport = free_port()?;
-                let zdir = dir.join("zookeeper");
-                std::fs::create_dir_all(&zdir).map_err(LoadError::io("create zk dir"))?;
-                helper = Some(apache_zk(
-                    &cfg.server_core,
-                    &zdir,
-                    zport,
-                    &zdir.join("server.log"),
-                )?);
-                props.push(("zookeeper.connect".into(), format!("127.0.0.1:{zport}")));
-                write_props(&sp, &props)?;
-                let l4j = dir.join("log4j.properties");
-                std::fs::write(
-                    &l4j,
-                    "log4j.rootLogger=WARN, stdout\nlog4j.appender.stdout=org.apache.log4j.ConsoleAppender\n\
-                     log4j.appender.stdout.layout=org.apache.log4j.PatternLayout\n\
-                     log4j.appender.stdout.layout.ConversionPattern=[%d] %p %m (%c)%n\n",
-                )
-                .map_err(LoadError::io("write log4j.properties"))?;
-                let mut c = pinned(&cfg.server_core, Path::new("java"));
-                c.args(["-Xms1g", "-Xmx1g", "-XX:+UseG1GC"])
-                    .arg(format!("-Dlog4j.configuration=file:{}", l4j.display()))
+                    .arg(&log_arg)
                     .arg("-cp")
                     .arg(format!("{}/*", lib.display()))
                     .arg("kafka.Kafka")
@@ -366,7 +355,6 @@ fn start_server(cfg: &CompareConfig, name: &str, w: &Workload, work: &Path) -> R
     let mut s = Server {
         name: name.to_owned(),
         child,
-        helper,
         addr,
         pid,
     };
@@ -618,6 +606,68 @@ pub fn parse_end_to_end_latency(out: &str, n: u64) -> Option<RunResult> {
     Some(r)
 }
 
+/// Debian's ZooKeeper client and server jar (its manifest names the other jars).
+const ZK_JAR: &str = "/usr/share/java/zookeeper.jar";
+
+/// Compiles bench/reference/zk-java/ZkLoad.java into `.peers/bench/zk-java` (when missing or
+/// older than the source) and returns that directory.
+fn zk_java_classes(cfg: &CompareConfig) -> Result<PathBuf> {
+    let src = cfg.root.join("bench/reference/zk-java/ZkLoad.java");
+    let dir = cfg.root.join(".peers/bench/zk-java");
+    let class = dir.join("ZkLoad.class");
+    let mtime = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    if mtime(&class).is_none() || mtime(&class) < mtime(&src) {
+        std::fs::create_dir_all(&dir)
+            .map_err(LoadError::io(format!("create {}", dir.display())))?;
+        let out = Command::new("javac")
+            .args(["-nowarn", "-cp", ZK_JAR, "-d"])
+            .arg(&dir)
+            .arg(&src)
+            .output()
+            .map_err(LoadError::io("run javac (is a JDK installed?)"))?;
+        if !out.status.success() {
+            return Err(LoadError::Config(format!(
+                "javac {} failed: {}",
+                src.display(),
+                String::from_utf8_lossy(&out.stderr)
+            )));
+        }
+    }
+    Ok(dir)
+}
+
+/// ZkLoad's last line: "RESULT ops=N seconds=S ops_per_sec=X errors=E mean_us=.. p50_us=.. ...".
+pub fn parse_zk_java(out: &str) -> Option<RunResult> {
+    let line = out.lines().rev().find(|l| l.starts_with("RESULT "))?;
+    let get = |k: &str| -> Option<f64> {
+        line.split_whitespace()
+            .find_map(|kv| kv.strip_prefix(k)?.strip_prefix('='))?
+            .parse()
+            .ok()
+    };
+    let ops = get("ops")? as u64;
+    Some(RunResult {
+        workload: "zk".into(),
+        unit: "ops".into(),
+        ops,
+        errors: get("errors")? as u64,
+        duration_s: get("seconds")?,
+        throughput_ops: get("ops_per_sec")?,
+        latency_of: "send -> callback (Java ZooKeeper client)".into(),
+        latency_us: Percentiles {
+            count: ops,
+            mean: get("mean_us")?,
+            p50: get("p50_us")?,
+            p90: get("p90_us")?,
+            p99: get("p99_us")?,
+            p999: get("p999_us")?,
+            p9999: get("p9999_us")?,
+            max: get("max_us")?,
+        },
+        ..Default::default()
+    })
+}
+
 fn java_tool(cfg: &CompareConfig, lib: &Path, class: &str) -> Command {
     let mut c = pinned(&cfg.client_core, Path::new("java"));
     c.args(["-Xms512m", "-Xmx1g"])
@@ -682,6 +732,42 @@ fn run_on(cfg: &CompareConfig, w: &Workload, server: &mut Server, logs: &Path) -
             measured(server, || run_logged(load_cmd(cfg, &a), &log, timeout))?;
         let r = read_result(&json)?;
         rows.push(row_from(w, server, "kiln-load", &r, cpu, wall, idle, peak));
+        // The Java ZooKeeper client (async API), for the request/response workloads.
+        if cfg.reference_tools && w.get("watchers").is_none() && w.str_or("java_client", "1") != "0"
+        {
+            let classes = zk_java_classes(cfg)?;
+            let mut c = pinned(&cfg.client_core, Path::new("java"));
+            c.args(["-Xms512m", "-Xmx1g", "-cp"])
+                .arg(format!("{}:{ZK_JAR}", classes.display()))
+                .arg("ZkLoad")
+                .args(["--server", &server.addr])
+                .args(["--warmup", &w.str_or("warmup_s", "0")])
+                .args(["--duration", &w.str_or("duration_s", "10")]);
+            for (key, flag) in [
+                ("mix", "--mix"),
+                ("sessions", "--sessions"),
+                ("in_flight", "--in-flight"),
+                ("value_size", "--value-size"),
+                ("keys", "--keys"),
+            ] {
+                if let Some(v) = w.get(key) {
+                    c.args([flag, v]);
+                }
+            }
+            let log = logs.join(format!("{tag}-zk-java.log"));
+            let (out, cpu, wall, peak) = measured(server, || run_logged(c, &log, timeout))?;
+            let r = parse_zk_java(&out).ok_or_else(|| {
+                LoadError::Protocol(format!("cannot parse ZkLoad output in {}", log.display()))
+            })?;
+            // CPU per op covers set-up and warm-up too, as for Kiln's load generator.
+            let mut row = row_from(w, server, "zookeeper-java", &r, cpu, wall, idle, peak);
+            row.note = format!(
+                "closed loop per in-flight slot, latency from send{}{}",
+                if row.note.is_empty() { "" } else { "; " },
+                row.note
+            );
+            rows.push(row);
+        }
         return Ok(rows);
     }
     let kind = w.str_or("kind", "produce");
@@ -704,7 +790,15 @@ fn run_on(cfg: &CompareConfig, w: &Workload, server: &mut Server, logs: &Path) -
             let (_, cpu, wall, peak) =
                 measured(server, || run_logged(load_cmd(cfg, &a), &log, timeout))?;
             let r = read_result(&json)?;
-            rows.push(row_from(w, server, "kiln-load", &r, cpu, wall, idle, peak));
+            let mut row = row_from(w, server, "kiln-load", &r, cpu, wall, idle, peak);
+            if let Some(n) = w.get("rate_note") {
+                row.note = if row.note.is_empty() {
+                    n.to_owned()
+                } else {
+                    format!("{n}; {}", row.note)
+                };
+            }
+            rows.push(row);
             if let Some(lib) = lib {
                 let topic = format!("{}-ref", w.name);
                 crate::kafka::client::ensure_topic(&server.addr, &topic, partitions, &[])?;
@@ -824,6 +918,91 @@ fn run_on(cfg: &CompareConfig, w: &Workload, server: &mut Server, logs: &Path) -
     Ok(rows)
 }
 
+/// For a workload with `rate_of_kafka_peak = F`: measures Apache Kafka's peak produce rate
+/// with the workload's record size and producer settings (Kiln's load generator, as fast as
+/// possible for `peak_duration_s` after `peak_warmup_s`) on the first Apache Kafka server of
+/// the run (Kiln when the run has none), then sets the workload's `rate` to F times that
+/// (at most `max_rate` when given) for every server. Returns the probe's row.
+fn pace_from_peak(cfg: &CompareConfig, w: &mut Workload, work: &Path, logs: &Path) -> Result<Row> {
+    let frac: f64 = w.num("rate_of_kafka_peak", 0.5)?;
+    if !(frac > 0.0 && frac <= 1.0) {
+        return Err(LoadError::Config(format!(
+            "{}: rate_of_kafka_peak must be in (0, 1]",
+            w.name
+        )));
+    }
+    let name = cfg
+        .servers
+        .iter()
+        .find(|s| s.starts_with("kafka-"))
+        .or(cfg.servers.first())
+        .ok_or_else(|| LoadError::Config("no servers".into()))?
+        .clone();
+    eprintln!("== {} peak probe on {name}", w.name);
+    let mut probe = w.clone();
+    probe.set("rate", "0");
+    probe.set("warmup_s", w.str_or("peak_warmup_s", "2"));
+    probe.set("duration_s", w.str_or("peak_duration_s", "5"));
+    let server = start_server(cfg, &name, &probe, work)?;
+    let result = (|| {
+        std::thread::sleep(Duration::from_secs(if cfg.smoke { 1 } else { 3 }));
+        let idle = rss_bytes(server.pid).unwrap_or(0);
+        let tag = format!("{}-{name}-peak", w.name);
+        let json = logs.join(format!("{tag}.json"));
+        let a = kafka_load_args(
+            &probe,
+            "produce",
+            &server.addr,
+            &format!("{}-peak", w.name),
+            &json,
+            &[],
+        )?;
+        let timeout = Duration::from_secs(if cfg.smoke { 120 } else { 600 });
+        let log = logs.join(format!("{tag}.log"));
+        let (_, cpu, wall, peak) =
+            measured(&server, || run_logged(load_cmd(cfg, &a), &log, timeout))?;
+        let r = read_result(&json)?;
+        Ok(row_from(
+            &probe,
+            &server,
+            "kiln-load (peak probe)",
+            &r,
+            cpu,
+            wall,
+            idle,
+            peak,
+        ))
+    })();
+    server.stop();
+    let mut row = result?;
+    if row.throughput_ops <= 0.0 {
+        return Err(LoadError::Server(format!(
+            "{}: the peak probe on {name} produced nothing",
+            w.name
+        )));
+    }
+    let mut rate = (row.throughput_ops * frac).round().max(1.0);
+    let cap: f64 = w.num("max_rate", 0.0)?;
+    if cap > 0.0 {
+        rate = rate.min(cap);
+    }
+    let note = format!(
+        "rate {rate:.0}/s = {:.0}% of {name}'s peak produce rate ({:.0}/s){}",
+        frac * 100.0,
+        row.throughput_ops,
+        if cap > 0.0 && rate >= cap {
+            " capped by max_rate"
+        } else {
+            ""
+        }
+    );
+    eprintln!("   peak {:.0} records/s -> {note}", row.throughput_ops);
+    row.note = "as fast as possible: sets the e2e rate".into();
+    w.set("rate", format!("{rate}"));
+    w.set("rate_note", note);
+    Ok(row)
+}
+
 /// Runs everything and writes the report; returns the rows and whether every run worked.
 pub fn run(cfg: &CompareConfig) -> Result<(Vec<Row>, bool)> {
     std::fs::create_dir_all(&cfg.out_dir)
@@ -835,6 +1014,26 @@ pub fn run(cfg: &CompareConfig) -> Result<(Vec<Row>, bool)> {
     let mut rows = Vec::new();
     let mut failures = Vec::new();
     for w in &cfg.workloads {
+        let mut w = w.clone();
+        if w.get("rate_of_kafka_peak").is_some() {
+            match pace_from_peak(cfg, &mut w, &work, &logs) {
+                Ok(row) => rows.push(row),
+                Err(e) => {
+                    eprintln!("   FAILED: {e}");
+                    failures.push(format!("{} peak probe: {e}", w.name));
+                    rows.push(Row {
+                        workload: w.name.clone(),
+                        server: "-".into(),
+                        client: "peak probe".into(),
+                        ok: false,
+                        note: e.to_string().lines().next().unwrap_or_default().to_owned(),
+                        ..Default::default()
+                    });
+                    continue;
+                }
+            }
+        }
+        let w = &w;
         let system = w.str_or("system", "kafka");
         for name in &cfg.servers {
             let fits = match system.as_str() {
@@ -918,6 +1117,19 @@ mod tests {
         assert_eq!(r.latency_us.p99, 3000.0);
         assert_eq!(r.latency_us.p999, 10_000.0);
         assert!((r.latency_us.mean - 1234.5).abs() < 1e-6);
+    }
+
+    #[test]
+    fn parses_zk_java_result() {
+        let out = "SLF4J: noise\nRESULT ops=1000 seconds=2.000 ops_per_sec=500.0 errors=3 mean_us=70.5 \
+                   p50_us=61.0 p90_us=119.0 p99_us=280.2 p999_us=290.7 p9999_us=290.7 max_us=300.0\n";
+        let r = parse_zk_java(out).unwrap();
+        assert_eq!(r.ops, 1000);
+        assert_eq!(r.errors, 3);
+        assert_eq!(r.throughput_ops, 500.0);
+        assert_eq!(r.latency_us.p99, 280.2);
+        assert_eq!(r.latency_us.max, 300.0);
+        assert!(parse_zk_java("no result here").is_none());
     }
 
     #[test]

@@ -86,6 +86,11 @@ impl Workload {
             .collect()
     }
 
+    /// Sets (or replaces) a key, e.g. a rate the harness measured.
+    pub fn set(&mut self, key: &str, value: impl Into<String>) {
+        self.values.insert(key.to_owned(), value.into());
+    }
+
     pub fn get(&self, key: &str) -> Option<&str> {
         self.values.get(key).map(String::as_str)
     }

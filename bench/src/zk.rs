@@ -628,7 +628,7 @@ fn run_watch(cfg: &ZkLoad) -> Result<RunResult> {
     for _ in 0..cfg.watchers {
         watchers.push(open_session(&cfg.server)?);
     }
-    let mut writer = open_session(&cfg.server)?;
+    let writer = open_session(&cfg.server)?;
     let progress = spawn_progress(live.clone(), "notifications", cfg.quiet);
     let window = Window::new(cfg.warmup, cfg.duration);
     let schedule = Schedule::new(window.start, cfg.rate);
@@ -642,8 +642,24 @@ fn run_watch(cfg: &ZkLoad) -> Result<RunResult> {
             watch_loop(s, &hot, schedule, window, &live)
         }));
     }
-    // The writer: set `hot` to `i` at the schedule, one request at a time is enough at
-    // fan-out rates; the reply is read so errors show.
+    // The writer: open loop, sets `hot` to `i` at set `i`'s intended time without waiting for
+    // earlier replies (a closed-loop writer falls behind its schedule whenever one set is slow,
+    // and every later notification would be charged that lag). A reader thread drains the
+    // replies so errors show.
+    let Session {
+        stream: mut wstream,
+        reader: wreader,
+    } = writer;
+    wreader
+        .get_ref()
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .map_err(LoadError::io("set timeout"))?;
+    let sent = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let writing_done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let replies = {
+        let (sent, writing_done, hot) = (sent.clone(), writing_done.clone(), hot.clone());
+        std::thread::spawn(move || set_replies(wreader, &hot, &sent, &writing_done))
+    };
     let budget = Budget::new(cfg.ops);
     let mut sets = 0u64;
     let mut value = vec![0u8; cfg.value_size.max(8)];
@@ -670,40 +686,24 @@ fn run_watch(cfg: &ZkLoad) -> Result<RunResult> {
             &mut frame,
         );
         xid += 1;
-        if let Err(e) = writer.stream.write_all(&frame) {
+        if let Err(e) = wstream.write_all(&frame) {
             err = Some(LoadError::io("send set")(e));
             break;
         }
-        loop {
-            match writer.reader.next_frame() {
-                Ok(f) => match ReplyHeader::decode(&mut Reader::new(f, FRAME_MAX)) {
-                    Ok(h) if h.xid < 0 => continue,
-                    Ok(h) if h.err != 0 => {
-                        err = Some(LoadError::Server(format!(
-                            "set {hot} failed with code {}",
-                            h.err
-                        )));
-                        break;
-                    }
-                    Ok(_) => break,
-                    Err(e) => {
-                        err = Some(LoadError::Protocol(format!("reply header: {e}")));
-                        break;
-                    }
-                },
-                Err(e) => {
-                    err = Some(LoadError::io("read set reply")(e));
-                    break;
-                }
-            }
-        }
-        if err.is_some() {
-            break;
+        sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if replies.is_finished() {
+            break; // the reply reader failed; its error is reported below
         }
         if window.measured(t) {
             sets += 1;
         }
         i += 1;
+    }
+    writing_done.store(true, std::sync::atomic::Ordering::Release);
+    match replies.join() {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => err = err.or(Some(e)),
+        Err(_) => err = err.or(Some(LoadError::Protocol("set reader panicked".into()))),
     }
     let end = Instant::now();
     live.request_stop();
@@ -742,6 +742,51 @@ fn run_watch(cfg: &ZkLoad) -> Result<RunResult> {
         eprintln!("kiln load zk: cleanup: {e}");
     }
     Ok(res)
+}
+
+/// Reads the fan-out writer's set replies until every sent set is answered after the writer
+/// stopped (or 10 s pass); any error code fails the run.
+fn set_replies(
+    mut reader: FrameReader,
+    hot: &str,
+    sent: &std::sync::atomic::AtomicU64,
+    writing_done: &std::sync::atomic::AtomicBool,
+) -> Result<()> {
+    use std::sync::atomic::Ordering;
+    let mut got = 0u64;
+    let mut done_at: Option<Instant> = None;
+    loop {
+        if writing_done.load(Ordering::Acquire) {
+            if got >= sent.load(Ordering::Relaxed) {
+                return Ok(());
+            }
+            let at = *done_at.get_or_insert_with(Instant::now);
+            if at.elapsed() > Duration::from_secs(10) {
+                return Err(LoadError::Server(format!(
+                    "{} of {} sets of {hot} unanswered 10 s after the last",
+                    sent.load(Ordering::Relaxed) - got,
+                    sent.load(Ordering::Relaxed)
+                )));
+            }
+        }
+        let f = match reader.next_frame() {
+            Ok(f) => f,
+            Err(e) if is_timeout(&e) => continue,
+            Err(e) => return Err(LoadError::io("read set reply")(e)),
+        };
+        let h = ReplyHeader::decode(&mut Reader::new(f, FRAME_MAX))
+            .map_err(|e| LoadError::Protocol(format!("reply header: {e}")))?;
+        if h.xid < 0 {
+            continue;
+        }
+        if h.err != 0 {
+            return Err(LoadError::Server(format!(
+                "set {hot} failed with code {}",
+                h.err
+            )));
+        }
+        got += 1;
+    }
 }
 
 fn is_timeout(e: &std::io::Error) -> bool {

@@ -1,0 +1,290 @@
+// ZooKeeper load with the Java ZooKeeper client (org.apache.zookeeper.ZooKeeper, async API):
+// the reference client for `kiln bench compare`'s ZooKeeper workloads.
+//
+// N sessions, each keeping `--in-flight` requests outstanding (closed loop: a completion
+// issues the next request); operations drawn from `--mix` (get, set, create, delete) over
+// `--keys` pool nodes with `--value-size`-byte values. Latency is measured from each request's
+// send to its callback. After `--warmup` seconds the next `--duration` seconds are measured.
+// The last line is the result the harness parses:
+//   RESULT ops=<n> seconds=<s> ops_per_sec=<x> errors=<e> mean_us=.. p50_us=.. p90_us=..
+//          p99_us=.. p999_us=.. p9999_us=.. max_us=..
+//
+// Build: javac -cp /usr/share/java/zookeeper.jar -d <dir> ZkLoad.java
+// Run:   java -cp <dir>:/usr/share/java/zookeeper.jar ZkLoad --server 127.0.0.1:2181 ...
+
+import java.util.ArrayDeque;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+import java.util.SplittableRandom;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicLong;
+
+import org.apache.zookeeper.AsyncCallback;
+import org.apache.zookeeper.CreateMode;
+import org.apache.zookeeper.KeeperException;
+import org.apache.zookeeper.Watcher;
+import org.apache.zookeeper.ZooDefs;
+import org.apache.zookeeper.ZooKeeper;
+
+public final class ZkLoad {
+    static String server = "127.0.0.1:2181";
+    static int sessions = 16;
+    static int inFlight = 32;
+    static int valueSize = 100;
+    static int keys = 1000;
+    static double warmupS = 0;
+    static double durationS = 10;
+    static String root = "/kiln-bench-java";
+    // Cumulative weights of get, set, create, delete.
+    static int[] weights = {100, 0, 0, 0};
+
+    static volatile boolean stop = false;
+    static long measureFrom;
+    static long measureTo;
+    static final AtomicLong errors = new AtomicLong();
+
+    public static void main(String[] args) throws Exception {
+        for (int i = 0; i + 1 < args.length; i += 2) {
+            String v = args[i + 1];
+            switch (args[i]) {
+                case "--server": server = v; break;
+                case "--sessions": sessions = Integer.parseInt(v); break;
+                case "--in-flight": inFlight = Integer.parseInt(v); break;
+                case "--value-size": valueSize = Integer.parseInt(v); break;
+                case "--keys": keys = Integer.parseInt(v); break;
+                case "--warmup": warmupS = Double.parseDouble(v); break;
+                case "--duration": durationS = Double.parseDouble(v); break;
+                case "--root": root = v; break;
+                case "--mix": weights = parseMix(v); break;
+                default: throw new IllegalArgumentException("unknown option " + args[i]);
+            }
+        }
+        byte[] value = new byte[valueSize];
+        Arrays.fill(value, (byte) 'x');
+
+        ZooKeeper setup = connect();
+        try {
+            setup.create(root, new byte[0], ZooDefs.Ids.OPEN_ACL_UNSAFE, CreateMode.PERSISTENT);
+        } catch (KeeperException.NodeExistsException e) {
+            // left over from an earlier run
+        }
+        // Pool nodes, pipelined.
+        CountDownLatch made = new CountDownLatch(keys);
+        for (int k = 0; k < keys; k++) {
+            setup.create(root + "/p" + k, value, ZooDefs.Ids.OPEN_ACL_UNSAFE, CreateMode.PERSISTENT,
+                (rc, path, ctx, name) -> made.countDown(), null);
+        }
+        if (!made.await(60, TimeUnit.SECONDS)) {
+            throw new IllegalStateException("creating pool nodes timed out");
+        }
+
+        List<Worker> workers = new ArrayList<>();
+        for (int s = 0; s < sessions; s++) {
+            workers.add(new Worker(s, connect(), value));
+        }
+        long start = System.nanoTime();
+        measureFrom = start + (long) (warmupS * 1e9);
+        measureTo = measureFrom + (long) (durationS * 1e9);
+        for (Worker w : workers) {
+            w.begin();
+        }
+        while (System.nanoTime() < measureTo) {
+            Thread.sleep(Math.max(1, (measureTo - System.nanoTime()) / 1_000_000));
+        }
+        stop = true;
+        long drainBy = System.nanoTime() + 10_000_000_000L;
+        for (Worker w : workers) {
+            while (w.outstanding.get() > 0 && System.nanoTime() < drainBy) {
+                Thread.sleep(5);
+            }
+        }
+        long n = 0;
+        int total = 0;
+        for (Worker w : workers) {
+            synchronized (w) {
+                total += w.count;
+            }
+        }
+        long[] all = new long[total];
+        int at = 0;
+        for (Worker w : workers) {
+            synchronized (w) {
+                System.arraycopy(w.samples, 0, all, at, w.count);
+                at += w.count;
+            }
+        }
+        n = all.length;
+        Arrays.sort(all);
+        double sum = 0;
+        for (long v : all) {
+            sum += v;
+        }
+        double seconds = durationS;
+        System.out.printf(
+            "RESULT ops=%d seconds=%.3f ops_per_sec=%.1f errors=%d mean_us=%.1f p50_us=%.1f p90_us=%.1f"
+                + " p99_us=%.1f p999_us=%.1f p9999_us=%.1f max_us=%.1f%n",
+            n, seconds, n / seconds, errors.get(), n == 0 ? 0.0 : sum / n / 1e3, pct(all, 0.50),
+            pct(all, 0.90), pct(all, 0.99), pct(all, 0.999), pct(all, 0.9999),
+            n == 0 ? 0.0 : all[all.length - 1] / 1e3);
+        for (Worker w : workers) {
+            w.cleanup();
+            w.zk.close();
+        }
+        try {
+            CountDownLatch gone = new CountDownLatch(keys);
+            for (int k = 0; k < keys; k++) {
+                setup.delete(root + "/p" + k, -1, (rc, path, ctx) -> gone.countDown(), null);
+            }
+            gone.await(60, TimeUnit.SECONDS);
+            setup.delete(root, -1);
+        } catch (KeeperException e) {
+            System.err.println("cleanup: " + e);
+        }
+        setup.close();
+    }
+
+    static double pct(long[] sorted, double q) {
+        if (sorted.length == 0) {
+            return 0;
+        }
+        int i = (int) Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1);
+        return sorted[Math.max(0, i)] / 1e3;
+    }
+
+    static int[] parseMix(String s) {
+        int[] w = new int[4];
+        for (String part : s.split(",")) {
+            String[] kv = part.split("=");
+            int v = Integer.parseInt(kv[1].trim());
+            switch (kv[0].trim()) {
+                case "get": w[0] += v; break;
+                case "set": w[1] += v; break;
+                case "create": w[2] += v; break;
+                case "delete": w[3] += v; break;
+                default: throw new IllegalArgumentException("op " + kv[0] + " is not supported");
+            }
+        }
+        for (int i = 1; i < 4; i++) {
+            w[i] += w[i - 1];
+        }
+        if (w[3] <= 0) {
+            throw new IllegalArgumentException("empty mix");
+        }
+        return w;
+    }
+
+    static ZooKeeper connect() throws Exception {
+        CountDownLatch up = new CountDownLatch(1);
+        ZooKeeper zk = new ZooKeeper(server, 30000, e -> {
+            if (e.getState() == Watcher.Event.KeeperState.SyncConnected) {
+                up.countDown();
+            }
+        });
+        if (!up.await(30, TimeUnit.SECONDS)) {
+            throw new IllegalStateException("no session with " + server);
+        }
+        return zk;
+    }
+
+    /** One session; callbacks run on its event thread, so its state needs no locks. */
+    static final class Worker implements AsyncCallback.DataCallback, AsyncCallback.StatCallback,
+            AsyncCallback.StringCallback, AsyncCallback.VoidCallback {
+        final int id;
+        final ZooKeeper zk;
+        final byte[] value;
+        final SplittableRandom rng;
+        final ArrayDeque<String> created = new ArrayDeque<>();
+        final AtomicLong outstanding = new AtomicLong();
+        long made = 0;
+        long[] samples = new long[1 << 16];
+        int count = 0;
+
+        Worker(int id, ZooKeeper zk, byte[] value) {
+            this.id = id;
+            this.zk = zk;
+            this.value = value;
+            this.rng = new SplittableRandom(0x9E3779B97F4A7C15L * (id + 1));
+        }
+
+        void begin() {
+            for (int i = 0; i < inFlight; i++) {
+                next();
+            }
+        }
+
+        synchronized void next() {
+            if (stop) {
+                return;
+            }
+            outstanding.incrementAndGet();
+            int r = rng.nextInt(weights[3]);
+            Long t0 = System.nanoTime();
+            String pool = root + "/p" + rng.nextInt(keys);
+            if (r < weights[0]) {
+                zk.getData(pool, false, (AsyncCallback.DataCallback) this, t0);
+            } else if (r < weights[1]) {
+                zk.setData(pool, value, -1, (AsyncCallback.StatCallback) this, t0);
+            } else if (r < weights[2] || created.isEmpty()) {
+                String path = root + "/s" + id + "-" + (made++);
+                created.add(path);
+                zk.create(path, value, ZooDefs.Ids.OPEN_ACL_UNSAFE, CreateMode.PERSISTENT,
+                    (AsyncCallback.StringCallback) this, t0);
+            } else {
+                zk.delete(created.poll(), -1, (AsyncCallback.VoidCallback) this, t0);
+            }
+        }
+
+        synchronized void done(int rc, Object ctx) {
+            long now = System.nanoTime();
+            long t0 = (Long) ctx;
+            if (rc != 0) {
+                errors.incrementAndGet();
+            }
+            if (t0 >= measureFrom && now <= measureTo) {
+                if (count == samples.length) {
+                    samples = Arrays.copyOf(samples, samples.length * 2);
+                }
+                samples[count++] = now - t0;
+            }
+            outstanding.decrementAndGet();
+            next();
+        }
+
+        @Override
+        public void processResult(int rc, String path, Object ctx, byte[] data,
+                org.apache.zookeeper.data.Stat stat) {
+            done(rc, ctx);
+        }
+
+        @Override
+        public void processResult(int rc, String path, Object ctx,
+                org.apache.zookeeper.data.Stat stat) {
+            done(rc, ctx);
+        }
+
+        @Override
+        public void processResult(int rc, String path, Object ctx, String name) {
+            done(rc, ctx);
+        }
+
+        @Override
+        public void processResult(int rc, String path, Object ctx) {
+            done(rc, ctx);
+        }
+
+        void cleanup() throws InterruptedException {
+            List<String> left;
+            synchronized (this) {
+                left = new ArrayList<>(created);
+                created.clear();
+            }
+            CountDownLatch gone = new CountDownLatch(left.size());
+            for (String p : left) {
+                zk.delete(p, -1, (rc, path, ctx) -> gone.countDown(), null);
+            }
+            gone.await(60, TimeUnit.SECONDS);
+        }
+    }
+}
