@@ -1102,8 +1102,13 @@ fn spawn_background(srv: &Rc<Server>) {
                             return;
                         }
                         Err(_) => {
-                            // Pending-bytes limit: wait for the writer, then retry (backpressure).
-                            if s.log.wait_written(s.log.log_end_offset()).await.is_err() {
+                            // Busy. Over the pending-bytes limit: wait for the writer, then retry
+                            // (backpressure). Everything written: autopurge holds the log for its
+                            // delete_records; wait a moment, never spin without yielding.
+                            let end = s.log.log_end_offset();
+                            if s.log.written_offset() >= end {
+                                rt::sleep(Duration::from_millis(1)).await;
+                            } else if s.log.wait_written(end).await.is_err() {
                                 s.fail("the transaction log failed while waiting for writes".into());
                                 return;
                             }
