@@ -24,7 +24,7 @@ PEAK_BONUS_MS = 2 * 3600 * 1000
 def _setup(bootstrap: str, topic: str) -> tuple[int, list[int]]:
     a = AdminClient({"bootstrap.servers": bootstrap})
     a.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1,
-                              config={"segment.bytes": "16384"})], operation_timeout=30)[topic].result(30)
+                              config={"segment.bytes": str(1 << 20)})], operation_timeout=30)[topic].result(30)
     wait_until(lambda: topic in a.list_topics(topic, timeout=5).topics
                and a.list_topics(topic, timeout=5).topics[topic].error is None, 30, what="topic")
     base = int(time.time() * 1000) - 5 * 3600 * 1000
@@ -33,7 +33,7 @@ def _setup(bootstrap: str, topic: str) -> tuple[int, list[int]]:
     p = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 0,
                   "compression.type": "none"})
     for i, ts in enumerate(stamps):
-        p.produce(topic, value=(b"x" * 100) + str(i).encode(), partition=0, timestamp=ts)
+        p.produce(topic, value=(b"x" * 5000) + str(i).encode(), partition=0, timestamp=ts)
         if i % 10 == 9:
             p.flush(30)  # several batches per segment
     assert p.flush(30) == 0
