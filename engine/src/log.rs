@@ -73,6 +73,10 @@ const TIME_ENTRY: usize = 12;
 const SCAN_CHUNK_BYTES: usize = 1 << 20;
 /// Index entries of the active segment are written to its files in groups of this many.
 const INDEX_WRITE_ENTRIES: usize = 64;
+/// A run of pending bytes is closed at this size and a new one started: the writer then writes
+/// the runs back to back. Measured on the benchmark machine: coalescing 16 appends of 64 KiB into
+/// one 1 MiB run was several times slower than writing them as runs of at most this size.
+const CHUNK_BYTES_MAX: usize = 128 << 10;
 /// Under `Durability::Interval`, write-back of a segment's written bytes is started every this
 /// many bytes (see [`crate::disk::DiskFile::write_back`]), so the device works while appends go on
 /// and the page cache holds little dirty data when a sync or the kernel's flusher comes.
@@ -868,7 +872,7 @@ impl<D: Disk> LogState<D> {
             // Copy once into the tail buffer; stamp offsets there.
             let src = records.get(at..at + size).unwrap_or(&[]);
             let chunk = match self.pending.last_mut() {
-                Some(c) if c.segment == seg_base => c,
+                Some(c) if c.segment == seg_base && c.data.len() < CHUNK_BYTES_MAX => c,
                 _ => {
                     let mut data = self.spare.pop().unwrap_or_default();
                     data.clear();
