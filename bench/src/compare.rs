@@ -568,7 +568,13 @@ pub fn parse_producer_performance(out: &str) -> Option<RunResult> {
 pub fn parse_consumer_performance(out: &str) -> Option<RunResult> {
     let mut lines = out.lines().skip_while(|l| !l.starts_with("start.time"));
     let header: Vec<&str> = lines.next()?.split(',').map(str::trim).collect();
-    let values: Vec<&str> = lines.next()?.split(',').map(str::trim).collect();
+    // Warnings (e.g. "Exiting before consuming the expected number of messages") may come
+    // between the header and the data line.
+    let values: Vec<&str> = lines
+        .find(|l| l.split(',').count() == header.len())?
+        .split(',')
+        .map(str::trim)
+        .collect();
     let get = |name: &str| -> Option<f64> {
         let i = header.iter().position(|h| *h == name)?;
         values.get(i)?.parse().ok()
@@ -895,7 +901,7 @@ fn run_on(cfg: &CompareConfig, w: &Workload, server: &mut Server, logs: &Path) -
                 let log = logs.join(format!("{tag}-kafka-tool.log"));
                 let mut c = java_tool(cfg, &lib, "org.apache.kafka.tools.ConsumerPerformance");
                 c.args(["--bootstrap-server", &server.addr, "--topic", &topic])
-                    .args(["--messages", &n.to_string(), "--timeout", "30000"]);
+                    .args(["--messages", &n.to_string(), "--timeout", "60000"]);
                 let (out, cpu, wall, peak) = measured(server, || run_logged(c, &log, timeout))?;
                 let r = parse_consumer_performance(&out).ok_or_else(|| {
                     LoadError::Protocol(format!(
@@ -905,6 +911,13 @@ fn run_on(cfg: &CompareConfig, w: &Workload, server: &mut Server, logs: &Path) -
                 })?;
                 let mut row = row_from(w, server, "ConsumerPerformance", &r, cpu, wall, idle, peak);
                 row.note = "fetch.nMsg.sec (group join excluded)".into();
+                if r.ops < n {
+                    row.ok = false;
+                    row.note = format!(
+                        "timed out after {} of {n} records (fetch.nMsg.sec of what it read)",
+                        r.ops
+                    );
+                }
                 rows.push(row);
             }
         }
@@ -1107,6 +1120,11 @@ mod tests {
         let r = parse_consumer_performance(out).unwrap();
         assert_eq!(r.ops, 1_000_000);
         assert_eq!(r.throughput_ops, 500_000.0);
+        let timed_out = "start.time, end.time, data.consumed.in.MB, MB.sec, data.consumed.in.nMsg, nMsg.sec, rebalance.time.ms, fetch.time.ms, fetch.MB.sec, fetch.nMsg.sec\n\
+                   WARNING: Exiting before consuming the expected number of messages: timeout (30000 ms) exceeded.\n\
+                   2026-11-27 21:23:10:857, 2026-11-27 21:23:41:956, 0.0000, 0.0000, 0, 0.0000, 25479, 5620, 0.0000, 0.0000\n";
+        let r = parse_consumer_performance(timed_out).unwrap();
+        assert_eq!(r.ops, 0);
     }
 
     #[test]
