@@ -683,25 +683,35 @@ fn java_tool(cfg: &CompareConfig, lib: &Path, class: &str) -> Command {
     c
 }
 
-/// Runs one workload against one server; returns its rows.
+/// Runs one workload against one server; returns the rows it measured and, when a run
+/// failed, the error (the rows measured before the failure are kept).
 fn run_one(
     cfg: &CompareConfig,
     w: &Workload,
     name: &str,
     work: &Path,
     logs: &Path,
-) -> Result<Vec<Row>> {
-    let mut server = start_server(cfg, name, w, work)?;
-    let result = run_on(cfg, w, &mut server, logs);
+) -> (Vec<Row>, Option<LoadError>) {
+    let mut server = match start_server(cfg, name, w, work) {
+        Ok(s) => s,
+        Err(e) => return (Vec::new(), Some(e)),
+    };
+    let mut rows = Vec::new();
+    let result = run_on(cfg, w, &mut server, logs, &mut rows);
     server.stop();
-    result
+    (rows, result.err())
 }
 
-fn run_on(cfg: &CompareConfig, w: &Workload, server: &mut Server, logs: &Path) -> Result<Vec<Row>> {
+fn run_on(
+    cfg: &CompareConfig,
+    w: &Workload,
+    server: &mut Server,
+    logs: &Path,
+    rows: &mut Vec<Row>,
+) -> Result<()> {
     std::thread::sleep(Duration::from_secs(if cfg.smoke { 1 } else { 3 }));
     let idle = rss_bytes(server.pid).unwrap_or(0);
     let tag = format!("{}-{}", w.name, server.name);
-    let mut rows = Vec::new();
     let timeout = Duration::from_secs(if cfg.smoke { 120 } else { 900 });
     let json = logs.join(format!("{tag}-kiln-load.json"));
     let zk = w.get("system") == Some("zk");
@@ -774,7 +784,7 @@ fn run_on(cfg: &CompareConfig, w: &Workload, server: &mut Server, logs: &Path) -
             );
             rows.push(row);
         }
-        return Ok(rows);
+        return Ok(());
     }
     let kind = w.str_or("kind", "produce");
     let lib = if cfg.reference_tools {
@@ -928,7 +938,7 @@ fn run_on(cfg: &CompareConfig, w: &Workload, server: &mut Server, logs: &Path) -
             )));
         }
     }
-    Ok(rows)
+    Ok(())
 }
 
 /// For a workload with `rate_of_kafka_peak = F`: measures Apache Kafka's peak produce rate
@@ -1057,35 +1067,32 @@ pub fn run(cfg: &CompareConfig) -> Result<(Vec<Row>, bool)> {
                 continue;
             }
             eprintln!("== {} on {name}", w.name);
-            match run_one(cfg, w, name, &work, &logs) {
-                Ok(r) => {
-                    for row in &r {
-                        eprintln!(
-                            "   {:<20} {:>12.0} {}/s  p50 {:.0} us  p99 {:.0} us  cpu {:.2} us/op  rss {:.0}/{:.0} MB",
-                            row.client,
-                            row.throughput_ops,
-                            row.unit,
-                            row.latency_us.p50,
-                            row.latency_us.p99,
-                            row.server_cpu_us_per_op,
-                            row.rss_idle_mb,
-                            row.rss_load_mb
-                        );
-                    }
-                    rows.extend(r);
-                }
-                Err(e) => {
-                    eprintln!("   FAILED: {e}");
-                    failures.push(format!("{} on {name}: {e}", w.name));
-                    rows.push(Row {
-                        workload: w.name.clone(),
-                        server: name.clone(),
-                        client: "-".into(),
-                        ok: false,
-                        note: e.to_string().lines().next().unwrap_or_default().to_owned(),
-                        ..Default::default()
-                    });
-                }
+            let (r, err) = run_one(cfg, w, name, &work, &logs);
+            for row in &r {
+                eprintln!(
+                    "   {:<20} {:>12.0} {}/s  p50 {:.0} us  p99 {:.0} us  cpu {:.2} us/op  rss {:.0}/{:.0} MB",
+                    row.client,
+                    row.throughput_ops,
+                    row.unit,
+                    row.latency_us.p50,
+                    row.latency_us.p99,
+                    row.server_cpu_us_per_op,
+                    row.rss_idle_mb,
+                    row.rss_load_mb
+                );
+            }
+            rows.extend(r);
+            if let Some(e) = err {
+                eprintln!("   FAILED: {e}");
+                failures.push(format!("{} on {name}: {e}", w.name));
+                rows.push(Row {
+                    workload: w.name.clone(),
+                    server: name.clone(),
+                    client: "-".into(),
+                    ok: false,
+                    note: e.to_string().lines().next().unwrap_or_default().to_owned(),
+                    ..Default::default()
+                });
             }
         }
     }
