@@ -331,11 +331,13 @@ impl Member {
 enum JoinTimer {
     /// Kafka's InitialDelayedJoin: the first rebalance of an empty group waits
     /// `group.initial.rebalance.delay.ms`, extended while new members keep arriving, up to the
-    /// rebalance timeout in total.
+    /// rebalance timeout in total (`end_ms`). It completes only when the timer fires, never
+    /// inside a JoinGroup: with a zero delay, members arriving before the next tick still join
+    /// the first generation, as they do in Kafka, whose timer fires on another thread.
     Initial {
         deadline_ms: u64,
         delay_ms: u64,
-        remaining_ms: u64,
+        end_ms: u64,
     },
     /// Kafka's DelayedJoin: completes when every member has rejoined, or at the rebalance timeout.
     Rebalance { deadline_ms: u64 },
@@ -659,6 +661,7 @@ impl GroupCoordinator {
     /// JoinGroup. The response arrives through [`Self::take_replies`] under `token`, now or when
     /// the rebalance completes.
     pub fn join(&mut self, now_ms: u64, token: Token, req: JoinRequest) {
+        tracing::debug!(group = %req.group_id, member = %req.member_id, token, "JoinGroup");
         if let Err(code) = self.validate_join(&req) {
             self.reply_join(token, JoinResponse::error(code, &req.member_id));
             return;
@@ -697,7 +700,7 @@ impl GroupCoordinator {
         } else {
             self.join_known_member(now_ms, token, req);
         }
-        self.try_complete_join(&group_id, now_ms);
+        self.try_complete_join(&group_id, now_ms, false);
     }
 
     fn validate_join(&self, req: &JoinRequest) -> Result<(), i16> {
@@ -816,7 +819,9 @@ impl GroupCoordinator {
         let Some(group) = self.groups.get_mut(&req.group_id) else {
             return;
         };
-        if group.state == GroupState::PreparingRebalance && group.generation_id == 0 {
+        if group.state == GroupState::PreparingRebalance
+            && matches!(group.join_timer, Some(JoinTimer::Initial { .. }))
+        {
             group.new_member_added = true;
         }
         if let Some(instance) = &req.group_instance_id {
@@ -977,7 +982,7 @@ impl GroupCoordinator {
             Some(JoinTimer::Initial {
                 deadline_ms: now_ms + initial_delay,
                 delay_ms: initial_delay,
-                remaining_ms: rebalance_timeout.saturating_sub(initial_delay),
+                end_ms: now_ms + rebalance_timeout.max(initial_delay),
             })
         } else {
             Some(JoinTimer::Rebalance {
@@ -989,7 +994,9 @@ impl GroupCoordinator {
     }
 
     /// Completes the PreparingRebalance of `group_id` if its timer allows it at `now_ms`.
-    fn try_complete_join(&mut self, group_id: &str, now_ms: u64) {
+    /// `from_timer` is false when a request (JoinGroup, LeaveGroup) asks: an initial rebalance
+    /// then waits for the timer (Kafka's `maybeCompleteJoinPhase` skips groups that were Empty).
+    fn try_complete_join(&mut self, group_id: &str, now_ms: u64, from_timer: bool) {
         let Some(group) = self.groups.get_mut(group_id) else {
             return;
         };
@@ -1000,24 +1007,21 @@ impl GroupCoordinator {
             Some(JoinTimer::Initial {
                 deadline_ms,
                 delay_ms,
-                remaining_ms,
+                end_ms,
             }) => {
-                if now_ms < deadline_ms {
+                if !from_timer || now_ms < deadline_ms {
                     return;
                 }
-                if group.new_member_added && remaining_ms > 0 {
+                if group.new_member_added && now_ms < end_ms {
+                    // Members arrived during the delay: wait once more for stragglers. A zero
+                    // delay waits until the next tick; `end_ms` bounds the extensions.
                     group.new_member_added = false;
-                    let delay = delay_ms.min(remaining_ms);
                     group.join_timer = Some(JoinTimer::Initial {
-                        deadline_ms: now_ms + delay,
+                        deadline_ms: (now_ms + delay_ms).min(end_ms),
                         delay_ms,
-                        remaining_ms: remaining_ms - delay,
+                        end_ms,
                     });
-                    if delay > 0 {
-                        return;
-                    }
-                    // A zero delay completes at once, like Kafka's immediately expiring timer.
-                    group.join_timer = None;
+                    return;
                 }
             }
             Some(JoinTimer::Rebalance { deadline_ms })
@@ -1068,6 +1072,7 @@ impl GroupCoordinator {
                 .map(|(id, _)| (*id).clone());
         }
         group.generation_id = group.generation_id.wrapping_add(1).max(1);
+        tracing::debug!(group = group_id, generation = group.generation_id, members = ?group.members.keys().collect::<Vec<_>>(), removed = ?gone, "join phase complete");
         if group.members.is_empty() {
             group.protocol_name = None;
             group.leader_id = None;
@@ -1140,6 +1145,7 @@ impl GroupCoordinator {
         } else {
             codes::NONE
         };
+        tracing::debug!(group = %req.group_id, member = %req.member_id, generation = req.generation_id, error, state = ?group.state, "SyncGroup");
         if error != codes::NONE {
             self.replies
                 .push((token, Reply::Sync(SyncResponse::error(error))));
@@ -1210,6 +1216,14 @@ impl GroupCoordinator {
 
     /// Heartbeat; returns the error code.
     pub fn heartbeat(&mut self, now_ms: u64, req: &HeartbeatRequest) -> i16 {
+        let code = self.heartbeat_inner(now_ms, req);
+        if code != codes::NONE {
+            tracing::debug!(group = %req.group_id, member = %req.member_id, generation = req.generation_id, code, "Heartbeat");
+        }
+        code
+    }
+
+    fn heartbeat_inner(&mut self, now_ms: u64, req: &HeartbeatRequest) -> i16 {
         let Some(group) = self.groups.get_mut(&req.group_id) else {
             return codes::UNKNOWN_MEMBER_ID;
         };
@@ -1275,6 +1289,7 @@ impl GroupCoordinator {
                 error,
             });
         }
+        tracing::debug!(group = group_id, ?results, "LeaveGroup");
         for id in removed {
             self.remove_member(group_id, &id, now_ms);
         }
@@ -1292,6 +1307,7 @@ impl GroupCoordinator {
         let Some(member) = group.members.remove(member_id) else {
             return;
         };
+        tracing::debug!(group = group_id, member = member_id, state = ?group.state, "member removed");
         if let Some(instance) = &member.group_instance_id
             && group.static_members.get(instance).map(String::as_str) == Some(member_id)
         {
@@ -1329,7 +1345,7 @@ impl GroupCoordinator {
             // Nobody is left to wait for.
             group.join_timer = None;
         }
-        self.try_complete_join(group_id, now_ms);
+        self.try_complete_join(group_id, now_ms, false);
     }
 
     // -- Timers -----------------------------------------------------------------------------
@@ -1395,7 +1411,7 @@ impl GroupCoordinator {
                 self.remove_member(group_id, &id, now_ms);
             }
         }
-        self.try_complete_join(group_id, now_ms);
+        self.try_complete_join(group_id, now_ms, true);
     }
 
     /// The earliest instant at which [`Self::tick`] has something to do, if any.
@@ -1496,6 +1512,7 @@ impl GroupCoordinator {
             return Vec::new();
         };
         if let Err(code) = validate_commit(group, &req) {
+            tracing::debug!(group = %req.group_id, member = %req.member_id, generation = req.generation_id, code, state = ?group.state, "OffsetCommit refused");
             return all(code, &req);
         }
         if !req.member_id.is_empty() {
@@ -1752,6 +1769,7 @@ impl GroupCoordinator {
     // -- Helpers ----------------------------------------------------------------------------
 
     fn reply_join(&mut self, token: Token, resp: JoinResponse) {
+        tracing::debug!(token, error = resp.error, member = %resp.member_id, generation = resp.generation_id, "JoinGroup answered");
         self.replies.push((token, Reply::Join(resp)));
     }
 

@@ -63,9 +63,21 @@ fn join_reply(c: &mut GroupCoordinator, token: Token) -> Option<JoinResponse> {
     found
 }
 
+/// Joins and, when the join waits for the initial-rebalance timer (zero delay here), runs the
+/// timer once at the same instant.
 fn join_now(c: &mut GroupCoordinator, now: u64, token: Token, req: JoinRequest) -> JoinResponse {
     c.join(now, token, req);
-    join_reply(c, token).expect("join answered at once")
+    let mut got = replies(c);
+    if !got.iter().any(|(t, _)| *t == token) {
+        c.tick(now);
+        got.extend(replies(c));
+    }
+    got.into_iter()
+        .find_map(|(t, r)| match (t == token, r) {
+            (true, Reply::Join(j)) => Some(j),
+            _ => None,
+        })
+        .expect("join answered at once")
 }
 
 /// Joins a new dynamic member with the v4+ two-step handshake; returns its member id. The join
@@ -312,7 +324,6 @@ fn protocol_selection_takes_the_most_voted_common_protocol() {
             .map(|n| ((*n).to_owned(), Bytes::from_static(b"m")))
             .collect::<Vec<_>>()
     };
-    let mut ids = Vec::new();
     for (i, p) in [
         proto(&["x", "y", "z"]),
         proto(&["y", "x"]),
@@ -325,41 +336,27 @@ fn protocol_selection_takes_the_most_voted_common_protocol() {
         let mut req = join_req("g", "", 3);
         req.protocols = p;
         c.join(0, token, req);
-        ids.push(token);
-        // Members after the first wait; the first completes alone, then everyone rejoins below.
     }
-    let first: Vec<_> = replies(&mut c);
-    assert!(!first.is_empty());
-    // Rejoin everyone so the generation contains all three.
-    let mut members = Vec::new();
-    for (_, r) in first {
-        if let Reply::Join(j) = r {
-            members.push(j.member_id);
-        }
-    }
-    assert_eq!(c.state("g"), GroupState::PreparingRebalance);
-    let described = c.describe("g", 5);
-    let all: Vec<String> = described
-        .members
-        .iter()
-        .map(|m| m.member_id.clone())
-        .collect();
-    for (i, id) in all.iter().enumerate() {
-        if members.contains(id) {
-            let mut req = join_req("g", id, 3);
-            req.protocols = proto(if i == 0 {
-                &["x", "y", "z"]
-            } else {
-                &["y", "x"]
-            });
-            c.join(0, 100 + u64::try_from(i).expect("small"), req);
-        }
-    }
+    // All three arrive before the initial-rebalance timer fires: one generation holds them all.
+    assert!(replies(&mut c).is_empty());
+    // The first firing sees new members and waits one more round; the second completes.
+    c.tick(100);
+    assert!(replies(&mut c).is_empty());
+    c.tick(200);
     let replies: Vec<_> = replies(&mut c);
-    let Some((_, Reply::Join(j))) = replies.first() else {
-        panic!("rebalance completed")
-    };
-    assert_eq!(j.protocol_name.as_deref(), Some("y"));
+    assert_eq!(replies.len(), 3);
+    for (_, r) in &replies {
+        let Reply::Join(j) = r else {
+            panic!("join reply expected")
+        };
+        assert_eq!(j.error, codes::NONE);
+        assert_eq!(j.generation_id, 1);
+        assert_eq!(
+            j.protocol_name.as_deref(),
+            Some("y"),
+            "y has two votes, x one"
+        );
+    }
 }
 
 #[test]
@@ -559,6 +556,96 @@ fn initial_rebalance_delay_waits_and_extends_for_new_members() {
     assert_eq!(c.next_deadline_ms().map(|d| d > 6_000), Some(true));
 }
 
+/// librdkafka 0118 / 0089: two consumers subscribe together; with a zero initial delay the
+/// second one's JoinGroup arrives a few milliseconds after the first's. Kafka completes the first
+/// rebalance of an empty group only from its timer, so both land in generation 1 (otherwise the
+/// first member, busy in its application, must rejoin before the second is served).
+#[test]
+fn members_arriving_before_the_initial_timer_fires_share_the_first_generation() {
+    let mut c = coordinator();
+    let a = new_member(&mut c, 0, "g", 1);
+    c.join(1, 2, join_req("g", &a, 5));
+    assert!(
+        replies(&mut c).is_empty(),
+        "waits for the timer, not answered inside JoinGroup"
+    );
+    assert_eq!(c.state("g"), GroupState::PreparingRebalance);
+    let b = new_member(&mut c, 2, "g", 3);
+    c.join(3, 4, join_req("g", &b, 5));
+    assert!(replies(&mut c).is_empty());
+    // The timer fires: a member arrived meanwhile, so it waits one more round for stragglers.
+    c.tick(100);
+    assert!(replies(&mut c).is_empty());
+    c.tick(200);
+    let done = replies(&mut c);
+    assert_eq!(done.len(), 2);
+    for (t, r) in done {
+        let Reply::Join(j) = r else {
+            panic!("join reply expected")
+        };
+        assert_eq!(j.error, codes::NONE);
+        assert_eq!(j.generation_id, 1);
+        assert_eq!(j.leader, a);
+        assert_eq!(j.members.len(), if t == 2 { 2 } else { 0 });
+    }
+    assert_eq!(c.state("g"), GroupState::CompletingRebalance);
+}
+
+#[test]
+fn initial_rebalance_extensions_stop_at_the_rebalance_timeout() {
+    let mut c = coordinator();
+    let a = new_member(&mut c, 0, "g", 1);
+    c.join(0, 2, join_req("g", &a, 5));
+    // A new member arrives before every tick: the join phase keeps waiting, but not past the
+    // rebalance timeout.
+    let step = 100;
+    let mut now = 0;
+    let mut token = 10;
+    while now < u64::try_from(REBALANCE).expect("positive") {
+        let id = new_member(&mut c, now + 1, "g", token);
+        c.join(now + 1, token + 1, join_req("g", &id, 5));
+        token += 2;
+        now += step;
+        c.tick(now);
+        if now < u64::try_from(REBALANCE).expect("positive") {
+            assert!(join_reply(&mut c, 2).is_none(), "still extending at {now}");
+        }
+    }
+    assert!(
+        join_reply(&mut c, 2).is_some(),
+        "completed at the rebalance timeout"
+    );
+    assert_eq!(c.state("g"), GroupState::CompletingRebalance);
+}
+
+/// A leave during the initial delay does not complete the join phase early either.
+#[test]
+fn leave_during_initial_delay_waits_for_the_timer() {
+    let mut c = coordinator();
+    let a = new_member(&mut c, 0, "g", 1);
+    c.join(0, 2, join_req("g", &a, 5));
+    let b = new_member(&mut c, 0, "g", 3);
+    c.join(0, 4, join_req("g", &b, 5));
+    let left = c.leave(
+        1,
+        "g",
+        &[LeavingMember {
+            member_id: b.clone(),
+            group_instance_id: None,
+        }],
+    );
+    assert_eq!(left.members[0].error, codes::NONE);
+    let early: Vec<_> = replies(&mut c)
+        .into_iter()
+        .filter(|(t, _)| *t == 2)
+        .collect();
+    assert!(early.is_empty(), "the remaining member waits for the timer");
+    c.tick(100);
+    c.tick(200);
+    let j = join_reply(&mut c, 2).expect("completed by the timer");
+    assert_eq!(j.members.len(), 1);
+}
+
 #[test]
 fn pending_member_blocks_rebalance_until_it_expires() {
     let mut c = coordinator();
@@ -604,8 +691,7 @@ fn rejoining_during_completing_rebalance_voids_waiting_syncs() {
 fn leader_that_never_syncs_is_removed_at_the_rebalance_timeout() {
     let mut c = coordinator();
     let a = new_member(&mut c, 0, "g", 1);
-    c.join(0, 2, join_req("g", &a, 5));
-    let generation = join_reply(&mut c, 2).expect("joined").generation_id;
+    let generation = join_now(&mut c, 0, 2, join_req("g", &a, 5)).generation_id;
     c.tick(u64::try_from(REBALANCE).expect("positive"));
     assert_eq!(c.state("g"), GroupState::Empty);
     assert_eq!(
