@@ -304,8 +304,14 @@ async fn shard_main(
     {
         tracing::error!(error = %e, "flushing the group coordinator");
     }
-    // Partitions are dropped here; the engine then flushes the shard's commit group.
-    shard.partitions.borrow_mut().clear();
+    // Close every partition's log before dropping it: flushes pending bytes (the interval policy
+    // included) and completes the active segment's indexes, as Kafka does on a clean shutdown.
+    let parts: Vec<_> = shard.partitions.borrow_mut().drain().map(|(_, p)| p).collect();
+    for p in parts {
+        if let Err(e) = p.log.close().await {
+            tracing::error!(topic = %p.topic, partition = p.index, error = %e, "closing a partition log");
+        }
+    }
 }
 
 /// Opens this shard's partitions (and the group coordinator on shard 0), and its listener.
