@@ -306,7 +306,12 @@ async fn shard_main(
     }
     // Close every partition's log before dropping it: flushes pending bytes (the interval policy
     // included) and completes the active segment's indexes, as Kafka does on a clean shutdown.
-    let parts: Vec<_> = shard.partitions.borrow_mut().drain().map(|(_, p)| p).collect();
+    let parts: Vec<_> = shard
+        .partitions
+        .borrow_mut()
+        .drain()
+        .map(|(_, p)| p)
+        .collect();
     for p in parts {
         if let Err(e) = p.log.close().await {
             tracing::error!(topic = %p.topic, partition = p.index, error = %e, "closing a partition log");
