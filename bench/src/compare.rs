@@ -683,6 +683,16 @@ fn java_tool(cfg: &CompareConfig, lib: &Path, class: &str) -> Command {
     c
 }
 
+/// Workload keys that shape a ZooKeeper load and the flag both load programs (`kiln load zk`
+/// and the Java client's ZkLoad) take for each.
+const ZK_SHAPE_FLAGS: [(&str, &str); 5] = [
+    ("mix", "--mix"),
+    ("sessions", "--sessions"),
+    ("in_flight", "--in-flight"),
+    ("value_size", "--value-size"),
+    ("keys", "--keys"),
+];
+
 /// Runs one workload against one server; returns the rows it measured and, when a run
 /// failed, the error (the rows measured before the failure are kept).
 fn run_one(
@@ -730,16 +740,9 @@ fn run_on(
             "--duration".into(),
             w.str_or("duration_s", "10"),
         ];
-        for (key, flag) in [
-            ("mix", "--mix"),
-            ("sessions", "--sessions"),
-            ("in_flight", "--in-flight"),
-            ("value_size", "--value-size"),
-            ("keys", "--keys"),
-            ("watchers", "--watchers"),
-        ] {
+        for (key, flag) in ZK_SHAPE_FLAGS.iter().chain([&("watchers", "--watchers")]) {
             if let Some(v) = w.get(key) {
-                a.push(flag.into());
+                a.push((*flag).into());
                 a.push(v.into());
             }
         }
@@ -759,13 +762,7 @@ fn run_on(
                 .args(["--server", &server.addr])
                 .args(["--warmup", &w.str_or("warmup_s", "0")])
                 .args(["--duration", &w.str_or("duration_s", "10")]);
-            for (key, flag) in [
-                ("mix", "--mix"),
-                ("sessions", "--sessions"),
-                ("in_flight", "--in-flight"),
-                ("value_size", "--value-size"),
-                ("keys", "--keys"),
-            ] {
+            for (key, flag) in ZK_SHAPE_FLAGS {
                 if let Some(v) = w.get(key) {
                     c.args([flag, v]);
                 }

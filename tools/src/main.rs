@@ -46,11 +46,12 @@ enum Command {
     Bench(bench::Args),
 }
 
-/// Server log lines go to stderr; `RUST_LOG` filters them (default `info`).
+/// Server log lines (connections refused or closed for bad input, session expiry, snapshots,
+/// fatal errors) go to stderr; `RUST_LOG` filters them (default `info`). The library crates only
+/// emit `tracing` events; installing the subscriber is the binary's job.
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // A second initialisation (a subcommand that installs its own) is harmless: keep the first.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -17,7 +17,6 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> ExitCode {
-    kiln_zk::server::init_logging();
     let config = match &args.config {
         Some(path) => match ZkConfig::load(path) {
             Ok((config, warnings)) => {

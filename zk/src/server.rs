@@ -804,18 +804,6 @@ impl Drop for ServerHandle {
     }
 }
 
-/// Sends this crate's log lines (connections refused or closed for bad input, session
-/// expiry, snapshots, fatal errors) to stderr, filtered by `RUST_LOG` (default `info`).
-/// Does nothing when the process already has a subscriber (e.g. `kiln up` installed one).
-pub fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
-}
-
 fn check_uring() -> Result<(), ZkError> {
     uring_check::check().map_err(|e| ZkError::Fatal(e.to_string()))
 }

@@ -162,6 +162,11 @@ pub fn is_special(path: &str) -> bool {
 
 /// Every node of a tree as it was when [`DataTree::view`] was called; later writes to the tree do
 /// not show through. `Send`, so it can be encoded on another thread.
+/// Every node of `nodes` by path, so parents come before their children.
+fn sorted_nodes(nodes: &NodeMap) -> BTreeMap<&str, &Node> {
+    nodes.iter().map(|(k, v)| (k.as_str(), &**v)).collect()
+}
+
 #[derive(Debug, Clone)]
 pub struct TreeView {
     nodes: NodeMap,
@@ -179,7 +184,7 @@ impl TreeView {
 
     /// All nodes, parents before children.
     pub fn sorted_nodes(&self) -> BTreeMap<&str, &Node> {
-        self.nodes.iter().map(|(k, v)| (k.as_str(), &**v)).collect()
+        sorted_nodes(&self.nodes)
     }
 }
 
@@ -281,7 +286,7 @@ impl DataTree {
 
     /// All nodes, parents before children.
     pub fn sorted_nodes(&self) -> BTreeMap<&str, &Node> {
-        self.nodes.iter().map(|(k, v)| (k.as_str(), &**v)).collect()
+        sorted_nodes(&self.nodes)
     }
 
     pub fn ephemerals_of(&self, session: SessionId) -> Vec<String> {
