@@ -51,10 +51,16 @@ fn batch_of(size: usize) -> Vec<u8> {
 }
 
 fn config(durability: Durability) -> LogConfig {
+    let d = LogConfig::default();
     LogConfig {
         durability,
         segment_bytes: 256 << 20,
-        ..Default::default()
+        // `KILN_BENCH_TAIL_CACHE=<bytes>` overrides the tail cache size (0 = off) for A/B runs.
+        tail_cache_bytes: std::env::var("KILN_BENCH_TAIL_CACHE")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(d.tail_cache_bytes),
+        ..d
     }
 }
 

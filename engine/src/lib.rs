@@ -17,6 +17,7 @@
 //! | [`batch`] | RecordBatch v2: `BatchView` (parse/validate/CRC, header fields), `Batches` iterator, `records()`, `BatchBuilder`, stamping |
 //! | [`log`] | `SegmentedLog`: open/recover, append, read, truncate, retention, delete-records, live `set_config`, `offset_for_timestamp` / `max_timestamp` (ListOffsets) |
 //! | [`commit`] | group commit per shard (`CommitGroup`), `Durability`, **the durability contract** |
+//! | [`tail_cache`] | a log's recently written batches as shared buffers: tail reads without a system call |
 //! | [`snapshot`] | `SnapshotStore`: atomic save, keep newest N, load newest valid |
 //! | [`disk`] | the storage seam: `Disk`/`DiskFile` traits, `UringDisk` (real), `SimDisk` (crash simulation) |
 //!
@@ -74,5 +75,6 @@ pub mod rt;
 pub mod shard;
 pub mod shutdown;
 pub mod snapshot;
+pub mod tail_cache;
 pub mod uring_check;
 mod watermark;

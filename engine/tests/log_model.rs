@@ -85,9 +85,10 @@ struct Model {
     generation: u32,
 }
 
-fn config(durable: bool, segment_bytes: u64) -> LogConfig {
+fn config(durable: bool, segment_bytes: u64, tail_cache_bytes: usize) -> LogConfig {
     LogConfig {
         segment_bytes,
+        tail_cache_bytes,
         index_interval_bytes: 200,
         durability: if durable {
             Durability::Durable
@@ -157,7 +158,17 @@ async fn check_against_model(
     Ok(())
 }
 
-fn run_case(ops: Vec<Op>, durable: bool, segment_bytes: u64) -> Result<(), TestCaseError> {
+/// Tail cache sizes: off (every read from the file), a few batches (eviction), all of it.
+fn tail_cache() -> impl Strategy<Value = usize> {
+    prop_oneof![Just(0usize), Just(600usize), Just(4usize << 20)]
+}
+
+fn run_case(
+    ops: Vec<Op>,
+    durable: bool,
+    segment_bytes: u64,
+    cache: usize,
+) -> Result<(), TestCaseError> {
     let disk = SimDisk::new(1_000_000);
     let dir = Path::new("/data/topic-0");
     let mut model = Model::default();
@@ -169,7 +180,7 @@ fn run_case(ops: Vec<Op>, durable: bool, segment_bytes: u64) -> Result<(), TestC
         // One process: open, recover, check, run ops until a restart or crash.
         let outcome: Result<Option<u64>, TestCaseError> = rt::block_on(async {
             let group = CommitGroup::new(disk2.clone());
-            let log = SegmentedLog::open_with(group, dir, config(durable, segment_bytes))
+            let log = SegmentedLog::open_with(group, dir, config(durable, segment_bytes, cache))
                 .await
                 .map_err(|e| TestCaseError::fail(format!("open: {e}")))?;
             // Recovery: durable prefix kept, rest may be lost; the model follows the log.
@@ -262,6 +273,25 @@ fn run_case(ops: Vec<Op>, durable: bool, segment_bytes: u64) -> Result<(), TestC
                                     && at <= first.last_offset() as u64
                             );
                             prop_assert!(r.records.len() <= (max as usize).max(first.size()));
+                            // Every returned record is the model's, whether the tail cache or
+                            // the file answered.
+                            for b in batch::Batches::new(&r.records, true) {
+                                let b = b.map_err(|e| TestCaseError::fail(e.to_string()))?;
+                                for rec in b
+                                    .records()
+                                    .map_err(|e| TestCaseError::fail(e.to_string()))?
+                                {
+                                    let rec =
+                                        rec.map_err(|e| TestCaseError::fail(e.to_string()))?;
+                                    prop_assert_eq!(
+                                        rec.value,
+                                        Some(&model.records[rec.offset as usize][..]),
+                                        "bytes at offset {} read from {}",
+                                        rec.offset,
+                                        at
+                                    );
+                                }
+                            }
                         }
                     }
                     Op::Truncate { back } => {
@@ -277,6 +307,8 @@ fn run_case(ops: Vec<Op>, durable: bool, segment_bytes: u64) -> Result<(), TestC
                         model.durable = model.durable.min(new_end);
                         model.log_start = log.log_start_offset();
                         model.generation += 1;
+                        // Reads right after a truncation (the tail cache was warm) see the cut.
+                        check_against_model(&log, &model).await?;
                     }
                     Op::DeleteRecords { fwd } => {
                         let target = (model.log_start + u64::from(fwd)).min(log.log_end_offset());
@@ -315,7 +347,7 @@ fn run_case(ops: Vec<Op>, durable: bool, segment_bytes: u64) -> Result<(), TestC
         let log = SegmentedLog::open_with(
             CommitGroup::new(disk.clone()),
             dir,
-            config(durable, segment_bytes),
+            config(durable, segment_bytes, cache),
         )
         .await
         .map_err(|e| TestCaseError::fail(format!("open: {e}")))?;
@@ -329,12 +361,12 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
 
     #[test]
-    fn durable_log_matches_model_across_crashes(ops in proptest::collection::vec(op(), 1..40), seg in 300u64..3000) {
-        run_case(ops, true, seg)?;
+    fn durable_log_matches_model_across_crashes(ops in proptest::collection::vec(op(), 1..40), seg in 300u64..3000, cache in tail_cache()) {
+        run_case(ops, true, seg, cache)?;
     }
 
     #[test]
-    fn interval_log_matches_model_across_crashes(ops in proptest::collection::vec(op(), 1..40), seg in 300u64..3000) {
-        run_case(ops, false, seg)?;
+    fn interval_log_matches_model_across_crashes(ops in proptest::collection::vec(op(), 1..40), seg in 300u64..3000, cache in tail_cache()) {
+        run_case(ops, false, seg, cache)?;
     }
 }
