@@ -108,6 +108,7 @@
 #[allow(clippy::derivable_impls, clippy::field_reassign_with_default)]
 pub mod generated;
 
+pub mod compression;
 pub mod frame;
 pub mod wire;
 
