@@ -23,6 +23,11 @@
 //! 4. fsync the directory, making the rename durable;
 //! 5. delete snapshots beyond the newest `keep` and fsync the directory again.
 //!
+//! [`SnapshotStore::save_image`] runs the same steps for an image already built
+//! ([`SnapshotImage`]: header and checksum computed by whoever built it, typically a blocking-pool
+//! thread), and [`SnapshotStore::save_encoded`] builds the image on a blocking-pool thread (encode,
+//! copy, checksum) and then saves it, so a large state never costs the shard thread CPU time.
+//!
 //! When `save` returns `Ok`, the snapshot survives power loss. A crash before step 4 leaves at
 //! most a `.tmp` file, deleted on the next open. [`SnapshotStore::load_newest`] returns the newest
 //! snapshot whose header and payload checksums verify, skipping (and logging) damaged ones.
@@ -74,6 +79,34 @@ pub fn encode_header(payload: &[u8]) -> [u8; SNAPSHOT_HEADER_LEN] {
     let hc = crc32c::crc32c(&h[0..20]);
     h[20..24].copy_from_slice(&hc.to_be_bytes());
     h
+}
+
+/// A whole snapshot file image (header + payload), ready to be written by
+/// [`SnapshotStore::save_image`]. Building it copies and checksums the payload: do it where that
+/// costs nothing that matters (a blocking-pool thread; see [`SnapshotStore::save_encoded`]).
+#[derive(Debug, Clone)]
+pub struct SnapshotImage {
+    bytes: Vec<u8>,
+}
+
+impl SnapshotImage {
+    /// The image of `payload`: header (with the payload's CRC-32C), then the payload.
+    pub fn new(payload: &[u8]) -> Self {
+        let mut bytes = Vec::with_capacity(SNAPSHOT_HEADER_LEN + payload.len());
+        bytes.extend_from_slice(&encode_header(payload));
+        bytes.extend_from_slice(payload);
+        SnapshotImage { bytes }
+    }
+
+    /// Payload bytes (the image minus its header).
+    pub fn payload_len(&self) -> u64 {
+        (self.bytes.len() - SNAPSHOT_HEADER_LEN) as u64
+    }
+
+    /// The file image.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
 }
 
 /// Validates a whole snapshot file image; returns the payload.
@@ -189,18 +222,58 @@ impl<D: Disk> SnapshotStore<D> {
     }
 
     /// Saves `payload` as snapshot `id` (steps in the module docs). Durable when it returns.
+    /// Copies and checksums `payload` on the calling thread; see [`Self::save_encoded`] for large
+    /// states.
     pub async fn save(&self, id: u64, payload: &[u8]) -> Result<PathBuf, SnapshotError> {
-        if payload.len() as u64 > self.snapshot_bytes_max {
+        self.check_size(payload.len() as u64)?;
+        self.save_image(id, SnapshotImage::new(payload)).await
+    }
+
+    /// Runs `encode` on a blocking-pool thread, builds the image there (copy and checksum), then
+    /// saves it as snapshot `id` like [`Self::save`]. The calling (shard) thread only issues the
+    /// writes, syncs and renames. Durable when it returns.
+    pub async fn save_encoded<F>(&self, id: u64, encode: F) -> Result<PathBuf, SnapshotError>
+    where
+        F: FnOnce() -> Vec<u8> + Send + 'static,
+    {
+        let max = self.snapshot_bytes_max;
+        let image = crate::rt::spawn_blocking(move || {
+            let payload = encode();
+            if payload.len() as u64 > max {
+                return Err(payload.len() as u64);
+            }
+            Ok(SnapshotImage::new(&payload))
+        })
+        .await
+        .map_err(|_| SnapshotError::Io {
+            op: "encode",
+            path: self.path(id),
+            source: std::io::Error::other("the snapshot encoding thread panicked"),
+        })?
+        .map_err(|size| SnapshotError::TooLarge { size, max })?;
+        self.save_image(id, image).await
+    }
+
+    fn check_size(&self, size: u64) -> Result<(), SnapshotError> {
+        if size > self.snapshot_bytes_max {
             return Err(SnapshotError::TooLarge {
-                size: payload.len() as u64,
+                size,
                 max: self.snapshot_bytes_max,
             });
         }
+        Ok(())
+    }
+
+    /// Saves an image built beforehand (steps 1-5 of the module docs). Durable when it returns.
+    pub async fn save_image(
+        &self,
+        id: u64,
+        image: SnapshotImage,
+    ) -> Result<PathBuf, SnapshotError> {
+        self.check_size(image.payload_len())?;
         let path = self.path(id);
         let tmp = self.dir.join(format!("{}.tmp", self.name(id)));
-        let mut image = Vec::with_capacity(SNAPSHOT_HEADER_LEN + payload.len());
-        image.extend_from_slice(&encode_header(payload));
-        image.extend_from_slice(payload);
+        let image = image.bytes;
         // 1.
         let _ = self.disk.remove_file(&tmp);
         let f = self
@@ -334,6 +407,37 @@ mod tests {
                 .await
                 .unwrap();
             assert_eq!(s.load_newest().await.unwrap(), Some((1, b"one".to_vec())));
+        })
+        .unwrap();
+    }
+
+    #[test]
+    fn save_encoded_and_save_image_write_what_save_writes() {
+        crate::rt::block_on(async {
+            let disk = SimDisk::new(0);
+            let dir = Path::new("/snap");
+            let mut s = SnapshotStore::open_with(disk.clone(), dir, "tree", 5)
+                .await
+                .unwrap();
+            s.save(1, b"state").await.unwrap();
+            s.save_encoded(2, || b"state".to_vec()).await.unwrap();
+            s.save_image(3, SnapshotImage::new(b"state")).await.unwrap();
+            let one = disk.contents(&s.path(1)).unwrap();
+            assert_eq!(disk.contents(&s.path(2)).unwrap(), one);
+            assert_eq!(disk.contents(&s.path(3)).unwrap(), one);
+            assert_eq!(SnapshotImage::new(b"state").as_bytes(), &one[..]);
+            assert_eq!(s.load_newest().await.unwrap(), Some((3, b"state".to_vec())));
+            // The size limit holds for every path; nothing is written.
+            s.snapshot_bytes_max = 4;
+            assert!(matches!(
+                s.save_encoded(4, || b"state".to_vec()).await,
+                Err(SnapshotError::TooLarge { size: 5, max: 4 })
+            ));
+            assert!(matches!(
+                s.save_image(4, SnapshotImage::new(b"state")).await,
+                Err(SnapshotError::TooLarge { .. })
+            ));
+            assert_eq!(s.list().unwrap(), vec![1, 2, 3]);
         })
         .unwrap();
     }
