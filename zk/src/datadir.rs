@@ -9,9 +9,10 @@
 //! lock behind.
 //!
 //! # Snapshot write
-//! [`write_snapshot`] runs on a blocking-pool thread: it encodes the frozen state, then follows the
-//! engine's `SnapshotStore` file format and durability steps (temp file, fdatasync, rename,
-//! directory fsync), so the shard thread neither walks the tree nor copies or checksums the image.
+//! [`write_snapshot`] saves through the engine's `SnapshotStore::save_encoded`: the frozen state is
+//! encoded, copied and checksummed on a blocking-pool thread, then the store's durability steps
+//! (temp file, fdatasync, rename, directory fsync) run as asynchronous I/O, so the shard thread
+//! neither walks the tree nor copies or checksums the image.
 //!
 //! # Autopurge
 //! Every `autopurge.purgeInterval` hours (first at start-up, as ZooKeeper's
@@ -26,7 +27,7 @@ use std::path::{Path, PathBuf};
 
 use kiln_engine::log::SegmentedLog;
 use kiln_engine::rt;
-use kiln_engine::snapshot::{SNAPSHOT_HEADER_LEN, SnapshotStore, encode_header};
+use kiln_engine::snapshot::{SNAPSHOT_HEADER_LEN, SnapshotStore};
 use thiserror::Error;
 
 use crate::snapshot::{self, Frozen};
@@ -164,41 +165,15 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
-/// Encodes `frozen` and saves it as snapshot `frozen.last_zxid` in `store`'s directory, all on a
-/// blocking-pool thread (steps of the engine store: temp file, fdatasync, rename, directory fsync).
+/// Encodes `frozen` and saves it as snapshot `frozen.last_zxid` in `store`: encoding, copy and
+/// checksum run on a blocking-pool thread, then the engine store's steps (temp file, fdatasync,
+/// rename, directory fsync) run as asynchronous I/O.
 pub async fn write_snapshot(store: &SnapshotStore, frozen: Frozen) -> Result<PathBuf, String> {
     let id = u64::try_from(frozen.last_zxid).unwrap_or(0);
-    let path = store.path(id);
-    let max = store.snapshot_bytes_max;
-    rt::spawn_blocking(move || -> Result<PathBuf, String> {
-        let payload = frozen.encode();
-        drop(frozen);
-        if payload.len() as u64 > max {
-            return Err(format!(
-                "snapshot of {} bytes exceeds the limit of {max}",
-                payload.len()
-            ));
-        }
-        let dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let tmp = dir.join(format!("{name}.tmp"));
-        let what = |op: &str, p: &Path, e: std::io::Error| format!("{op} {}: {e}", p.display());
-        let _ = std::fs::remove_file(&tmp);
-        let mut f = File::create(&tmp).map_err(|e| what("create", &tmp, e))?;
-        f.write_all(&encode_header(&payload))
-            .and_then(|()| f.write_all(&payload))
-            .map_err(|e| what("write", &tmp, e))?;
-        f.sync_data().map_err(|e| what("fdatasync", &tmp, e))?;
-        drop(f);
-        std::fs::rename(&tmp, &path).map_err(|e| what("rename", &tmp, e))?;
-        sync_dir(&dir).map_err(|e| what("fsync directory", &dir, e))?;
-        Ok(path)
-    })
-    .await
-    .map_err(|_| "the snapshot thread panicked".to_string())?
+    store
+        .save_encoded(id, move || frozen.encode())
+        .await
+        .map_err(|e| e.to_string())
 }
 
 /// What [`purge`] did.
