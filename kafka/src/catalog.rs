@@ -28,8 +28,10 @@ pub const TOPICS_MAX: usize = 100_000;
 /// Kafka's topic name length limit.
 pub const TOPIC_NAME_BYTES_MAX: usize = 249;
 
-/// The group coordinator's internal topic (its log is `<log.dirs>/__consumer_offsets-0`).
+/// The group coordinator's internal topic (its partitions are `<log.dirs>/__consumer_offsets-<n>`).
 pub const INTERNAL_OFFSETS_TOPIC: &str = "__consumer_offsets";
+/// Kafka's default `offsets.topic.num.partitions`.
+pub const OFFSETS_TOPIC_PARTITIONS_DEFAULT: i32 = 50;
 
 /// Brokers in this cluster (one: replication comes later).
 pub const LIVE_BROKERS: i16 = 1;
@@ -75,6 +77,11 @@ pub enum CatalogError {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Catalog {
     pub topics: BTreeMap<String, TopicMeta>,
+    /// Partitions of the internal `__consumer_offsets` topic once it exists (found on disk at
+    /// load, or created by the group coordinator on its first request). Its partition count is
+    /// fixed at creation, as in Kafka; the directories are the record of it, so it is not saved.
+    #[serde(skip)]
+    pub offsets_partitions: Option<i32>,
 }
 
 /// Checks a topic name the way Kafka's `Topic.validate` does.
@@ -223,6 +230,12 @@ impl Catalog {
         Ok(())
     }
 
+    /// Partitions `__consumer_offsets` has, or will have when the group coordinator creates it
+    /// with the configured `offsets.topic.num.partitions`.
+    pub fn offsets_topic_partitions(&self, configured: i32) -> i32 {
+        self.offsets_partitions.unwrap_or(configured)
+    }
+
     /// Whether `topic` has partition `partition`.
     pub fn partition_exists(&self, topic: &str, partition: i32) -> bool {
         self.topics
@@ -264,19 +277,29 @@ impl CatalogStore {
         self.dir.join("kiln-topics.json")
     }
 
-    /// Loads the catalog (empty when the file does not exist yet).
+    /// Loads the catalog (empty when the file does not exist yet), with the partition count of
+    /// `__consumer_offsets` found in the directory.
     pub fn load(&self) -> Result<Catalog, StoreError> {
         let path = self.path();
-        match std::fs::read(&path) {
+        let mut catalog: Catalog = match std::fs::read(&path) {
             Ok(bytes) => serde_json::from_slice(&bytes)
-                .map_err(|source| StoreError::Corrupt { path, source }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Catalog::default()),
-            Err(source) => Err(StoreError::Io {
-                op: "reading",
-                path,
+                .map_err(|source| StoreError::Corrupt { path, source })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Catalog::default(),
+            Err(source) => {
+                return Err(StoreError::Io {
+                    op: "reading",
+                    path,
+                    source,
+                });
+            }
+        };
+        catalog.offsets_partitions =
+            offsets_partitions_on_disk(&self.dir).map_err(|source| StoreError::Io {
+                op: "listing",
+                path: self.dir.clone(),
                 source,
-            }),
-        }
+            })?;
+        Ok(catalog)
     }
 
     /// Saves the catalog durably (steps 1-3 in the module docs). Blocking: called on the control
@@ -300,6 +323,40 @@ impl CatalogStore {
         std::fs::rename(&tmp, &path).map_err(io("renaming", &path))?;
         sync_dir(&self.dir)
     }
+}
+
+/// The directory of partition `partition` of `__consumer_offsets` under a log directory.
+pub fn offsets_partition_dir(log_dir: &Path, partition: i32) -> PathBuf {
+    log_dir.join(format!("{INTERNAL_OFFSETS_TOPIC}-{partition}"))
+}
+
+/// The partition count of `__consumer_offsets` in `log_dir`: one more than the highest
+/// `__consumer_offsets-<n>` directory, or `None` when there is none (or no `log_dir`). A data
+/// directory written when the offsets log had one partition has only `__consumer_offsets-0`,
+/// so it keeps one partition.
+pub fn offsets_partitions_on_disk(log_dir: &Path) -> std::io::Result<Option<i32>> {
+    let entries = match std::fs::read_dir(log_dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let prefix = format!("{INTERNAL_OFFSETS_TOPIC}-");
+    let mut highest: Option<i32> = None;
+    for entry in entries {
+        let entry = entry?;
+        let name = entry.file_name();
+        let Some(index) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(&prefix))
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        if (0..PARTITIONS_PER_TOPIC_MAX).contains(&index) && entry.path().is_dir() {
+            highest = Some(highest.map_or(index, |h| h.max(index)));
+        }
+    }
+    Ok(highest.map(|h| h + 1))
 }
 
 /// fsyncs a directory so that entries created or renamed in it survive a crash.
@@ -417,6 +474,37 @@ mod tests {
             .expect("created");
         store.save(&c).expect("saved");
         assert_eq!(store.load().expect("loaded"), c);
+    }
+
+    #[test]
+    fn offsets_partitions_are_counted_from_the_directories() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        assert_eq!(
+            offsets_partitions_on_disk(dir.path()).expect("listed"),
+            None
+        );
+        assert_eq!(
+            offsets_partitions_on_disk(&dir.path().join("missing")).expect("listed"),
+            None
+        );
+        std::fs::create_dir(offsets_partition_dir(dir.path(), 0)).expect("mkdir");
+        std::fs::create_dir(dir.path().join("orders-7")).expect("mkdir");
+        std::fs::create_dir(dir.path().join("__consumer_offsets-x")).expect("mkdir");
+        std::fs::write(dir.path().join("__consumer_offsets-9"), b"").expect("file");
+        assert_eq!(
+            offsets_partitions_on_disk(dir.path()).expect("listed"),
+            Some(1),
+            "a one-partition offsets log keeps one partition"
+        );
+        std::fs::create_dir(offsets_partition_dir(dir.path(), 49)).expect("mkdir");
+        assert_eq!(
+            offsets_partitions_on_disk(dir.path()).expect("listed"),
+            Some(50)
+        );
+        let loaded = CatalogStore::new(dir.path()).load().expect("loaded");
+        assert_eq!(loaded.offsets_partitions, Some(50));
+        assert_eq!(loaded.offsets_topic_partitions(7), 50);
+        assert_eq!(Catalog::default().offsets_topic_partitions(7), 7);
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! honours; a value that does not parse or is out of range is refused with an error naming the key
 //! and the value. Keys Kiln does not know are kept (so `DescribeConfigs` can echo them) and logged,
 //! as Kafka does, because operators' files carry many keys for features a single node does not need
-//! (`offsets.topic.replication.factor`, `transaction.state.log.*`, ...).
+//! (`transaction.state.log.*`, `controller.quorum.voters`, ...).
 //!
 //! # Threads
 //! Kafka sizes separate network and request-handler thread pools. Kiln runs one shard per core,
@@ -111,6 +111,15 @@ pub struct BrokerConfig {
     pub delete_topic_enable: bool,
     /// `offsets.retention.minutes` (group coordinator).
     pub offsets_retention_minutes: i64,
+    /// `offsets.topic.num.partitions`: partitions of `__consumer_offsets` when it is created
+    /// (an existing one keeps its count).
+    pub offsets_topic_num_partitions: i32,
+    /// `offsets.topic.replication.factor` (validated; one broker keeps one replica).
+    pub offsets_topic_replication_factor: i16,
+    /// `offsets.topic.segment.bytes`: segment size of the `__consumer_offsets` partitions.
+    pub offsets_topic_segment_bytes: u64,
+    /// `offsets.retention.check.interval.ms`.
+    pub offsets_retention_check_interval_ms: i64,
     /// `group.initial.rebalance.delay.ms`.
     pub group_initial_rebalance_delay_ms: i64,
     /// `group.min.session.timeout.ms`.
@@ -275,6 +284,30 @@ impl BrokerConfig {
                 1,
                 i32::MAX as i64,
             )?,
+            offsets_topic_num_partitions: r.int(
+                "offsets.topic.num.partitions",
+                i64::from(crate::catalog::OFFSETS_TOPIC_PARTITIONS_DEFAULT),
+                1,
+                i64::from(crate::catalog::PARTITIONS_PER_TOPIC_MAX),
+            )? as i32,
+            offsets_topic_replication_factor: r.int(
+                "offsets.topic.replication.factor",
+                3,
+                1,
+                i16::MAX as i64,
+            )? as i16,
+            offsets_topic_segment_bytes: r.int(
+                "offsets.topic.segment.bytes",
+                104_857_600,
+                1024,
+                i32::MAX as i64,
+            )? as u64,
+            offsets_retention_check_interval_ms: r.int(
+                "offsets.retention.check.interval.ms",
+                600_000,
+                1,
+                i64::MAX,
+            )?,
             group_initial_rebalance_delay_ms: r.int(
                 "group.initial.rebalance.delay.ms",
                 3_000,
@@ -349,6 +382,10 @@ fn is_known_key(key: &str) -> bool {
         "auto.create.topics.enable",
         "delete.topic.enable",
         "offsets.retention.minutes",
+        "offsets.topic.num.partitions",
+        "offsets.topic.replication.factor",
+        "offsets.topic.segment.bytes",
+        "offsets.retention.check.interval.ms",
         "group.initial.rebalance.delay.ms",
         "group.min.session.timeout.ms",
         "group.max.session.timeout.ms",
@@ -513,6 +550,35 @@ mod tests {
             .expect_err("refused")
             .to_string();
         assert!(err.contains("log.retention.hours"), "{err}");
+    }
+
+    #[test]
+    fn offsets_topic_keys_parse_with_kafka_defaults() {
+        let cfg = BrokerConfig::from_properties(BTreeMap::new()).expect("defaults");
+        assert_eq!(cfg.offsets_topic_num_partitions, 50);
+        assert_eq!(cfg.offsets_topic_replication_factor, 3);
+        assert_eq!(cfg.offsets_topic_segment_bytes, 104_857_600);
+        assert_eq!(cfg.offsets_retention_check_interval_ms, 600_000);
+        let cfg = BrokerConfig::from_properties(props(
+            "offsets.topic.num.partitions=7\noffsets.topic.replication.factor=1\n\
+             offsets.topic.segment.bytes=1048576\noffsets.retention.check.interval.ms=1000\n",
+        ))
+        .expect("parses");
+        assert_eq!(cfg.offsets_topic_num_partitions, 7);
+        assert_eq!(cfg.offsets_topic_replication_factor, 1);
+        assert_eq!(cfg.offsets_topic_segment_bytes, 1_048_576);
+        assert_eq!(cfg.offsets_retention_check_interval_ms, 1000);
+        for bad in [
+            "offsets.topic.num.partitions=0",
+            "offsets.topic.replication.factor=0",
+            "offsets.topic.segment.bytes=x",
+        ] {
+            let err = BrokerConfig::from_properties(props(bad))
+                .expect_err("refused")
+                .to_string();
+            let key = bad.split('=').next().unwrap_or_default();
+            assert!(err.contains(key), "{err}");
+        }
     }
 
     #[test]

@@ -28,6 +28,11 @@ pub struct GroupConfig {
     pub member_metadata_bytes_max: usize,
     /// Bytes of one member's assignment in SyncGroup (1 MiB).
     pub member_assignment_bytes_max: usize,
+    /// `offsets.topic.num.partitions` (50): partitions of `__consumer_offsets` when the
+    /// coordinator creates it. A topic found on disk keeps the count it was created with.
+    pub offsets_topic_partitions: i32,
+    /// `offsets.topic.segment.bytes` (104857600): segment size of each offsets partition.
+    pub offsets_segment_bytes: u64,
     /// The offsets log is compacted at open when it holds at least this many records and more
     /// than twice as many as are live (10000).
     pub offsets_compact_records_min: u64,
@@ -53,6 +58,8 @@ impl Default for GroupConfig {
             protocols_max: 64,
             member_metadata_bytes_max: 1 << 20,
             member_assignment_bytes_max: 1 << 20,
+            offsets_topic_partitions: crate::catalog::OFFSETS_TOPIC_PARTITIONS_DEFAULT,
+            offsets_segment_bytes: 100 << 20,
             offsets_compact_records_min: 10_000,
             node_id: 0,
             host: "127.0.0.1".to_owned(),

@@ -78,6 +78,14 @@ const OFFSET_VALUE_VERSION: i16 = 3;
 const GROUP_VALUE_VERSION: i16 = 3;
 
 impl LogRecord {
+    /// The group the record belongs to.
+    #[must_use]
+    pub fn group_id(&self) -> &str {
+        match self {
+            Self::Offset { group_id, .. } | Self::Group { group_id, .. } => group_id,
+        }
+    }
+
     /// The record key.
     #[must_use]
     pub fn encode_key(&self) -> Vec<u8> {

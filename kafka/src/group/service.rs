@@ -24,7 +24,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::rc::{Rc, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -49,12 +49,11 @@ use super::coordinator::{
     Reply, SyncRequest, Token,
 };
 use super::record::LogRecord;
-use super::{GROUP_API_VERSIONS, GroupConfig, GroupError};
+use super::{GROUP_API_VERSIONS, GroupConfig, GroupError, offsets_partition_for};
+use crate::catalog::{offsets_partition_dir, offsets_partitions_on_disk};
 
 /// How often the timer task advances session and rebalance timeouts.
 pub const TICK_MS: u64 = 100;
-/// The offsets log directory under the service's directory (Kafka's name for partition 0).
-pub const OFFSETS_LOG_DIR: &str = "__consumer_offsets-0";
 /// Bytes of records per batch written to the offsets log.
 const BATCH_TARGET_BYTES: usize = 256 << 10;
 /// Bytes read at a time while replaying the offsets log.
@@ -70,12 +69,19 @@ pub type PartitionExists = Rc<dyn Fn(&str, i32) -> bool>;
 
 type Waiters = RefCell<HashMap<Token, flume::Sender<Reply>>>;
 
-struct Inner {
-    core: RefCell<GroupCoordinator>,
+/// How `__consumer_offsets` is created: the broker's `offsets.topic.*` settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OffsetsTopicSettings {
+    /// `offsets.topic.num.partitions`.
+    pub partitions: i32,
+    /// `offsets.topic.segment.bytes`.
+    pub segment_bytes: u64,
+}
+
+/// One partition of `__consumer_offsets`: its log and its compaction state.
+struct OffsetsPartition {
+    index: i32,
     log: SegmentedLog,
-    waiters: Waiters,
-    next_token: Cell<Token>,
-    partition_exists: PartitionExists,
     /// Records appended since the last compaction, and live records at that compaction.
     appended: Cell<u64>,
     live_at_compaction: Cell<u64>,
@@ -86,7 +92,20 @@ struct Inner {
     compaction_waiters: RefCell<Vec<flume::Sender<Persisted>>>,
 }
 
-/// Where the records of one request went.
+struct Inner {
+    core: RefCell<GroupCoordinator>,
+    /// The broker's log directory (partitions are `__consumer_offsets-<n>` under it).
+    dir: PathBuf,
+    /// The partitions of `__consumer_offsets`; empty until the topic exists.
+    partitions: RefCell<Rc<[Rc<OffsetsPartition>]>>,
+    /// While the topic is being created: requests waiting for it.
+    creating: RefCell<Option<Vec<flume::Sender<()>>>>,
+    waiters: Waiters,
+    next_token: Cell<Token>,
+    partition_exists: PartitionExists,
+}
+
+/// Where the records of one request went, in one partition.
 #[derive(Debug)]
 enum Persisted {
     /// There were none.
@@ -98,6 +117,9 @@ enum Persisted {
     /// The log failed while they waited.
     Failed(String),
 }
+
+/// Where the records of one request went: per partition touched.
+struct Pending(Vec<(Rc<OffsetsPartition>, Persisted)>);
 
 /// The classic group coordinator service of one broker (see the module docs).
 pub struct GroupService {
@@ -111,55 +133,127 @@ fn now_ms() -> u64 {
 }
 
 impl GroupService {
-    /// Opens the offsets log under `dir`, replays it, and starts the timer task.
+    /// Recovers the partitions of `__consumer_offsets` found under `dir` (none on a new broker:
+    /// the topic is created by [`Self::ensure_offsets_topic`]), replays them, and starts the
+    /// timer task.
     ///
     /// # Errors
-    /// [`GroupError::Storage`] when the log cannot be opened or read; [`GroupError::Record`] when a
-    /// record in it is not an offsets-log record.
+    /// [`GroupError::Storage`] when a log cannot be listed, opened or read;
+    /// [`GroupError::Record`] when a record in it is not an offsets-log record.
     pub async fn open(
         dir: &Path,
         cfg: GroupConfig,
         partition_exists: PartitionExists,
     ) -> Result<Self, GroupError> {
-        let log_dir = dir.join(OFFSETS_LOG_DIR);
-        let log_cfg = LogConfig {
-            segment_bytes: 64 << 20,
-            segment_ms: None,
-            retention_bytes: None,
-            retention_ms: None,
-            durability: Durability::Durable,
-            batch_bytes_max: 16 << 20,
-            ..LogConfig::default()
-        };
-        let log = SegmentedLog::open(&log_dir, log_cfg)
-            .await
-            .map_err(storage("open", &log_dir))?;
         let now = now_ms();
+        let on_disk = offsets_partitions_on_disk(dir).map_err(|source| GroupError::ListDir {
+            dir: dir.to_path_buf(),
+            source,
+        })?;
+        let segment_bytes = cfg.offsets_segment_bytes;
         let mut core =
             GroupCoordinator::new(cfg, now ^ u64::from(std::process::id()).rotate_left(32));
-        let replayed = replay(&log, &mut core, now).await?;
+        let mut partitions = Vec::new();
+        let mut replayed = Vec::new();
+        for index in 0..on_disk.unwrap_or(0) {
+            let part = OffsetsPartition::open(dir, index, segment_bytes).await?;
+            replayed.push(replay(&part.log, &mut core, now).await?);
+            partitions.push(part);
+        }
+        let count = i32::try_from(partitions.len()).unwrap_or(i32::MAX);
         tracing::info!(
-            dir = %log_dir.display(),
-            records = replayed,
+            dir = %dir.display(),
+            partitions = count,
+            records = replayed.iter().sum::<u64>(),
             groups = core.group_count(),
             "group coordinator recovered"
         );
-        // (live records, records appended since the last compaction)
-        let (live, appended) = compact(&log, &core, replayed).await?;
+        for (part, replayed) in partitions.iter().zip(replayed) {
+            let (live, appended) = compact(part, &core, count, replayed).await?;
+            part.live_at_compaction.set(live);
+            part.appended.set(appended);
+        }
+        let partitions: Vec<Rc<OffsetsPartition>> = partitions.into_iter().map(Rc::new).collect();
         let inner = Rc::new(Inner {
             core: RefCell::new(core),
-            log,
+            dir: dir.to_path_buf(),
+            partitions: RefCell::new(partitions.into()),
+            creating: RefCell::new(None),
             waiters: RefCell::new(HashMap::new()),
             next_token: Cell::new(1),
             partition_exists,
-            appended: Cell::new(appended),
-            live_at_compaction: Cell::new(live),
-            compacting: Cell::new(false),
-            deferred: RefCell::new(Vec::new()),
-            compaction_waiters: RefCell::new(Vec::new()),
         });
         rt::spawn(timer_loop(Rc::downgrade(&inner))).detach();
         Ok(Self { inner })
+    }
+
+    /// Partitions of `__consumer_offsets`, 0 while it does not exist.
+    #[must_use]
+    pub fn offsets_partitions(&self) -> i32 {
+        i32::try_from(self.inner.partitions.borrow().len()).unwrap_or(i32::MAX)
+    }
+
+    /// Creates `__consumer_offsets` with `settings.partitions` partitions unless it exists
+    /// (Kafka creates it on the first FindCoordinator); concurrent callers wait for one
+    /// creation. Returns the partition count and whether this call created the topic.
+    ///
+    /// # Errors
+    /// [`GroupError::Storage`] when a partition log cannot be created.
+    pub async fn ensure_offsets_topic(
+        &self,
+        settings: OffsetsTopicSettings,
+    ) -> Result<(i32, bool), GroupError> {
+        loop {
+            let existing = self.offsets_partitions();
+            if existing > 0 {
+                return Ok((existing, false));
+            }
+            let wait = {
+                let mut creating = self.inner.creating.borrow_mut();
+                match creating.as_mut() {
+                    Some(waiting) => {
+                        let (tx, rx) = flume::bounded(1);
+                        waiting.push(tx);
+                        Some(rx)
+                    }
+                    None => {
+                        *creating = Some(Vec::new());
+                        None
+                    }
+                }
+            };
+            if let Some(rx) = wait {
+                // Woken (or the creator gone) either way: look again.
+                let _ = rx.recv_async().await;
+                continue;
+            }
+            let count = settings.partitions.max(1);
+            let mut created = Vec::new();
+            let mut result = Ok(());
+            for index in 0..count {
+                match OffsetsPartition::open(&self.inner.dir, index, settings.segment_bytes).await {
+                    Ok(p) => created.push(Rc::new(p)),
+                    Err(e) => {
+                        result = Err(e);
+                        break;
+                    }
+                }
+            }
+            if result.is_ok() {
+                *self.inner.partitions.borrow_mut() = created.into();
+                tracing::info!(
+                    dir = %self.inner.dir.display(),
+                    partitions = count,
+                    "created the offsets topic"
+                );
+            }
+            let waiting = self.inner.creating.borrow_mut().take();
+            for tx in waiting.into_iter().flatten() {
+                let _ = tx.try_send(());
+            }
+            result?;
+            return Ok((count, true));
+        }
     }
 
     /// Handles one group request. `body` is the request body after the request header; the
@@ -202,6 +296,17 @@ impl GroupService {
                 api_key,
                 api_version,
             });
+        }
+        if self.offsets_partitions() == 0 {
+            let settings = {
+                let core = self.inner.core.borrow();
+                let cfg = core.config();
+                OffsetsTopicSettings {
+                    partitions: cfg.offsets_topic_partitions,
+                    segment_bytes: cfg.offsets_segment_bytes,
+                }
+            };
+            self.ensure_offsets_topic(settings).await?;
         }
         let v = api_version;
         let mut r = Reader::new(body);
@@ -283,45 +388,51 @@ impl GroupService {
         Ok(out)
     }
 
-    /// Flushes the offsets log (for an orderly shutdown).
+    /// Flushes every partition of the offsets topic (for an orderly shutdown).
     ///
     /// # Errors
-    /// [`GroupError::Storage`] when the log failed.
+    /// [`GroupError::Storage`] when a log failed.
     pub async fn flush(&self) -> Result<(), GroupError> {
-        let dir = self.inner.log.dir();
-        self.inner.log.flush().await.map_err(storage("flush", &dir))
+        let partitions = self.inner.partitions.borrow().clone();
+        for part in partitions.iter() {
+            let dir = part.log.dir();
+            part.log.flush().await.map_err(storage("flush", &dir))?;
+        }
+        Ok(())
     }
 
     // -- Plumbing ---------------------------------------------------------------------------
 
     /// Runs `f` on the core, then persists its records (without waiting) and resolves the
-    /// deferred replies it completed. Returns `f`'s result and the offset the records end at.
+    /// deferred replies it completed. Returns `f`'s result and where the records went.
     fn apply<T>(
         &self,
         f: impl FnOnce(&mut GroupCoordinator, u64) -> T,
-    ) -> Result<(T, Persisted), GroupError> {
+    ) -> Result<(T, Pending), GroupError> {
         self.inner.apply(f)
     }
 
-    async fn wait_durable(&self, mut persisted: Persisted) -> Result<(), GroupError> {
-        let dir = self.inner.log.dir();
-        loop {
-            match persisted {
-                Persisted::Nothing => return Ok(()),
-                Persisted::Below(end) => {
-                    return self
-                        .inner
-                        .log
-                        .wait_durable(end)
-                        .await
-                        .map_err(storage("sync", &dir));
+    async fn wait_durable(&self, pending: Pending) -> Result<(), GroupError> {
+        for (part, mut persisted) in pending.0 {
+            let dir = part.log.dir();
+            loop {
+                match persisted {
+                    Persisted::Nothing => break,
+                    Persisted::Below(end) => {
+                        part.log
+                            .wait_durable(end)
+                            .await
+                            .map_err(storage("sync", &dir))?;
+                        break;
+                    }
+                    Persisted::AfterCompaction(rx) => {
+                        persisted = rx.recv_async().await.map_err(|_| GroupError::Closed)?;
+                    }
+                    Persisted::Failed(reason) => return Err(GroupError::DeferredWrite(reason)),
                 }
-                Persisted::AfterCompaction(rx) => {
-                    persisted = rx.recv_async().await.map_err(|_| GroupError::Closed)?;
-                }
-                Persisted::Failed(reason) => return Err(GroupError::DeferredWrite(reason)),
             }
         }
+        Ok(())
     }
 
     fn register_waiter(&self) -> (Token, flume::Receiver<Reply>) {
@@ -843,54 +954,57 @@ impl GroupService {
     }
 }
 
-impl Inner {
-    fn apply<T>(
-        &self,
-        f: impl FnOnce(&mut GroupCoordinator, u64) -> T,
-    ) -> Result<(T, Persisted), GroupError> {
-        let (result, replies, records) = {
-            let mut core = self.core.borrow_mut();
-            let result = f(&mut core, now_ms());
-            (result, core.take_replies(), core.take_records())
+impl OffsetsPartition {
+    async fn open(dir: &Path, index: i32, segment_bytes: u64) -> Result<Self, GroupError> {
+        let log_dir = offsets_partition_dir(dir, index);
+        let log_cfg = LogConfig {
+            segment_bytes,
+            segment_ms: None,
+            retention_bytes: None,
+            retention_ms: None,
+            durability: Durability::Durable,
+            batch_bytes_max: 16 << 20,
+            ..LogConfig::default()
         };
-        let end = self.persist(&records)?;
-        let mut waiters = self.waiters.borrow_mut();
-        for (token, reply) in replies {
-            if let Some(tx) = waiters.remove(&token) {
-                // The requester may have gone (connection closed); nobody is left to tell.
-                let _ = tx.try_send(reply);
-            }
-        }
-        Ok((result, end))
+        let log = SegmentedLog::open(&log_dir, log_cfg)
+            .await
+            .map_err(storage("open", &log_dir))?;
+        Ok(Self {
+            index,
+            log,
+            appended: Cell::new(0),
+            live_at_compaction: Cell::new(0),
+            compacting: Cell::new(false),
+            deferred: RefCell::new(Vec::new()),
+            compaction_waiters: RefCell::new(Vec::new()),
+        })
     }
 
-    fn persist(&self, records: &[LogRecord]) -> Result<Persisted, GroupError> {
+    fn persist(&self, records: Vec<LogRecord>) -> Result<Persisted, GroupError> {
         if records.is_empty() {
             return Ok(Persisted::Nothing);
         }
         self.appended
             .set(self.appended.get().saturating_add(records.len() as u64));
         if self.compacting.get() {
-            self.deferred.borrow_mut().extend_from_slice(records);
+            self.deferred.borrow_mut().extend(records);
             let (tx, rx) = flume::bounded(1);
             self.compaction_waiters.borrow_mut().push(tx);
             return Ok(Persisted::AfterCompaction(rx));
         }
-        Ok(persist_to(&self.log, records)?.map_or(Persisted::Nothing, Persisted::Below))
+        Ok(persist_to(&self.log, &records)?.map_or(Persisted::Nothing, Persisted::Below))
     }
 
     /// Whether enough superseded records piled up to compact the log while running.
-    fn wants_compaction(&self) -> bool {
-        let min = self.core.borrow().config().offsets_compact_records_min;
+    fn wants_compaction(&self, min: u64) -> bool {
         let appended = self.appended.get();
         appended >= min && appended >= self.live_at_compaction.get().saturating_mul(2)
     }
 
     /// Compacts the log while serving: see [`compact`]. Records produced meanwhile are held
     /// back and appended, in order, right after.
-    async fn compact_running(&self) -> Result<(), GroupError> {
+    async fn compact_running(&self, snapshot: Vec<LogRecord>) -> Result<(), GroupError> {
         self.compacting.set(true);
-        let snapshot = self.core.borrow().snapshot_records();
         let dir = self.log.dir();
         let start = self.log.log_end_offset();
         let result: Result<(), GroupError> = async {
@@ -927,12 +1041,75 @@ impl Inner {
         tracing::info!(dir = %dir.display(), live, "offsets log compacted");
         result
     }
+}
+
+impl Inner {
+    fn apply<T>(
+        &self,
+        f: impl FnOnce(&mut GroupCoordinator, u64) -> T,
+    ) -> Result<(T, Pending), GroupError> {
+        let (result, replies, records) = {
+            let mut core = self.core.borrow_mut();
+            let result = f(&mut core, now_ms());
+            (result, core.take_replies(), core.take_records())
+        };
+        let pending = self.persist(records)?;
+        let mut waiters = self.waiters.borrow_mut();
+        for (token, reply) in replies {
+            if let Some(tx) = waiters.remove(&token) {
+                // The requester may have gone (connection closed); nobody is left to tell.
+                let _ = tx.try_send(reply);
+            }
+        }
+        Ok((result, pending))
+    }
+
+    /// Hands each record to its group's partition, keeping the core's order within a partition
+    /// (a group's records all go to one partition).
+    fn persist(&self, records: Vec<LogRecord>) -> Result<Pending, GroupError> {
+        if records.is_empty() {
+            return Ok(Pending(Vec::new()));
+        }
+        let partitions = self.partitions.borrow().clone();
+        let count = i32::try_from(partitions.len()).unwrap_or(i32::MAX);
+        if count == 0 {
+            return Err(GroupError::NoOffsetsTopic);
+        }
+        let mut by_partition: Vec<(usize, Vec<LogRecord>)> = Vec::new();
+        for record in records {
+            let index = usize::try_from(offsets_partition_for(record.group_id(), count))
+                .unwrap_or(0)
+                .min(partitions.len() - 1);
+            match by_partition.iter_mut().find(|(i, _)| *i == index) {
+                Some((_, v)) => v.push(record),
+                None => by_partition.push((index, vec![record])),
+            }
+        }
+        let mut pending = Vec::with_capacity(by_partition.len());
+        for (index, records) in by_partition {
+            let part = partitions[index].clone();
+            let persisted = part.persist(records)?;
+            pending.push((part, persisted));
+        }
+        Ok(Pending(pending))
+    }
+
+    /// The live records of the groups that live in partition `index` of `count`.
+    fn snapshot_of(&self, index: i32, count: i32) -> Vec<LogRecord> {
+        snapshot_of(&self.core.borrow(), index, count)
+    }
 
     fn tick(&self) {
         if let Err(e) = self.apply(|core, now| core.tick(now)) {
             tracing::error!(error = %e, "group coordinator could not persist timer effects");
         }
     }
+}
+
+fn snapshot_of(core: &GroupCoordinator, index: i32, count: i32) -> Vec<LogRecord> {
+    let mut records = core.snapshot_records();
+    records.retain(|r| offsets_partition_for(r.group_id(), count) == index);
+    records
 }
 
 /// Queues `records` on the offsets log in order; returns the offset after the last one.
@@ -977,20 +1154,23 @@ fn persist_to(log: &SegmentedLog, records: &[LogRecord]) -> Result<Option<u64>, 
     Ok(Some(info.last_offset + 1))
 }
 
-/// Rewrites the offsets log when most of its records are superseded: appends a snapshot of the
-/// live state, waits until it is durable, then moves the log start to the snapshot (Kafka's
-/// DeleteRecords), which deletes the older segments. A crash before the log start moves leaves
-/// old records followed by the snapshot, which replays to the same state.
+/// Rewrites a partition of the offsets log when most of its records are superseded: appends a
+/// snapshot of its groups' live state, waits until it is durable, then moves the log start to
+/// the snapshot (Kafka's DeleteRecords), which deletes the older segments. A crash before the
+/// log start moves leaves old records followed by the snapshot, which replays to the same
+/// state. Returns (live records, records appended since the last compaction).
 async fn compact(
-    log: &SegmentedLog,
+    part: &OffsetsPartition,
     core: &GroupCoordinator,
+    count: i32,
     replayed: u64,
 ) -> Result<(u64, u64), GroupError> {
-    let snapshot = core.snapshot_records();
+    let snapshot = snapshot_of(core, part.index, count);
     let live = u64::try_from(snapshot.len()).unwrap_or(u64::MAX);
     if replayed < core.config().offsets_compact_records_min || replayed < live.saturating_mul(2) {
         return Ok((live, replayed));
     }
+    let log = &part.log;
     let dir = log.dir();
     let start = log.log_end_offset();
     if let Some(end) = persist_to(log, &snapshot)? {
@@ -1008,11 +1188,17 @@ async fn timer_loop(inner: Weak<Inner>) {
         rt::sleep(Duration::from_millis(TICK_MS)).await;
         let Some(inner) = inner.upgrade() else { return };
         inner.tick();
-        if !inner.compacting.get()
-            && inner.wants_compaction()
-            && let Err(e) = inner.compact_running().await
-        {
-            tracing::error!(error = %e, "offsets log compaction failed");
+        let min = inner.core.borrow().config().offsets_compact_records_min;
+        let partitions = inner.partitions.borrow().clone();
+        let count = i32::try_from(partitions.len()).unwrap_or(i32::MAX);
+        for part in partitions.iter() {
+            if part.compacting.get() || !part.wants_compaction(min) {
+                continue;
+            }
+            let snapshot = inner.snapshot_of(part.index, count);
+            if let Err(e) = part.compact_running(snapshot).await {
+                tracing::error!(error = %e, "offsets log compaction failed");
+            }
         }
     }
 }

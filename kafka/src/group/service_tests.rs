@@ -17,6 +17,13 @@ use kiln_kafka_codec::generated::{
 
 use super::{GroupConfig, GroupError, GroupService, codes};
 
+/// Partitions of `__consumer_offsets` in these tests; group "g" lives in partition 3.
+const PARTITIONS: i32 = 4;
+
+fn g_log_dir(dir: &std::path::Path) -> std::path::PathBuf {
+    crate::catalog::offsets_partition_dir(dir, super::offsets_partition_for("g", PARTITIONS))
+}
+
 fn cfg() -> GroupConfig {
     GroupConfig {
         initial_rebalance_delay_ms: 0,
@@ -24,6 +31,7 @@ fn cfg() -> GroupConfig {
         node_id: 3,
         host: "broker.example".into(),
         port: 19092,
+        offsets_topic_partitions: PARTITIONS,
         ..GroupConfig::default()
     }
 }
@@ -106,8 +114,20 @@ async fn commit(
     partition: i32,
     offset: i64,
 ) -> i16 {
+    commit_for(svc, "g", v, generation, member, partition, offset).await
+}
+
+async fn commit_for(
+    svc: &GroupService,
+    group: &str,
+    v: i16,
+    generation: i32,
+    member: &str,
+    partition: i32,
+    offset: i64,
+) -> i16 {
     let req = offset_commit_request::OffsetCommitRequest {
-        group_id: "g".into(),
+        group_id: group.into(),
         generation_id_or_member_epoch: generation,
         member_id: member.into(),
         topics: vec![offset_commit_request::OffsetCommitRequestTopic {
@@ -128,8 +148,15 @@ async fn commit(
 }
 
 async fn fetch_all_v7(svc: &GroupService) -> offset_fetch_response::OffsetFetchResponse {
+    fetch_all_v7_for(svc, "g").await
+}
+
+async fn fetch_all_v7_for(
+    svc: &GroupService,
+    group: &str,
+) -> offset_fetch_response::OffsetFetchResponse {
     let req = offset_fetch_request::OffsetFetchRequest {
-        group_id: "g".into(),
+        group_id: group.into(),
         topics: None,
         ..Default::default()
     };
@@ -370,7 +397,7 @@ fn reopening_compacts_a_log_of_superseded_commits() {
         drop(svc);
         settle().await;
         let log = kiln_engine::log::SegmentedLog::open(
-            dir.path().join(super::service::OFFSETS_LOG_DIR),
+            g_log_dir(dir.path()),
             kiln_engine::log::LogConfig::default(),
         )
         .await
@@ -419,7 +446,7 @@ fn the_log_is_compacted_while_serving_without_losing_commits() {
         drop(svc);
         settle().await;
         let log = kiln_engine::log::SegmentedLog::open(
-            dir.path().join(super::service::OFFSETS_LOG_DIR),
+            g_log_dir(dir.path()),
             kiln_engine::log::LogConfig::default(),
         )
         .await
@@ -435,6 +462,120 @@ fn the_log_is_compacted_while_serving_without_losing_commits() {
             .map(|p| p.committed_offset)
             .collect();
         assert_eq!(after, before);
+    })
+    .expect("runtime");
+}
+
+#[test]
+fn groups_are_spread_over_the_offsets_partitions_and_recovered() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    rt::block_on(async {
+        let exists: super::service::PartitionExists = Rc::new(|_: &str, _: i32| true);
+        let svc = GroupService::open(dir.path(), cfg(), exists.clone())
+            .await
+            .expect("open");
+        assert_eq!(svc.offsets_partitions(), 0, "created on the first request");
+        let groups: Vec<String> = (0..40).map(|i| format!("group-{i}")).collect();
+        for (i, g) in groups.iter().enumerate() {
+            assert_eq!(
+                commit_for(&svc, g, 8, -1, "", 0, i as i64 * 10).await,
+                codes::NONE
+            );
+        }
+        assert_eq!(svc.offsets_partitions(), PARTITIONS);
+        drop(svc);
+        settle().await;
+        // Each partition's log holds exactly the records of the groups that hash to it.
+        for p in 0..PARTITIONS {
+            let expected = groups
+                .iter()
+                .filter(|g| super::offsets_partition_for(g, PARTITIONS) == p)
+                .count() as u64;
+            assert!(expected > 0, "40 groups cover {PARTITIONS} partitions");
+            let log = kiln_engine::log::SegmentedLog::open(
+                crate::catalog::offsets_partition_dir(dir.path(), p),
+                kiln_engine::log::LogConfig::default(),
+            )
+            .await
+            .expect("log opens");
+            assert_eq!(log.log_end_offset(), expected, "partition {p}");
+        }
+        // Reopened with another configured count, the topic keeps the count it was created with.
+        let other = GroupConfig {
+            offsets_topic_partitions: 50,
+            ..cfg()
+        };
+        let svc = GroupService::open(dir.path(), other, exists)
+            .await
+            .expect("reopen");
+        assert_eq!(svc.offsets_partitions(), PARTITIONS);
+        for (i, g) in groups.iter().enumerate() {
+            let fetched = fetch_all_v7_for(&svc, g).await;
+            assert_eq!(
+                fetched.topics[0].partitions[0].committed_offset,
+                i as i64 * 10,
+                "{g}"
+            );
+        }
+        assert!(!dir.path().join("__consumer_offsets-4").exists());
+    })
+    .expect("runtime");
+}
+
+#[test]
+fn a_one_partition_offsets_log_still_loads() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    rt::block_on(async {
+        let one = || GroupConfig {
+            offsets_topic_partitions: 1,
+            ..cfg()
+        };
+        let exists: super::service::PartitionExists = Rc::new(|_: &str, _: i32| true);
+        let svc = GroupService::open(dir.path(), one(), exists.clone())
+            .await
+            .expect("open");
+        assert_eq!(commit_for(&svc, "a", 8, -1, "", 0, 11).await, codes::NONE);
+        assert_eq!(commit_for(&svc, "b", 8, -1, "", 1, 12).await, codes::NONE);
+        drop(svc);
+        settle().await;
+        // The broker now defaults to 50 partitions; the data directory has one.
+        let svc = GroupService::open(dir.path(), cfg(), exists)
+            .await
+            .expect("reopen");
+        assert_eq!(svc.offsets_partitions(), 1);
+        let a = fetch_all_v7_for(&svc, "a").await;
+        assert_eq!(a.topics[0].partitions[0].committed_offset, 11);
+        let b = fetch_all_v7_for(&svc, "b").await;
+        assert_eq!(b.topics[0].partitions[0].committed_offset, 12);
+        assert_eq!(commit_for(&svc, "c", 8, -1, "", 0, 13).await, codes::NONE);
+        assert!(!dir.path().join("__consumer_offsets-1").exists());
+    })
+    .expect("runtime");
+}
+
+#[test]
+fn concurrent_first_requests_create_the_topic_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    rt::block_on(async {
+        let svc = Rc::new(open(dir.path()).await);
+        let settings = super::service::OffsetsTopicSettings {
+            partitions: 6,
+            segment_bytes: 1 << 20,
+        };
+        let a = rt::spawn({
+            let svc = svc.clone();
+            async move { svc.ensure_offsets_topic(settings).await.expect("created") }
+        });
+        let b = rt::spawn({
+            let svc = svc.clone();
+            async move { svc.ensure_offsets_topic(settings).await.expect("created") }
+        });
+        let (a, b) = (a.await.expect("joined"), b.await.expect("joined"));
+        let mut created = [a, b];
+        created.sort_by_key(|(_, c)| *c);
+        assert_eq!(created, [(6, false), (6, true)]);
+        assert_eq!(svc.offsets_partitions(), 6);
+        assert!(dir.path().join("__consumer_offsets-5").is_dir());
     })
     .expect("runtime");
 }

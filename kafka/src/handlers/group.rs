@@ -3,6 +3,10 @@
 //! forwarded untouched to the `GroupService` on shard 0, which returns the encoded response body;
 //! this module adds the response header.
 //!
+//! Before its first request the service creates `__consumer_offsets` with the broker's
+//! `offsets.topic.num.partitions` (as Kafka creates it on the first FindCoordinator) and the
+//! count is published in the catalog for Metadata.
+//!
 //! The service's answer may wait (JoinGroup waits for the rebalance, commits for their fsync), so
 //! the reply is deferred: later requests of the connection keep being read meanwhile, and the
 //! responses still leave in order.
@@ -13,6 +17,7 @@ use bytes::Bytes;
 
 use super::{Ctx, Reply, frame_body};
 use crate::conn::ConnError;
+use crate::group::service::OffsetsTopicSettings;
 use crate::shard::ShardState;
 
 /// The shard that owns the group coordinator.
@@ -33,19 +38,24 @@ pub async fn handle(
             .call(GROUP_SHARD, move |s| {
                 Box::pin(async move {
                     let service = s.group.borrow().clone();
-                    match service {
-                        Some(g) => g
-                            .handle_with_client(
-                                ctx.api_key,
-                                ctx.version,
-                                body,
-                                &client_id,
-                                &client_host,
-                            )
+                    let Some(g) = service else {
+                        return Err("the group coordinator is not running".to_string());
+                    };
+                    if g.offsets_partitions() == 0 {
+                        let c = &s.shared.config;
+                        let settings = OffsetsTopicSettings {
+                            partitions: c.offsets_topic_num_partitions,
+                            segment_bytes: c.offsets_topic_segment_bytes,
+                        };
+                        let (count, _) = g
+                            .ensure_offsets_topic(settings)
                             .await
-                            .map_err(|e| e.to_string()),
-                        None => Err("the group coordinator is not running".to_string()),
+                            .map_err(|e| e.to_string())?;
+                        s.shared.catalog().offsets_partitions = Some(count);
                     }
+                    g.handle_with_client(ctx.api_key, ctx.version, body, &client_id, &client_host)
+                        .await
+                        .map_err(|e| e.to_string())
                 })
             })
             .await

@@ -63,12 +63,14 @@ fn all_topics(shard: &ShardState) -> Vec<MetadataResponseTopic> {
         .values()
         .map(|m| describe(shard, m))
         .collect();
+    drop(catalog);
     out.push(describe(shard, &offsets_topic(shard)));
     out
 }
 
-/// The group coordinator's internal topic, listed as Kafka lists it (`is_internal`), with the one
-/// partition its offsets log has. Its id is derived from the cluster id, so it is stable.
+/// The group coordinator's internal topic, listed as Kafka lists it (`is_internal`), with its
+/// partition count (the one on disk, or `offsets.topic.num.partitions` until the coordinator
+/// creates it). Its id is derived from the cluster id, so it is stable.
 fn offsets_topic(shard: &ShardState) -> TopicMeta {
     let mut h: u128 = 0x6c62_272e_07bb_0142_62b8_2175_6295_c58d;
     for b in shard
@@ -83,7 +85,10 @@ fn offsets_topic(shard: &ShardState) -> TopicMeta {
     TopicMeta {
         name: INTERNAL_OFFSETS_TOPIC.to_string(),
         topic_id: h.max(1).to_be_bytes(),
-        partitions: 1,
+        partitions: shard
+            .shared
+            .catalog()
+            .offsets_topic_partitions(shard.shared.config.offsets_topic_num_partitions),
         replication_factor: 1,
         configs: Default::default(),
     }
