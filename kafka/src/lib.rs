@@ -30,6 +30,8 @@
 //! - [`catalog`]: topics, ids, partition counts, overrides; persisted atomically. Pure model +
 //!   a small store.
 //! - [`producer_state`]: idempotent-producer deduplication. Pure.
+//! - [`recompress`]: produce-time validation of compressed batches and conversion to the
+//!   topic's `compression.type` (Kafka's LogValidator). Pure.
 //! - [`producer_ids`]: producer-id blocks, unique across restarts.
 //! - [`partition`]: a partition's log and explicit state (log start/end, high watermark, epoch).
 //! - [`shard`]: shard state, placement, cross-shard calls through the engine's mailboxes.
@@ -56,6 +58,7 @@ pub mod handlers;
 pub mod partition;
 pub mod producer_ids;
 pub mod producer_state;
+pub mod recompress;
 pub mod shard;
 
 pub use broker::{Broker, BrokerError, run};

@@ -8,6 +8,8 @@
 
 use std::collections::BTreeMap;
 
+use kiln_kafka_codec::compression::Codec;
+
 use super::{ConfigError, Reader, parse_int};
 
 /// Kafka's `ConfigType` in DescribeConfigs v3+.
@@ -51,6 +53,27 @@ pub const SPECS: &[ConfigSpec] = &[
         &["compression.type"],
         "producer",
         ConfigType::String,
+        true,
+    ),
+    spec(
+        "compression.gzip.level",
+        &["compression.gzip.level"],
+        "-1",
+        ConfigType::Int,
+        true,
+    ),
+    spec(
+        "compression.lz4.level",
+        &["compression.lz4.level"],
+        "9",
+        ConfigType::Int,
+        true,
+    ),
+    spec(
+        "compression.zstd.level",
+        &["compression.zstd.level"],
+        "3",
+        ConfigType::Int,
         true,
     ),
     spec(
@@ -253,6 +276,24 @@ pub enum TimestampType {
     LogAppendTime,
 }
 
+/// `compression.type`: how stored batches are compressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CompressionType {
+    /// Store batches with the codec the producer used (Kafka's default).
+    Producer,
+    /// Store every batch with this codec, recompressing batches that use another one.
+    Codec(Codec),
+}
+
+/// Parses a `compression.type` value (Kafka's names, lower case).
+pub fn parse_compression_type(v: &str) -> Option<CompressionType> {
+    match v {
+        "producer" => Some(CompressionType::Producer),
+        "none" => None,
+        other => Codec::from_name(other).map(CompressionType::Codec),
+    }
+}
+
 /// A topic's effective configuration.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TopicConfig {
@@ -265,6 +306,31 @@ pub struct TopicConfig {
     pub message_timestamp_type: TimestampType,
     pub flush_messages: i64,
     pub flush_ms: i64,
+    pub compression_type: CompressionType,
+    /// `compression.gzip.level`; -1 is the codec's default.
+    pub compression_gzip_level: i32,
+    pub compression_lz4_level: i32,
+    pub compression_zstd_level: i32,
+}
+
+impl TopicConfig {
+    /// The codec batches are stored with when it is not the producer's, and its level.
+    pub fn target_codec(&self) -> Option<(Codec, Option<i32>)> {
+        match self.compression_type {
+            CompressionType::Producer => None,
+            CompressionType::Codec(c) => {
+                let level = match c {
+                    Codec::Gzip if self.compression_gzip_level != -1 => {
+                        Some(self.compression_gzip_level)
+                    }
+                    Codec::Lz4 => Some(self.compression_lz4_level),
+                    Codec::Zstd => Some(self.compression_zstd_level),
+                    _ => None,
+                };
+                Some((c, level))
+            }
+        }
+    }
 }
 
 impl TopicConfig {
@@ -328,6 +394,7 @@ impl TopicConfig {
                         c.message_timestamp_type =
                             parse_timestamp_type(v).unwrap_or(TimestampType::CreateTime);
                     }
+                    c.apply_compression_key(s.name, v.trim());
                 }
             }
         }
@@ -346,6 +413,10 @@ impl TopicConfig {
             message_timestamp_type: TimestampType::CreateTime,
             flush_messages: i64::MAX,
             flush_ms: i64::MAX,
+            compression_type: CompressionType::Producer,
+            compression_gzip_level: -1,
+            compression_lz4_level: kiln_kafka_codec::compression::LZ4_LEVEL_DEFAULT,
+            compression_zstd_level: kiln_kafka_codec::compression::ZSTD_LEVEL_DEFAULT,
         }
     }
 
@@ -378,10 +449,34 @@ impl TopicConfig {
                     c.message_timestamp_type =
                         parse_timestamp_type(v).unwrap_or(TimestampType::CreateTime)
                 }
-                _ => {}
+                _ => c.apply_compression_key(s.name, v.trim()),
             }
         }
         Ok(c)
+    }
+}
+
+impl TopicConfig {
+    /// Sets a compression key from a value [`check_value`] accepted.
+    fn apply_compression_key(&mut self, key: &str, v: &str) {
+        let level = || v.parse::<i32>().ok();
+        match key {
+            "compression.type" => {
+                if let Some(t) = parse_compression_type(v) {
+                    self.compression_type = t;
+                }
+            }
+            "compression.gzip.level" => {
+                self.compression_gzip_level = level().unwrap_or(self.compression_gzip_level);
+            }
+            "compression.lz4.level" => {
+                self.compression_lz4_level = level().unwrap_or(self.compression_lz4_level);
+            }
+            "compression.zstd.level" => {
+                self.compression_zstd_level = level().unwrap_or(self.compression_zstd_level);
+            }
+            _ => {}
+        }
     }
 }
 
@@ -428,10 +523,19 @@ pub fn check_value(s: &ConfigSpec, v: &str) -> Result<(), TopicConfigError> {
                 "only cleanup.policy=delete is supported (no compaction yet)",
             ));
         }
-        "compression.type" if v != "producer" => {
+        "compression.type" if parse_compression_type(v).is_none() => {
             return Err(bad(
-                "only compression.type=producer is supported (batches are stored as sent)",
+                "expected one of uncompressed, zstd, lz4, snappy, gzip, producer",
             ));
+        }
+        "compression.gzip.level" if !(v == "-1" || in_range(v, 1, 9)) => {
+            return Err(bad("expected -1 or a level in [1, 9]"));
+        }
+        "compression.lz4.level" if !in_range(v, 1, 17) => {
+            return Err(bad("expected a level in [1, 17]"));
+        }
+        "compression.zstd.level" if !in_range(v, -131_072, 22) => {
+            return Err(bad("expected a level in [-131072, 22]"));
         }
         "message.timestamp.type" if parse_timestamp_type(v).is_none() => {
             return Err(bad("expected CreateTime or LogAppendTime"));
@@ -444,6 +548,10 @@ pub fn check_value(s: &ConfigSpec, v: &str) -> Result<(), TopicConfigError> {
         ));
     }
     Ok(())
+}
+
+fn in_range(v: &str, min: i64, max: i64) -> bool {
+    v.parse::<i64>().is_ok_and(|n| (min..=max).contains(&n))
 }
 
 /// Where a reported value comes from (DescribeConfigs `config_source`).
@@ -549,6 +657,35 @@ mod tests {
         let mut o = BTreeMap::new();
         o.insert("cleanup.policy".to_string(), "compact".to_string());
         assert!(base.with_overrides(&o).is_err());
+        for bad in ["brotli", "none", "GZIP", ""] {
+            let mut o = BTreeMap::new();
+            o.insert("compression.type".to_string(), bad.to_string());
+            assert!(base.with_overrides(&o).is_err(), "{bad}");
+        }
+        for (key, bad) in [
+            ("compression.gzip.level", "10"),
+            ("compression.gzip.level", "0"),
+            ("compression.lz4.level", "18"),
+            ("compression.zstd.level", "23"),
+        ] {
+            let mut o = BTreeMap::new();
+            o.insert(key.to_string(), bad.to_string());
+            assert!(base.with_overrides(&o).is_err(), "{key}={bad}");
+        }
+        let mut o = BTreeMap::new();
+        o.insert("compression.type".to_string(), "zstd".to_string());
+        o.insert("compression.zstd.level".to_string(), "-5".to_string());
+        let c = base.with_overrides(&o).expect("valid");
+        assert_eq!(c.target_codec(), Some((Codec::Zstd, Some(-5))));
+        o.insert("compression.type".to_string(), "uncompressed".to_string());
+        let c = base.with_overrides(&o).expect("valid");
+        assert_eq!(c.target_codec(), Some((Codec::None, None)));
+        let mut raw = BTreeMap::new();
+        raw.insert("compression.type".to_string(), "gzip".to_string());
+        let c = TopicConfig::broker_defaults(&raw).expect("valid");
+        assert_eq!(c.compression_type, CompressionType::Codec(Codec::Gzip));
+        raw.insert("compression.type".to_string(), "brotli".to_string());
+        assert!(TopicConfig::broker_defaults(&raw).is_err());
         let mut o = BTreeMap::new();
         o.insert("preallocate".to_string(), "false".to_string());
         assert!(

@@ -7,8 +7,10 @@
 //!    (INVALID_RECORD otherwise); transactional and control batches are refused (INVALID_RECORD);
 //! 3. the idempotent-producer state decides: append, duplicate (answer with the original offset),
 //!    or OUT_OF_ORDER_SEQUENCE_NUMBER / DUPLICATE_SEQUENCE_NUMBER / INVALID_PRODUCER_EPOCH;
-//! 4. with `message.timestamp.type=LogAppendTime` the batch's MaxTimestamp and timestamp-type bit
-//!    are set and its CRC recomputed (the only case where the batch is rewritten);
+//! 4. compressed batches are decompressed (bounded) and their records validated, and a batch
+//!    whose codec is not the topic's `compression.type` is rebuilt with it (`crate::recompress`);
+//!    with `message.timestamp.type=LogAppendTime` the batch's MaxTimestamp and timestamp-type bit
+//!    are set and its CRC recomputed (the only other case where the batch is rewritten);
 //! 5. the log appends it: CRC-32C checked once (CORRUPT_MESSAGE), base offset and leader epoch
 //!    stamped in place, no re-encoding;
 //! 6. acknowledgement: acks=0 sends no response (a failure closes the connection, as Kafka does);
@@ -280,6 +282,21 @@ async fn append_local(
             }
         }
     }
+    // Compressed batches are validated and converted to the topic's compression.type.
+    let converted = crate::recompress::validate(&records, &part.config.borrow());
+    let records = match converted {
+        Ok(None) => records,
+        Ok(Some(bytes)) => Bytes::from(bytes),
+        Err(e) => {
+            return (
+                Outcome {
+                    log_start_offset: log_start,
+                    ..Outcome::error(e.code(), e.to_string())
+                },
+                None,
+            );
+        }
+    };
     let timestamp_type = part.config.borrow().message_timestamp_type;
     let mut append_time = -1;
     let result = if timestamp_type == TimestampType::LogAppendTime {
