@@ -60,6 +60,11 @@ fn config(durability: Durability) -> LogConfig {
             .ok()
             .and_then(|v| v.parse().ok())
             .unwrap_or(d.tail_cache_bytes),
+        // `KILN_BENCH_RESERVE_AHEAD=<bytes>` likewise for the block reservation ahead of writes.
+        reserve_ahead_bytes: std::env::var("KILN_BENCH_RESERVE_AHEAD")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(d.reserve_ahead_bytes),
         ..d
     }
 }
@@ -196,36 +201,58 @@ fn criterion_benches(c: &mut Criterion) {
     }
     g.finish();
 
+    // Reads of the newest 4 MiB of a 16 MiB log (16 KiB batches), `max_bytes` per read: from the
+    // tail cache (default size, holds them) and from the file (cache off; page cache warm).
     let mut g = c.benchmark_group("read");
     g.sample_size(10)
         .measurement_time(Duration::from_secs(3))
         .warm_up_time(Duration::from_millis(500));
-    let tmp = tempfile::tempdir_in(bench_dir()).unwrap();
-    let log = runtime.block_on(open(Durability::KAFKA_DEFAULT, &tmp));
-    let batch = batch_of(16 << 10);
-    runtime.block_on(async {
-        for _ in 0..1024 {
-            log.append(&batch).await.unwrap();
+    for (source, cache) in [
+        ("tail_cache", LogConfig::default().tail_cache_bytes),
+        ("file", 0),
+    ] {
+        let tmp = tempfile::tempdir_in(bench_dir()).unwrap();
+        let log = runtime.block_on(async {
+            let mut c = config(Durability::KAFKA_DEFAULT);
+            c.tail_cache_bytes = cache;
+            let log = SegmentedLog::open(tmp.path().join("read-0"), c)
+                .await
+                .unwrap();
+            let batch = batch_of(16 << 10);
+            for _ in 0..1024 {
+                log.append(&batch).await.unwrap();
+            }
+            log
+        });
+        let tail_start = log.log_end_offset() - 224; // 3.5 MiB of 16 KiB batches
+        for (mname, max) in [("1MiB", 1usize << 20), ("64KiB", 64 << 10)] {
+            g.throughput(Throughput::Bytes(max as u64));
+            g.bench_function(BenchmarkId::new(source, mname), |b| {
+                let mut at = tail_start;
+                b.iter_custom(|iters| {
+                    runtime.block_on(async {
+                        let t = Instant::now();
+                        for _ in 0..iters {
+                            let r = log.read(at, max).await.unwrap();
+                            at = if r.next_offset >= log.log_end_offset() {
+                                tail_start
+                            } else {
+                                r.next_offset
+                            };
+                        }
+                        t.elapsed()
+                    })
+                })
+            });
         }
-    });
-    g.throughput(Throughput::Bytes(1 << 20));
-    g.bench_function("1MiB", |b| {
-        let mut at = 0u64;
-        b.iter_custom(|iters| {
-            runtime.block_on(async {
-                let t = Instant::now();
-                for _ in 0..iters {
-                    let r = log.read(at, 1 << 20).await.unwrap();
-                    at = if r.next_offset >= log.log_end_offset() {
-                        0
-                    } else {
-                        r.next_offset
-                    };
-                }
-                t.elapsed()
-            })
-        })
-    });
+        if cache > 0 {
+            assert!(
+                log.tail_cache_stats().hits > 0,
+                "{:?}",
+                log.tail_cache_stats()
+            );
+        }
+    }
     g.finish();
 }
 
@@ -425,6 +452,50 @@ fn report(smoke: bool) {
     });
     if let Some(read_bps) = read_bps {
         println!("read 1 MiB chunks: {:.1} MiB/s", mib(read_bps));
+    }
+    // 3b. Reads at the tail: the newest 3.5 MiB read again and again, 64 KiB and 1 MiB per read,
+    //     from the tail cache and (cache off) from the file through the page cache.
+    for (source, cache) in [
+        ("tail cache", LogConfig::default().tail_cache_bytes),
+        ("file", 0),
+    ]
+    .into_iter()
+    .filter(|_| want("read"))
+    {
+        let tmp = tempfile::tempdir_in(bench_dir()).unwrap();
+        let line = runtime.block_on(async {
+            let mut c = config(Durability::KAFKA_DEFAULT);
+            c.tail_cache_bytes = cache;
+            let log = SegmentedLog::open(tmp.path().join("tail-0"), c)
+                .await
+                .unwrap();
+            let batch = batch_of(16 << 10);
+            for _ in 0..1024 {
+                log.append(&batch).await.unwrap();
+            }
+            let tail_start = log.log_end_offset() - 224;
+            let mut parts = Vec::new();
+            for max in [64usize << 10, 1 << 20] {
+                let (mut at, mut bytes) = (tail_start, 0u64);
+                let t = Instant::now();
+                let rounds = if smoke { 1 } else { 200 };
+                for _ in 0..rounds {
+                    while at < log.log_end_offset() {
+                        let r = log.read(at, max).await.unwrap();
+                        bytes += r.records.len() as u64;
+                        at = r.next_offset;
+                    }
+                    at = tail_start;
+                }
+                parts.push(format!(
+                    "{} KiB reads {:.0} MiB/s",
+                    max >> 10,
+                    mib(bytes as f64 / t.elapsed().as_secs_f64())
+                ));
+            }
+            format!("{} ({:?})", parts.join(", "), log.tail_cache_stats())
+        });
+        println!("read tail from {source}: {line}");
     }
 
     println!("-- ratios");

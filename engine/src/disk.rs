@@ -57,8 +57,8 @@ pub trait DiskFile: Clone + 'static {
     async fn sync_data(&self) -> io::Result<()>;
     async fn set_len(&self, len: u64) -> io::Result<()>;
     async fn len(&self) -> io::Result<u64>;
-    /// Reserves `len` bytes without changing the file size (best effort).
-    fn preallocate(&self, len: u64) -> io::Result<()>;
+    /// Reserves blocks for `offset..offset + len` without changing the file size (best effort).
+    fn preallocate(&self, offset: u64, len: u64) -> io::Result<()>;
     /// Starts writing the dirty pages of `pos..pos + len` to the device and returns without
     /// waiting for them (`sync_file_range(SYNC_FILE_RANGE_WRITE)`). Promises nothing about
     /// durability: it only lets the device work while the log keeps appending, so a later
@@ -200,12 +200,14 @@ impl DiskFile for UringFile {
         .await
         .unwrap_or_else(|_| Err(io::Error::other("write-back task panicked")))
     }
-    fn preallocate(&self, len: u64) -> io::Result<()> {
+    fn preallocate(&self, offset: u64, len: u64) -> io::Result<()> {
         let len =
             libc::off_t::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        let offset = libc::off_t::try_from(offset)
+            .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
         // SAFETY: fallocate on an fd we own; KEEP_SIZE reserves blocks without changing the size,
         // so readers and recovery never see a preallocated tail of zeros.
-        let rc = unsafe { libc::fallocate(self.fd, libc::FALLOC_FL_KEEP_SIZE, 0, len) };
+        let rc = unsafe { libc::fallocate(self.fd, libc::FALLOC_FL_KEEP_SIZE, offset, len) };
         if rc != 0 {
             return Err(io::Error::last_os_error());
         }
@@ -237,6 +239,7 @@ struct SimState {
     fail_syncs: bool,
     syncs: u64,
     writebacks: u64,
+    preallocated: u64,
 }
 
 /// In-memory disk that loses un-synced data on [`SimDisk::crash`]. Single-threaded.
@@ -275,6 +278,10 @@ impl SimDisk {
     /// Number of write-back requests so far (they change nothing a crash keeps).
     pub fn writeback_count(&self) -> u64 {
         self.state.borrow().writebacks
+    }
+    /// Bytes asked to be preallocated so far (a reservation changes nothing a reader sees).
+    pub fn preallocated_bytes(&self) -> u64 {
+        self.state.borrow().preallocated
     }
     /// Current contents of a file, if it exists.
     pub fn contents(&self, path: &Path) -> Option<Vec<u8>> {
@@ -457,7 +464,8 @@ impl DiskFile for SimFile {
     async fn len(&self) -> io::Result<u64> {
         self.with(|n| n.data.len() as u64)
     }
-    fn preallocate(&self, _len: u64) -> io::Result<()> {
+    fn preallocate(&self, _offset: u64, len: u64) -> io::Result<()> {
+        self.state.borrow_mut().preallocated += len;
         Ok(())
     }
     async fn write_back(&self, _pos: u64, _len: u64) -> io::Result<()> {

@@ -104,6 +104,14 @@ pub struct LogConfig {
     pub retention_ms: Option<i64>,
     /// `preallocate`: reserve `segment_bytes` blocks when creating a segment.
     pub preallocate: bool,
+    /// Without `preallocate`, the writer still reserves blocks this far ahead of the write
+    /// position (`fallocate` with `KEEP_SIZE`: the file size and contents are unchanged), so the
+    /// file system allocates a few large extents instead of one per write-back; 0 disables it.
+    /// The reservation never runs further ahead than the segment is already long, so a log that
+    /// receives little data reserves little.
+    /// Measured on the benchmark machine (ext4 on virtio): buffered 128 KiB writes + fdatasync
+    /// to a reserved file ran about twice as fast as to a growing one. Default 16 MiB.
+    pub reserve_ahead_bytes: u64,
     /// When appends are acknowledged (see [`crate::commit`]).
     pub durability: Durability,
     /// Largest accepted batch (`message.max.bytes`, default 1 MiB + overhead).
@@ -138,6 +146,7 @@ impl Default for LogConfig {
             retention_bytes: None,
             retention_ms: Some(7 * 24 * 3600 * 1000),
             preallocate: false,
+            reserve_ahead_bytes: 16 << 20,
             durability: Durability::KAFKA_DEFAULT,
             batch_bytes_max: 1_048_588,
             pending_bytes_max: 64 << 20,
@@ -245,6 +254,8 @@ struct Segment<F> {
     synced_len: u64,
     /// Write-back was started for bytes below this (Interval logs; no durability meaning).
     writeback_len: u64,
+    /// Blocks are reserved (or were asked for) below this position.
+    reserved_len: u64,
     index: Vec<(u32, u32)>,
     index_written: usize,
     time_index: Vec<(i64, u32)>,
@@ -273,6 +284,7 @@ impl<F> Segment<F> {
             written_len: 0,
             synced_len: 0,
             writeback_len: 0,
+            reserved_len: 0,
             index: Vec::new(),
             index_written: 0,
             time_index: Vec::new(),
@@ -983,6 +995,7 @@ impl<D: Disk> LogShared<D> {
             return Ok(());
         };
         let len = chunk.data.len();
+        self.reserve_ahead(seg_base, &file, chunk.pos + len as u64);
         let (res, buf) = file.write_all_at(chunk.data, chunk.pos).await;
         res.map_err(io_err("write", &path))?;
         // Index entries are written in groups (they are hints that recovery validates against
@@ -1077,6 +1090,30 @@ impl<D: Disk> LogShared<D> {
         Ok(())
     }
 
+    /// Reserves blocks `reserve_ahead_bytes` beyond `end` when the reservation falls short of it
+    /// (see [`LogConfig::reserve_ahead_bytes`]). Best effort: a file system without `fallocate`
+    /// is asked once per step and the write goes on regardless.
+    fn reserve_ahead(&self, seg_base: u64, file: &D::File, end: u64) {
+        let mut st = self.state.borrow_mut();
+        let (ahead, seg_bytes) = (st.config.reserve_ahead_bytes, st.config.segment_bytes);
+        let Some(seg) = st.segments.get_mut(&seg_base) else {
+            return;
+        };
+        if ahead == 0 || end <= seg.reserved_len {
+            return;
+        }
+        let from = seg.reserved_len.max(seg.written_len);
+        // As far ahead as the segment already is long, at most `ahead`: a log that gets little
+        // data reserves little.
+        let to = end.saturating_add(ahead.min(end)).min(seg_bytes.max(end));
+        seg.reserved_len = to;
+        if to > from
+            && let Err(e) = file.preallocate(from, to - from)
+        {
+            tracing::debug!(error = %e, "could not reserve blocks ahead of the writes");
+        }
+    }
+
     async fn create_segment_files(&self, base: u64, dir: &Path) -> Result<(), LogError> {
         let (lp, ip, tp, prealloc, seg_bytes) = {
             let st = self.state.borrow();
@@ -1104,7 +1141,7 @@ impl<D: Disk> LogShared<D> {
             .open(&tp, true)
             .await
             .map_err(io_err("create", &tp))?;
-        if prealloc && let Err(e) = log.preallocate(seg_bytes) {
+        if prealloc && let Err(e) = log.preallocate(0, seg_bytes) {
             tracing::debug!(path = %lp.display(), error = %e, "preallocation not supported");
         }
         let mut st = self.state.borrow_mut();
@@ -1113,6 +1150,9 @@ impl<D: Disk> LogShared<D> {
             seg.log = Some(log);
             seg.index_file = Some(index);
             seg.time_file = Some(time);
+            if prealloc {
+                seg.reserved_len = seg_bytes;
+            }
         }
         Ok(())
     }
@@ -3004,6 +3044,34 @@ mod tests {
             // A crash now may lose anything after the last sync: write-back promised nothing.
             log.flush().await.unwrap();
             assert_eq!(log.durable_offset(), n);
+        });
+    }
+
+    #[test]
+    fn writer_reserves_blocks_ahead_in_proportion_to_the_segment() {
+        run(async {
+            let mut c = cfg(Durability::KAFKA_DEFAULT);
+            c.segment_bytes = 64 << 20;
+            c.reserve_ahead_bytes = 1 << 20;
+            let (disk, _group, log) = sim_log(1_000, c.clone()).await;
+            let big = batch::single_record(None, Some(&[3u8; 60_000]), 1).unwrap();
+            log.append(&big).await.unwrap();
+            // One batch written: reserved as far ahead as the segment is long.
+            let first = disk.preallocated_bytes();
+            assert_eq!(first, big.len() as u64 * 2);
+            for _ in 0..40 {
+                log.append(&big).await.unwrap();
+            }
+            // 2.4 MB written: reserved in steps of at most 1 MiB ahead, never far beyond.
+            let reserved = disk.preallocated_bytes();
+            let written = 41 * big.len() as u64;
+            assert!(reserved >= written && reserved <= written + (1 << 20) + big.len() as u64);
+            // Off: nothing reserved.
+            let mut off = c;
+            off.reserve_ahead_bytes = 0;
+            let (disk, _group, log) = sim_log(1_000, off).await;
+            log.append(&big).await.unwrap();
+            assert_eq!(disk.preallocated_bytes(), 0);
         });
     }
 
