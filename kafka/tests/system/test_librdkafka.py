@@ -53,6 +53,15 @@ CI_TESTS = [
     "0093", "0099", "0102", "0112", "0114", "0118", "0122",
     "0123", "0125", "0130", "0132", "0137",
 ]
+# Tests that fail by a bug of the 2.0.2 client itself, whatever the broker: expected failures (they
+# still run, and pass when the timing allows).
+CLIENT_BUGS = {
+    "0015": "librdkafka 2.0.2's rd_kafka_seek_partitions() passes its remaining timeout in ms to "
+            "rd_kafka_q_pop(), which takes microseconds (7000 ms waits 7 ms; fixed upstream after "
+            "2.0.2, 'Fix timeout unit in rd_kafka_seek_partitions'): the 'with timeout' sub-test "
+            "passes only if three seeks finish within 7 ms, which a loaded 2-core machine misses "
+            "against Kiln and Apache Kafka alike",
+}
 FULL = os.environ.get("KILN_RDKAFKA_FULL") == "1"
 # Tests whose two consumers subscribe together and must land in the same first generation: they
 # run on their own broker with Kafka's default group.initial.rebalance.delay.ms (3000). With the
@@ -145,7 +154,10 @@ def rdkafka_results(broker, tmp_path_factory):
     return results
 
 
-@pytest.mark.parametrize("num", SELECTED)
+@pytest.mark.parametrize("num", [
+    pytest.param(t, marks=pytest.mark.xfail(strict=False, reason=CLIENT_BUGS[t])) if t in CLIENT_BUGS else t
+    for t in SELECTED
+])
 def test_librdkafka(rdkafka_results, num):
     mine = {n: r for n, r in rdkafka_results.items() if n.startswith(num + "_")}
     assert mine, f"librdkafka test {num} did not report:\n{rdkafka_results['__log__'][1]}"
