@@ -1,10 +1,15 @@
 //! `kiln load zk`: a pipelining ZooKeeper load generator over Kiln's jute codec.
 //!
-//! Each session is one TCP connection with two threads: the sender picks operations from the
-//! mix at the session's share of the target rate and writes them; the receiver matches replies
-//! to requests (ZooKeeper answers a session's requests in order) and records latency from the
-//! intended send time. A bounded channel between them holds the requests in flight: when it is
-//! full the sender waits, and the waiting is charged to latency (see [`crate::rate`]).
+//! Each session is one TCP connection. With a target rate it has two threads: the sender picks
+//! operations from the mix at the session's share of the rate and writes them; the receiver
+//! matches replies to requests (ZooKeeper answers a session's requests in order) and records
+//! latency from the intended send time. A bounded channel between them holds the requests in
+//! flight: when it is full the sender waits, and the waiting is charged to latency (see
+//! [`crate::rate`]). As fast as possible (`--rate 0`, a closed loop) one thread per session does
+//! both: it keeps `--in-flight` requests outstanding, writes every new request of a round in one
+//! write, then reads whatever replies have arrived in one read and issues one new request per
+//! reply. Replies that arrive together cost one wake-up and two system calls, not two thread
+//! hand-offs per reply, so the generator spends its core on requests rather than on scheduling.
 //!
 //! Layout under `--root` (default `/kiln-bench`): `p<k>` pool nodes (`--keys`, created first,
 //! read and written by get/set/exists/multi/watch), `s<session>-<n>` nodes made by `create`
@@ -175,12 +180,15 @@ pub fn session_works(server: &str) -> bool {
     }
 }
 
+/// Appends one request frame (size prefix, header, body) to `out`.
 fn encode_request(xid: i32, req: &Request, out: &mut Vec<u8>) {
-    let mut w = Writer::framed();
+    let mut w = Writer::from_vec(std::mem::take(out));
+    let start = w.begin_frame();
     w.write_i32(xid);
     w.write_i32(req.opcode());
     req.encode(&mut w);
-    out.extend_from_slice(&w.finish_frame());
+    w.end_frame(start);
+    *out = w.into_inner();
 }
 
 /// Sends `reqs` pipelined (up to 512 at a time) and returns each reply's error code.
@@ -406,6 +414,125 @@ fn run_sender(
     Ok(st.created.into_iter().collect())
 }
 
+/// Bytes asked of the socket per read in the closed loop (a whole round of replies fits).
+const READ_BYTES: usize = 256 << 10;
+
+/// A closed-loop session on one thread: keeps `cfg.in_flight` requests outstanding until the
+/// run ends, then drains the replies. Returns the paths it created that were not deleted.
+fn run_closed(
+    cfg: &ZkLoad,
+    session: usize,
+    s: Session,
+    window: Window,
+    budget: &Budget,
+    live: &Live,
+) -> Result<(Vec<String>, ZkRecorder)> {
+    use std::io::Read;
+    // Only the ConnectResponse was read through `s.reader`, and the server sends nothing else
+    // before the first request, so nothing is left in its buffer: read the socket directly.
+    let mut stream = s.stream;
+    drop(s.reader);
+    let total: u32 = cfg.mix.iter().map(|m| m.1).sum();
+    let value = vec![b'x'; cfg.value_size];
+    let mut st = SenderState {
+        rng: FastRng::new(0x5eed + session as u64),
+        created: Default::default(),
+        next_name: 0,
+        session,
+    };
+    let mut rec = ZkRecorder::new();
+    let mut pending: std::collections::VecDeque<Pending> =
+        std::collections::VecDeque::with_capacity(cfg.in_flight);
+    let mut out: Vec<u8> = Vec::with_capacity(cfg.in_flight * (64 + cfg.value_size));
+    let mut buf: Vec<u8> = vec![0; READ_BYTES];
+    // Unparsed reply bytes are buf[lo..hi].
+    let (mut lo, mut hi) = (0usize, 0usize);
+    let mut xid: i32 = 1;
+    let mut stopping = false;
+    loop {
+        while !stopping && pending.len() < cfg.in_flight {
+            let intended = Instant::now();
+            if live.stopped() || window.over(intended) || budget.take(1) == 0 {
+                stopping = true;
+                break;
+            }
+            let chosen = pick(&cfg.mix, total, &mut st.rng);
+            let (op, req) = build_op(cfg, &mut st, chosen, &value);
+            encode_request(xid, &req, &mut out);
+            pending.push_back(Pending { xid, intended, op });
+            xid = xid.wrapping_add(1).max(1);
+        }
+        if !out.is_empty() {
+            stream.write_all(&out).map_err(LoadError::io("send"))?;
+            out.clear();
+        }
+        if pending.is_empty() {
+            break;
+        }
+        // Room for at least a frame header, and for the whole of a large frame.
+        if lo == hi {
+            (lo, hi) = (0, 0);
+        } else if buf.len() - hi < 4096 {
+            buf.copy_within(lo..hi, 0);
+            (lo, hi) = (0, hi - lo);
+        }
+        let n = stream
+            .read(buf.get_mut(hi..).unwrap_or_default())
+            .map_err(LoadError::io("read reply"))?;
+        if n == 0 {
+            return Err(LoadError::Server("the server closed the connection".into()));
+        }
+        hi += n;
+        let now = Instant::now();
+        while let Some(head) = buf.get(lo..hi).and_then(|b| b.get(..4)) {
+            let mut len4 = [0u8; 4];
+            len4.copy_from_slice(head);
+            let len = usize::try_from(i32::from_be_bytes(len4))
+                .ok()
+                .filter(|&l| l <= FRAME_MAX)
+                .ok_or_else(|| {
+                    LoadError::Protocol(format!("reply frame size outside 0..={FRAME_MAX}"))
+                })?;
+            let Some(frame) = buf.get(lo + 4..lo + 4 + len).filter(|_| lo + 4 + len <= hi) else {
+                if lo + 4 + len > buf.len() {
+                    buf.resize(lo + 4 + len, 0);
+                }
+                break;
+            };
+            let h = ReplyHeader::decode(&mut Reader::new(frame, FRAME_MAX))
+                .map_err(|e| LoadError::Protocol(format!("reply header: {e}")))?;
+            lo += 4 + len;
+            if h.xid == -1 {
+                rec.notifications += 1;
+                continue;
+            }
+            if h.xid < 0 {
+                continue;
+            }
+            let p = pending.pop_front().ok_or_else(|| {
+                LoadError::Protocol(format!("reply xid {} with no request in flight", h.xid))
+            })?;
+            if h.xid != p.xid {
+                return Err(LoadError::Protocol(format!(
+                    "reply xid {} for request xid {}",
+                    h.xid, p.xid
+                )));
+            }
+            let ok = h.err == 0;
+            if ok {
+                live.add(1, 0);
+            } else {
+                live.error();
+            }
+            if window.measured(p.intended) {
+                let ns = now.saturating_duration_since(p.intended).as_nanos() as u64;
+                rec.record(p.op, ns, ok, h.err);
+            }
+        }
+    }
+    Ok((st.created.into_iter().collect(), rec))
+}
+
 /// The receiver half: matches replies to `pending` until the sender is done.
 fn run_receiver(
     mut reader: FrameReader,
@@ -524,7 +651,20 @@ fn run_mix(cfg: &ZkLoad) -> Result<RunResult> {
     let window = Window::new(cfg.warmup, cfg.duration);
     let per_session_rate = cfg.rate / cfg.sessions as f64;
     let mut handles = Vec::new();
+    let closed = !Schedule::new(window.start, per_session_rate).is_paced();
+    let mut closed_handles = Vec::new();
     for (n, s) in sessions.into_iter().enumerate() {
+        if closed {
+            let (cfg_s, live_s, budget_s) = (cfg.clone(), live.clone(), budget.clone());
+            closed_handles.push(std::thread::spawn(move || {
+                let r = run_closed(&cfg_s, n, s, window, &budget_s, &live_s);
+                if r.is_err() {
+                    live_s.request_stop();
+                }
+                r
+            }));
+            continue;
+        }
         let (tx, rx) = sync_channel::<Pending>(cfg.in_flight);
         let schedule = Schedule::new(window.start, per_session_rate);
         let (cfg_s, live_s, budget_s) = (cfg.clone(), live.clone(), budget.clone());
@@ -550,6 +690,18 @@ fn run_mix(cfg: &ZkLoad) -> Result<RunResult> {
     let mut total = ZkRecorder::new();
     let mut leftovers = Vec::new();
     let mut first_err = None;
+    for h in closed_handles {
+        match h.join() {
+            Ok(Ok((left, rec))) => {
+                leftovers.extend(left);
+                total.merge(&rec);
+            }
+            Ok(Err(e)) => first_err = first_err.or(Some(e)),
+            Err(_) => {
+                first_err = first_err.or(Some(LoadError::Protocol("session panicked".into())))
+            }
+        }
+    }
     for (s, r) in handles {
         match s.join() {
             Ok(Ok(left)) => leftovers.extend(left),

@@ -1045,32 +1045,37 @@ fn spawn_background(srv: &Rc<Server>) {
     let s = srv.clone();
     rt::spawn(async move {
         let signal = s.log_signal.1.clone();
+        // One txn's bytes at a time, reused: no allocation per txn.
+        let mut scratch: Vec<u8> = Vec::with_capacity(4096);
+        let mut txns: VecDeque<Txn> = VecDeque::new();
         loop {
             if s.pending_log.borrow().is_empty() && signal.recv_async().await.is_err() {
                 return;
             }
-            let txns: Vec<Txn> = s.pending_log.borrow_mut().drain(..).collect();
+            // Take the queued txns by swapping buffers (the queue keeps its capacity).
+            std::mem::swap(&mut txns, &mut *s.pending_log.borrow_mut());
             if txns.is_empty() {
                 continue;
             }
             let mut last_end = 0;
             let mut last_zxid = 0;
-            let mut i = 0;
-            while i < txns.len() {
+            while !txns.is_empty() {
                 let mut b = BatchBuilder::new();
                 let mut bytes = 0;
-                while let Some(t) = txns.get(i) {
-                    if bytes >= LOG_BATCH_BYTES_MAX {
-                        break;
-                    }
-                    let v = t.to_bytes();
-                    bytes += v.len();
-                    if let Err(e) = b.push(Record { key: None, value: Some(&v), headers: &[], timestamp: t.time }) {
+                while let Some(t) = txns.pop_front() {
+                    let mut w = Writer::from_vec(std::mem::take(&mut scratch));
+                    t.encode(&mut w);
+                    scratch = w.into_inner();
+                    bytes += scratch.len();
+                    if let Err(e) = b.push(Record { key: None, value: Some(&scratch), headers: &[], timestamp: t.time }) {
                         s.fail(format!("building a log batch: {e}"));
                         return;
                     }
+                    scratch.clear();
                     last_zxid = t.zxid;
-                    i += 1;
+                    if bytes >= LOG_BATCH_BYTES_MAX {
+                        break;
+                    }
                 }
                 let batch = match b.finish() {
                     Ok(b) => b,

@@ -92,34 +92,29 @@ enum Applied {
 
 /// `PathUtils.validatePath`.
 pub fn validate_path(path: &str) -> Result<(), Code> {
-    let chars: Vec<char> = path.chars().collect();
-    if chars.first() != Some(&'/') {
+    let Some(rest) = path.strip_prefix('/') else {
         return Err(Code::BadArguments);
-    }
-    if chars.len() == 1 {
+    };
+    if rest.is_empty() {
         return Ok(());
     }
-    if chars.last() == Some(&'/') {
-        return Err(Code::BadArguments);
-    }
-    let mut last = '/';
-    for (i, &c) in chars.iter().enumerate().skip(1) {
-        let next_is_end = chars.get(i + 1).is_none_or(|n| *n == '/');
-        let bad = c == '\0'
-            || (c == '/' && last == '/')
-            || (c == '.'
-                && last == '.'
-                && chars.get(i.wrapping_sub(2)) == Some(&'/')
-                && next_is_end)
-            || (c == '.' && last == '/' && next_is_end)
-            || ('\u{1}'..='\u{1f}').contains(&c)
-            || ('\u{7f}'..='\u{9f}').contains(&c)
-            || ('\u{e000}'..='\u{f8ff}').contains(&c)
-            || ('\u{fff0}'..='\u{ffff}').contains(&c);
-        if bad {
+    // Every name between slashes must be non-empty (no "//", no trailing "/"), must not be "."
+    // or "..", and must not hold a character ZooKeeper's PathUtils refuses.
+    for name in rest.split('/') {
+        if name.is_empty() || name == "." || name == ".." {
             return Err(Code::BadArguments);
         }
-        last = c;
+        let bad_char = |c: char| {
+            c == '\0'
+                || ('\u{1}'..='\u{1f}').contains(&c)
+                || ('\u{7f}'..='\u{9f}').contains(&c)
+                || ('\u{e000}'..='\u{f8ff}').contains(&c)
+                || ('\u{fff0}'..='\u{ffff}').contains(&c)
+        };
+        // Printable ASCII (the common case) is always allowed.
+        if !name.bytes().all(|b| (0x20..0x7f).contains(&b)) && name.chars().any(bad_char) {
+            return Err(Code::BadArguments);
+        }
     }
     Ok(())
 }
@@ -1256,10 +1251,72 @@ mod tests {
         for ok in ["/", "/a", "/a/b", "/a.b", "/..a"] {
             assert!(validate_path(ok).is_ok(), "{ok}");
         }
+        for ok in ["/a/.b", "/a/b..", "/a/...", "/\u{e9}t\u{e9}", "/a b"] {
+            assert!(validate_path(ok).is_ok(), "{ok}");
+        }
         for bad in [
-            "", "a", "/a/", "//a", "/a//b", "/.", "/a/..", "/a/./b", "/a\u{1}",
+            "",
+            "a",
+            "/a/",
+            "//a",
+            "/a//b",
+            "/.",
+            "/a/..",
+            "/a/./b",
+            "/a\u{1}",
+            "/..",
+            "/a/b/",
+            "/a\0b",
+            "/a\u{7f}",
+            "/a\u{9f}",
+            "/\u{e000}",
+            "/x\u{fff0}",
+            "/\u{ffff}/a",
         ] {
             assert!(validate_path(bad).is_err(), "{bad}");
+        }
+    }
+
+    /// The character-by-character form of PathUtils.validatePath that `validate_path` replaced.
+    fn validate_path_by_chars(path: &str) -> Result<(), Code> {
+        let chars: Vec<char> = path.chars().collect();
+        if chars.first() != Some(&'/') {
+            return Err(Code::BadArguments);
+        }
+        if chars.len() == 1 {
+            return Ok(());
+        }
+        if chars.last() == Some(&'/') {
+            return Err(Code::BadArguments);
+        }
+        let mut last = '/';
+        for (i, &c) in chars.iter().enumerate().skip(1) {
+            let next_is_end = chars.get(i + 1).is_none_or(|n| *n == '/');
+            let bad = c == '\0'
+                || (c == '/' && last == '/')
+                || (c == '.'
+                    && last == '.'
+                    && chars.get(i.wrapping_sub(2)) == Some(&'/')
+                    && next_is_end)
+                || (c == '.' && last == '/' && next_is_end)
+                || ('\u{1}'..='\u{1f}').contains(&c)
+                || ('\u{7f}'..='\u{9f}').contains(&c)
+                || ('\u{e000}'..='\u{f8ff}').contains(&c)
+                || ('\u{fff0}'..='\u{ffff}').contains(&c);
+            if bad {
+                return Err(Code::BadArguments);
+            }
+            last = c;
+        }
+        Ok(())
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn validate_path_agrees_with_the_char_walk(
+            path in "[/./a\u{0}\u{1}\u{7f}\u{9f}\u{e9}\u{e000}\u{fff0} ]{0,12}"
+        ) {
+            proptest::prop_assert_eq!(validate_path(&path), validate_path_by_chars(&path));
         }
     }
 }

@@ -90,9 +90,14 @@ public final class ZkLoad {
         for (Worker w : workers) {
             w.begin();
         }
+        while (System.nanoTime() < measureFrom) {
+            Thread.sleep(Math.max(1, (measureFrom - System.nanoTime()) / 1_000_000));
+        }
+        Usage before = Usage.now();
         while (System.nanoTime() < measureTo) {
             Thread.sleep(Math.max(1, (measureTo - System.nanoTime()) / 1_000_000));
         }
+        Usage used = Usage.now().minus(before);
         stop = true;
         long drainBy = System.nanoTime() + 10_000_000_000L;
         for (Worker w : workers) {
@@ -122,12 +127,13 @@ public final class ZkLoad {
             sum += v;
         }
         double seconds = durationS;
+        System.out.println(used.describe(n));
         System.out.printf(
             "RESULT ops=%d seconds=%.3f ops_per_sec=%.1f errors=%d mean_us=%.1f p50_us=%.1f p90_us=%.1f"
-                + " p99_us=%.1f p999_us=%.1f p9999_us=%.1f max_us=%.1f%n",
+                + " p99_us=%.1f p999_us=%.1f p9999_us=%.1f max_us=%.1f client_cpu_us_per_op=%.2f%n",
             n, seconds, n / seconds, errors.get(), n == 0 ? 0.0 : sum / n / 1e3, pct(all, 0.50),
             pct(all, 0.90), pct(all, 0.99), pct(all, 0.999), pct(all, 0.9999),
-            n == 0 ? 0.0 : all[all.length - 1] / 1e3);
+            n == 0 ? 0.0 : all[all.length - 1] / 1e3, n == 0 ? 0.0 : used.cpuNs / 1e3 / n);
         for (Worker w : workers) {
             w.cleanup();
             w.zk.close();
@@ -143,6 +149,63 @@ public final class ZkLoad {
             System.err.println("cleanup: " + e);
         }
         setup.close();
+    }
+
+    /** The client's own CPU and GC use (to tell its costs from the server's). */
+    static final class Usage {
+        long cpuNs;
+        long gcCount;
+        long gcMs;
+        // CPU by thread kind: the ZooKeeper client's I/O threads, its event (callback) threads, rest.
+        long sendNs;
+        long eventNs;
+
+        static Usage now() {
+            Usage u = new Usage();
+            java.lang.management.OperatingSystemMXBean os =
+                java.lang.management.ManagementFactory.getOperatingSystemMXBean();
+            if (os instanceof com.sun.management.OperatingSystemMXBean) {
+                u.cpuNs = ((com.sun.management.OperatingSystemMXBean) os).getProcessCpuTime();
+            }
+            for (java.lang.management.GarbageCollectorMXBean gc
+                    : java.lang.management.ManagementFactory.getGarbageCollectorMXBeans()) {
+                u.gcCount += Math.max(0, gc.getCollectionCount());
+                u.gcMs += Math.max(0, gc.getCollectionTime());
+            }
+            java.lang.management.ThreadMXBean tm =
+                java.lang.management.ManagementFactory.getThreadMXBean();
+            for (Thread t : Thread.getAllStackTraces().keySet()) {
+                long ns = tm.getThreadCpuTime(t.getId());
+                if (ns <= 0) {
+                    continue;
+                }
+                if (t.getName().endsWith("-SendThread(" + server + ")")
+                        || t.getName().contains("SendThread")) {
+                    u.sendNs += ns;
+                } else if (t.getName().contains("EventThread")) {
+                    u.eventNs += ns;
+                }
+            }
+            return u;
+        }
+
+        Usage minus(Usage o) {
+            Usage u = new Usage();
+            u.cpuNs = cpuNs - o.cpuNs;
+            u.gcCount = gcCount - o.gcCount;
+            u.gcMs = gcMs - o.gcMs;
+            u.sendNs = sendNs - o.sendNs;
+            u.eventNs = eventNs - o.eventNs;
+            return u;
+        }
+
+        String describe(long ops) {
+            double per = Math.max(1, ops) * 1e3;
+            return String.format(
+                "CLIENT cpu_s=%.2f cpu_us_per_op=%.2f send_threads_us_per_op=%.2f"
+                    + " event_threads_us_per_op=%.2f gc_count=%d gc_ms=%d",
+                cpuNs / 1e9, cpuNs / per, sendNs / per, eventNs / per, gcCount, gcMs);
+        }
     }
 
     static double pct(long[] sorted, double q) {

@@ -13,7 +13,8 @@ import java.util.Properties;
  * against Kiln. It reads the zoo.cfg the harness wrote, writes a Kiln zoo.cfg next to it with the
  * settings that matter for a single server (client port, data dir, tick time, 4lw whitelist, super
  * digest from the {@code zookeeper.DigestAuthenticationProvider.superDigest} system property), starts
- * {@code $KILN_BIN zk --config <that file>} and forwards termination to it.
+ * {@code $KILN_BIN zk --config <that file>} and forwards termination to it; Kiln also stops when this
+ * JVM is killed without running its shutdown hook (parent-death signal).
  */
 public final class QuorumPeerMain {
     private static final String[] PASSED_KEYS = {
@@ -21,6 +22,8 @@ public final class QuorumPeerMain {
         "minSessionTimeout", "maxSessionTimeout", "4lw.commands.whitelist", "extendedTypesEnabled",
         "jute.maxbuffer", "snapCount",
     };
+
+    private static final String SETPRIV = "/usr/bin/setpriv";
 
     private QuorumPeerMain() {}
 
@@ -63,7 +66,21 @@ public final class QuorumPeerMain {
             }
         }
         File log = new File(cfg.getParentFile(), "zookeeper.log");
-        ProcessBuilder pb = new ProcessBuilder(bin, "zk", "--config", out.getPath());
+        // The shutdown hook below does not run when the JVM is killed (SIGKILL, a crash): started
+        // through util-linux's setpriv with a parent-death signal, Kiln gets SIGTERM when this JVM
+        // goes, however it goes, so no server is left behind holding the port and data dir.
+        java.util.List<String> cmd = new java.util.ArrayList<>();
+        if (new File(SETPRIV).canExecute()) {
+            cmd.add(SETPRIV);
+            cmd.add("--pdeathsig");
+            cmd.add("TERM");
+            cmd.add("--");
+        }
+        cmd.add(bin);
+        cmd.add("zk");
+        cmd.add("--config");
+        cmd.add(out.getPath());
+        ProcessBuilder pb = new ProcessBuilder(cmd);
         pb.redirectErrorStream(true);
         pb.redirectOutput(ProcessBuilder.Redirect.appendTo(log));
         final Process p = pb.start();
