@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from kiln_kafka_harness import wait_until
@@ -17,6 +17,15 @@ pytestmark = pytest.mark.timeout(300)
 
 OFFSETS = "__consumer_offsets"
 GROUPS = 40
+# Answers that mean "the coordinator is not ready yet": clients retry them (Apache Kafka answers
+# NOT_COORDINATOR while it loads a new offsets partition).
+RETRY = {KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_NOT_AVAILABLE,
+         KafkaError.COORDINATOR_LOAD_IN_PROGRESS, KafkaError._TIMED_OUT}
+
+
+def _retriable(e: KafkaException) -> bool:
+    err = e.args[0]
+    return err.retriable() or err.code() in RETRY
 
 
 def java_hash(s: str) -> int:
@@ -55,7 +64,7 @@ def _commit(bootstrap: str, group: str, offsets: list[TopicPartition]) -> None:
                 c.commit(offsets=offsets, asynchronous=False)
                 return True
             except KafkaException as e:  # the coordinator may still be starting
-                if e.args[0].retriable():
+                if _retriable(e):
                     return False
                 raise
         wait_until(attempt, 60, interval=0.5, what=f"commit of {group}")
@@ -70,7 +79,7 @@ def _committed(bootstrap: str, group: str, parts: list[TopicPartition]) -> list[
             try:
                 return c.committed(parts, timeout=10)
             except KafkaException as e:
-                if e.args[0].retriable():
+                if _retriable(e):
                     return None
                 raise
         return wait_until(attempt, 60, interval=0.5, what=f"committed offsets of {group}")
