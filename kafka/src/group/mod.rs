@@ -1,6 +1,6 @@
 //! Kafka's classic consumer-group coordinator: FindCoordinator, JoinGroup, SyncGroup, Heartbeat,
 //! LeaveGroup, OffsetCommit, OffsetFetch, DescribeGroups, ListGroups, DeleteGroups and
-//! OffsetDelete, with committed offsets stored durably in an internal `__consumer_offsets` log.
+//! OffsetDelete, with committed offsets stored durably in the internal `__consumer_offsets` topic.
 //!
 //! What it is not: the KIP-848 consumer protocol (ConsumerGroupHeartbeat), share groups, or
 //! transactional offset commits; none of them is advertised.
@@ -26,14 +26,15 @@
 //! on disk are recovered whatever the configuration says (a data directory written with one
 //! partition keeps one).
 //!
-//! # Durability An OffsetCommit, OffsetDelete or DeleteGroups response is sent only
-//! after the fdatasync covering its records. On open, the log is replayed from its start, so
-//! committed offsets (and each group's generation and protocol type) survive a restart; members
-//! are not persisted and simply rejoin. The log is compacted by rewriting: when the records
-//! appended since the last compaction reach `offsets_compact_records_min` and twice the live
-//! state, a snapshot of the live state is appended and made durable, then the log start moves to
-//! it (DeleteRecords), which deletes the older segments. Records produced during a compaction are
-//! held back, appended right after it, and their requests wait for them.
+//! # Durability
+//! An OffsetCommit, OffsetDelete or DeleteGroups response is sent only after the fdatasync
+//! covering its records. On open, every partition is replayed from its start, so committed
+//! offsets (and each group's generation and protocol type) survive a restart; members are not
+//! persisted and simply rejoin. Each partition is compacted by rewriting: when the records
+//! appended to it since its last compaction reach `offsets_compact_records_min` and twice the
+//! live state of its groups, a snapshot of that state is appended and made durable, then the log
+//! start moves to it (DeleteRecords), which deletes the older segments. Records produced during
+//! a compaction are held back, appended right after it, and their requests wait for them.
 //!
 //! # Limits
 //! Every count that grows with client input is bounded by [`GroupConfig`]: groups

@@ -7,8 +7,8 @@
 //! 2. Borrow the core, apply the request at the wall-clock `now_ms`, drain the deferred replies
 //!    it completed and the records it produced, release the borrow. No borrow is ever held
 //!    across an `.await`.
-//! 3. Hand the records to the offsets log in core order (`append_buffered`, no await), then hand
-//!    the completed deferred replies to their waiters.
+//! 3. Hand each record to its group's partition of the offsets topic, in core order
+//!    (`append_buffered`, no await), then hand the completed deferred replies to their waiters.
 //! 4. For OffsetCommit, OffsetDelete and DeleteGroups, wait until the log is durable up to the
 //!    last record (the shard's group commit fsyncs it) BEFORE encoding the response: a client
 //!    never hears of a commit a crash could lose. If the log failed (a write or fsync error), the
