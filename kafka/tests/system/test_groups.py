@@ -76,8 +76,17 @@ class Member(threading.Thread):
     def _run_kafka_python(self):
         from kafka import KafkaConsumer
 
-        c = KafkaConsumer(self.topic, bootstrap_servers=self.bootstrap, group_id=self.group,
+        c = KafkaConsumer(bootstrap_servers=self.bootstrap, group_id=self.group,
                           auto_offset_reset="earliest", session_timeout_ms=10000, heartbeat_interval_ms=500)
+        # kafka-python 3.0.12 bug: a leader that assigned before it had the topic's partitions
+        # rejoins when they arrive (its metadata snapshot changed, `rejoin_needed` stays False);
+        # if that JoinGroup + SyncGroup outlasts the poll() timeout, the finished join is never
+        # collected once the new assignment makes the snapshots equal again: the member stays
+        # "rebalancing" with heartbeats off and goes silent, whatever the broker. Fetching
+        # the topic's partitions before subscribing keeps the first assignment complete.
+        wait_until(lambda: c.partitions_for_topic(self.topic) == set(range(PARTITIONS)), 30,
+                   what="kafka-python's metadata of the topic")
+        c.subscribe([self.topic])
         try:
             while not self.stop_flag.is_set():
                 for _tp, msgs in c.poll(timeout_ms=200).items():
