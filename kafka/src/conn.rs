@@ -5,27 +5,40 @@
 //!  writer task: awaits each queued reply in order --write--> socket
 //! ```
 //!
-//! 1. The reader reads a 4-byte size; a size above `socket.request.max.bytes` (or below the
-//!    smallest possible header) closes the connection before anything is allocated.
-//! 2. It reads the frame and dispatches it. Requests of one connection are *started* in order:
-//!    a Produce is appended before the next request is read, so pipelined batches of one producer
-//!    land in order. What remains (waiting for the covering fsync for acks=-1) is deferred.
+//! 1. The reader reads into a buffer of [`READ_BYTES`] (one receive usually brings several
+//!    pipelined requests) and takes whole frames out of it without copying; a frame's 4-byte size
+//!    above `socket.request.max.bytes` (or below the smallest possible header) closes the
+//!    connection before anything is allocated for it.
+//! 2. Each frame is dispatched in turn. Requests of one connection are *started* in order:
+//!    a Produce is appended before the next request is dispatched, so pipelined batches of one
+//!    producer land in order. What remains (waiting for the write, or for the covering fsync for
+//!    acks=-1) is deferred.
 //! 3. Replies go into a queue bounded by `queued.max.requests`; the writer task awaits them in
-//!    queue order, so responses leave in request order whatever finishes first.
+//!    queue order, so responses leave in request order whatever finishes first. Replies that are
+//!    complete when the writer gets to them leave together in one vectored write.
 //! 4. A frame that does not decode closes only this connection (Kafka does the same).
 
 use std::rc::Rc;
 
-use bytes::Bytes;
-use kiln_engine::rt::buf::IoBuf;
-use kiln_engine::rt::io::{AsyncReadExt, AsyncWriteExt};
+use bytes::{Buf, Bytes, BytesMut};
+use kiln_engine::rt::buf::{IntoInner, IoBuf};
+use kiln_engine::rt::io::{AsyncRead, AsyncWriteExt};
 use kiln_engine::rt::{self, TcpStream};
 
-use crate::handlers::{self, Reply};
+use crate::handlers::{self, FetchMemory, Reply};
 use crate::shard::ShardState;
 
 /// The smallest valid request frame: api key, version, correlation id, client id length.
 pub const FRAME_BYTES_MIN: i32 = 10;
+
+/// Bytes a connection asks for per receive (more when a frame is larger).
+pub const READ_BYTES: usize = 128 * 1024;
+
+/// Replies' chunks written with one vectored write at most (below the kernel's IOV_MAX).
+const WRITE_CHUNKS_MAX: usize = 512;
+
+/// Response bytes gathered into one vectored write at most (a larger reply still goes whole).
+const WRITE_BYTES_MAX: usize = 4 << 20;
 
 /// A `Bytes` that compio can write from without copying.
 pub struct WireBuf(pub Bytes);
@@ -89,49 +102,124 @@ async fn read_loop(
 ) -> Result<(), ConnError> {
     let max = shard.shared.config.request_bytes_max;
     let mut reader: &TcpStream = stream;
+    let mut buf = BytesMut::with_capacity(READ_BYTES);
     loop {
-        let rt::BufResult(res, size_buf) = reader.read_exact(vec![0u8; 4]).await;
+        // Dispatch every whole frame already received.
+        let mut want = 4;
+        if let Some(head) = buf.get(..4) {
+            let size = i32::from_be_bytes([head[0], head[1], head[2], head[3]]);
+            if !(FRAME_BYTES_MIN..=max).contains(&size) {
+                return Err(ConnError::FrameSize { size, max });
+            }
+            want = 4 + size as usize;
+            if buf.len() >= want {
+                let mut frame = buf.split_to(want);
+                frame.advance(4);
+                let reply = handlers::dispatch(shard, peer_host, frame.freeze()).await?;
+                if tx.send_async(reply).await.is_err() {
+                    // The writer failed; its error is reported by serve_inner.
+                    return Ok(());
+                }
+                continue;
+            }
+        }
+        // Room for the rest of the frame, and for a useful receive.
+        let spare = buf.capacity() - buf.len();
+        let need = want.saturating_sub(buf.len()).max(4096);
+        if spare < need {
+            buf.reserve(need.max(READ_BYTES - buf.len().min(READ_BYTES)));
+        }
+        let at = buf.len();
+        let rt::BufResult(res, slice) = reader.read(buf.slice(at..)).await;
+        buf = slice.into_inner();
         match res {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
+            Ok(0) => return Ok(()),
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return Ok(()),
             Err(e) => return Err(e.into()),
-        }
-        let size = i32::from_be_bytes([size_buf[0], size_buf[1], size_buf[2], size_buf[3]]);
-        if !(FRAME_BYTES_MIN..=max).contains(&size) {
-            return Err(ConnError::FrameSize { size, max });
-        }
-        let rt::BufResult(res, frame) = reader.read_exact(vec![0u8; size as usize]).await;
-        res?;
-        let reply = handlers::dispatch(shard, peer_host, Bytes::from(frame)).await?;
-        if tx.send_async(reply).await.is_err() {
-            // The writer failed; its error is reported by serve_inner.
-            return Ok(());
         }
     }
 }
 
+/// Takes `reply`'s chunks (and the fetch memory to release after writing) when it is complete
+/// now; gives a deferred reply that is still pending back.
+fn take_ready(
+    reply: Reply,
+    cx: &mut std::task::Context<'_>,
+    chunks: &mut Vec<WireBuf>,
+    held: &mut Vec<FetchMemory>,
+) -> Result<Option<Reply>, ConnError> {
+    match reply {
+        Reply::None => {}
+        Reply::Ready(c) => chunks.extend(c.into_iter().map(WireBuf)),
+        Reply::Held(c, memory) => {
+            chunks.extend(c.into_iter().map(WireBuf));
+            held.push(memory);
+        }
+        Reply::Deferred(mut fut) => match fut.as_mut().poll(cx) {
+            std::task::Poll::Ready(r) => {
+                if let Some(c) = r? {
+                    chunks.extend(c.into_iter().map(WireBuf));
+                }
+            }
+            std::task::Poll::Pending => return Ok(Some(Reply::Deferred(fut))),
+        },
+    }
+    Ok(None)
+}
+
+/// [`take_ready`] from async code: polls a deferred reply once, without waiting.
+async fn try_take(
+    reply: Reply,
+    chunks: &mut Vec<WireBuf>,
+    held: &mut Vec<FetchMemory>,
+) -> Result<Option<Reply>, ConnError> {
+    let mut slot = Some(reply);
+    std::future::poll_fn(|cx| {
+        std::task::Poll::Ready(
+            slot.take()
+                .map_or(Ok(None), |r| take_ready(r, cx, chunks, held)),
+        )
+    })
+    .await
+}
+
 async fn write_loop(stream: Rc<TcpStream>, rx: flume::Receiver<Reply>) -> Result<(), ConnError> {
     let mut writer: &TcpStream = &stream;
-    while let Ok(reply) = rx.recv_async().await {
-        let chunks = match reply {
-            Reply::None => continue,
-            Reply::Ready(chunks) => chunks,
-            Reply::Held(chunks, memory) => {
-                let bufs: Vec<WireBuf> = chunks.into_iter().map(WireBuf).collect();
-                let rt::BufResult(res, bufs) = writer.write_vectored_all(bufs).await;
-                drop(bufs);
-                drop(memory);
-                res?;
-                continue;
-            }
-            Reply::Deferred(fut) => match fut.await? {
-                Some(chunks) => chunks,
-                None => continue,
+    let mut chunks: Vec<WireBuf> = Vec::new();
+    let mut held: Vec<FetchMemory> = Vec::new();
+    let mut next: Option<Reply> = None;
+    loop {
+        let reply = match next.take() {
+            Some(r) => r,
+            None => match rx.recv_async().await {
+                Ok(r) => r,
+                Err(_) => return Ok(()),
             },
         };
-        let bufs: Vec<WireBuf> = chunks.into_iter().map(WireBuf).collect();
-        let rt::BufResult(res, _) = writer.write_vectored_all(bufs).await;
+        // The first reply is awaited; later ones join the write only when already complete.
+        match reply {
+            Reply::Deferred(fut) => {
+                if let Some(c) = fut.await? {
+                    chunks.extend(c.into_iter().map(WireBuf));
+                }
+            }
+            other => next = try_take(other, &mut chunks, &mut held).await?,
+        }
+        let mut bytes: usize = chunks.iter().map(|c| c.0.len()).sum();
+        while next.is_none() && chunks.len() < WRITE_CHUNKS_MAX && bytes < WRITE_BYTES_MAX {
+            let Ok(r) = rx.try_recv() else { break };
+            let before = chunks.len();
+            next = try_take(r, &mut chunks, &mut held).await?;
+            bytes += chunks[before..].iter().map(|c| c.0.len()).sum::<usize>();
+        }
+        if chunks.is_empty() {
+            continue;
+        }
+        let rt::BufResult(res, bufs) = writer.write_vectored_all(std::mem::take(&mut chunks)).await;
+        chunks = bufs;
+        chunks.clear();
+        held.clear();
         res?;
     }
-    Ok(())
 }
