@@ -14,6 +14,7 @@
 //! [`Broker::stop`]); each shard stops accepting, flushes the group coordinator (shard 0), and
 //! the engine flushes its commit group so every accepted append is durable; then threads join.
 
+use std::cell::RefCell;
 use std::net::{SocketAddr, TcpListener as StdListener, ToSocketAddrs};
 use std::path::Path;
 use std::rc::Rc;
@@ -27,7 +28,7 @@ use kiln_engine::shutdown::Shutdown;
 use crate::catalog::{CatalogStore, StoreError};
 use crate::config::{BrokerConfig, Endpoint};
 use crate::group::{GroupConfig, GroupService};
-use crate::handlers::fetch::session::{EVICTION_MS, FetchSessionCache};
+use crate::handlers::fetch::session::{self, EVICTION_MS, FetchSessionCache};
 use crate::producer_ids::ProducerIds;
 use crate::shard::{Job, MAILBOX_JOBS_MAX, ShardState, Shared, admit_connection, select2};
 
@@ -98,10 +99,6 @@ impl Broker {
             producer_ids: Mutex::new(producer_ids),
             cluster_id,
             advertised,
-            fetch_sessions: Mutex::new(FetchSessionCache::new(
-                config.fetch_session_cache_slots as usize,
-                EVICTION_MS,
-            )),
             config,
         });
         let (ready_tx, ready_rx) = std::sync::mpsc::channel::<(usize, Result<(), String>)>();
@@ -265,6 +262,13 @@ async fn shard_main(
         partitions: Default::default(),
         fetch_memory_bytes: Default::default(),
         group: Default::default(),
+        fetch_sessions: RefCell::new(FetchSessionCache::new(
+            session::slots_per_shard(
+                shared.config.fetch_session_cache_slots as usize,
+                shared.shard_count,
+            ),
+            EVICTION_MS,
+        )),
     });
     let raw_listener = listener.as_ref().map(std::os::fd::AsRawFd::as_raw_fd).ok();
     let listener = match open_shard(&shard, listener).await {

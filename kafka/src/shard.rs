@@ -7,7 +7,8 @@
 //!            | connection count, producer-id allocator, advertised endpoint          |
 //!            +-----------------------------------------------------------------------+
 //!   shard 0: accept loop + connections + partitions placed on 0 + GroupService
-//!   shard 1: accept loop + connections + partitions placed on 1
+//!            + the fetch sessions its connections opened
+//!   shard 1: accept loop + connections + partitions placed on 1 + its fetch sessions
 //!   ...
 //! ```
 //!
@@ -64,8 +65,6 @@ pub struct Shared {
     pub cluster_id: String,
     /// The endpoint returned in Metadata (the bound port when the configured port was 0).
     pub advertised: OnceLock<Endpoint>,
-    /// Incremental fetch sessions (KIP-227), broker-wide: a client may reconnect to any shard.
-    pub fetch_sessions: Mutex<FetchSessionCache>,
 }
 
 impl Shared {
@@ -81,13 +80,6 @@ impl Shared {
     /// `panic = "abort"` that cannot happen, so the state inside is used as is.
     pub fn catalog(&self) -> std::sync::MutexGuard<'_, Catalog> {
         self.catalog.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Locks the fetch session cache (never held across an `.await`).
-    pub fn fetch_sessions(&self) -> std::sync::MutexGuard<'_, FetchSessionCache> {
-        self.fetch_sessions
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
     }
 
     pub fn advertised(&self) -> Endpoint {
@@ -114,6 +106,9 @@ pub struct ShardState {
     pub fetch_memory_bytes: Cell<u64>,
     /// The group coordinator (shard 0 only).
     pub group: RefCell<Option<Rc<crate::group::GroupService>>>,
+    /// Incremental fetch sessions (KIP-227) created on this shard; a session's id names its shard
+    /// ([`crate::handlers::fetch::session::owner_shard`]).
+    pub fetch_sessions: RefCell<FetchSessionCache>,
 }
 
 /// The target shard went away (the broker is stopping).

@@ -3,7 +3,8 @@
 //! 1. Fetch sessions (KIP-227, [`session`]): the request's `(session_id, epoch)` selects a full
 //!    fetch without a session, a full fetch opening one, or an incremental fetch of an existing
 //!    session (its partitions updated by the request's, minus the forgotten ones). Session errors
-//!    answer with the top-level error code and no partitions.
+//!    answer with the top-level error code and no partitions. New sessions live on this shard;
+//!    a session of another shard is read and updated there, through its mailbox.
 //! 2. Topics are resolved by name (v4-v12) or id (v13+, UNKNOWN_TOPIC_ID when unknown).
 //! 3. Each partition is read on its owning shard: whole batches starting with the one that holds
 //!    `fetch_offset` (the client skips the records before it), up to `partition_max_bytes`, while
@@ -144,11 +145,30 @@ pub async fn handle(
             uses_topic_ids,
         }
     };
-    let context =
-        shard
-            .shared
-            .fetch_sessions()
-            .begin(meta, updates.clone(), &forgotten, wall_clock_ms());
+    let context = match session_shard(shard, meta.session_id) {
+        None => shard.fetch_sessions.borrow_mut().begin(
+            meta,
+            updates.clone(),
+            &forgotten,
+            wall_clock_ms(),
+        ),
+        Some(owner) => {
+            let updates = updates.clone();
+            shard
+                .call(owner, move |s| {
+                    Box::pin(async move {
+                        s.fetch_sessions.borrow_mut().begin(
+                            meta,
+                            updates,
+                            &forgotten,
+                            wall_clock_ms(),
+                        )
+                    })
+                })
+                .await
+                .map_err(|_| ConnError::Stopping)?
+        }
+    };
     let parts: Vec<CachedPartition> = match &context {
         Context::Error(code) => {
             tracing::debug!(
@@ -237,11 +257,12 @@ pub async fn handle(
                 .map(|(p, g)| (p.key.clone(), p.position, g.outcome()))
                 .collect();
             let n = created.len();
-            let id = shard.shared.fetch_sessions().create(
+            let (me, shards) = (shard.id, shard.shared.shard_count());
+            let id = shard.fetch_sessions.borrow_mut().create(
                 uses_topic_ids,
                 created,
                 wall_clock_ms(),
-                rand::random::<i32>,
+                || session::session_id_on(rand::random::<i32>(), me, shards),
             );
             tracing::debug!(session_id = id, partitions = n, "fetch session created");
             (id, vec![true; parts.len()])
@@ -255,10 +276,25 @@ pub async fn handle(
                 .zip(&outcomes)
                 .map(|(p, o)| must_respond(p, o))
                 .collect();
-            let current = shard
-                .shared
-                .fetch_sessions()
-                .complete(session_id, epoch, &parts, &outcomes);
+            let current = match session_shard(shard, session_id) {
+                None => shard
+                    .fetch_sessions
+                    .borrow_mut()
+                    .complete(session_id, epoch, &parts, &outcomes),
+                Some(owner) => {
+                    let (p, o) = (parts.clone(), outcomes.clone());
+                    shard
+                        .call(owner, move |s| {
+                            Box::pin(async move {
+                                s.fetch_sessions
+                                    .borrow_mut()
+                                    .complete(session_id, epoch, &p, &o)
+                            })
+                        })
+                        .await
+                        .map_err(|_| ConnError::Stopping)?
+                }
+            };
             if !current {
                 return Ok(error_response(error_code::INVALID_FETCH_SESSION_EPOCH));
             }
@@ -309,6 +345,11 @@ pub async fn handle(
         ..Default::default()
     });
     Ok((body, held as u64))
+}
+
+/// The other shard that holds session `id`; None when it is this one's (or `id` names none).
+fn session_shard(shard: &ShardState, id: i32) -> Option<usize> {
+    session::owner_shard(id, shard.shared.shard_count()).filter(|&owner| owner != shard.id)
 }
 
 /// Reads every wanted partition on its shard, shard by shard, within `budget` response bytes.

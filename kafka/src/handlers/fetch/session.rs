@@ -1,4 +1,4 @@
-//! Incremental fetch sessions (KIP-227): the broker-wide session cache, a pure state machine.
+//! Incremental fetch sessions (KIP-227): a shard's session cache, a pure state machine.
 //!
 //! A consumer that fetches the same partitions over and over would send (and get back) every
 //! partition each time. With a session, the broker remembers the partitions and their fetch
@@ -32,8 +32,12 @@
 //! client gets `session_id = 0` (it keeps sending full fetches). A session holds at most the
 //! partitions its requests named, and requests are bounded by `socket.request.max.bytes`.
 //!
-//! The cache sits behind a mutex shared by the shards (a client that reconnects may land on
-//! another shard), held only for these synchronous calls, never across an `.await`.
+//! Thread per core: each shard owns one cache ([`crate::shard::ShardState::fetch_sessions`]) with
+//! [`slots_per_shard`] of the broker's slots, and creates its sessions there, with ids that name
+//! it ([`session_id_on`], [`owner_shard`]). A connection stays on the shard that accepted it, so
+//! its fetches find their session locally; a request naming a session of another shard (the
+//! client reconnected and landed elsewhere) is served by asking the owning shard through its
+//! mailbox. Eviction (below) compares the sessions of one shard.
 
 use std::collections::HashMap;
 
@@ -49,6 +53,28 @@ pub const FINAL_EPOCH: i32 = -1;
 pub const FETCH_SESSION_TOPIC_ID_ERROR: i16 = 106;
 /// Kafka's `min.incremental.fetch.session.eviction.ms` (an internal setting there too).
 pub const EVICTION_MS: u64 = 120_000;
+
+/// The slots of each shard's cache: the broker's `slots` shared out, rounded up (0 stays 0).
+pub fn slots_per_shard(slots: usize, shards: usize) -> usize {
+    slots.div_ceil(shards.max(1))
+}
+
+/// A session id for shard `shard` of `shards` from the random `r`: positive, and
+/// `id % shards == shard` ([`owner_shard`]). May be 0 (invalid): [`FetchSessionCache::create`]
+/// then asks for another.
+pub fn session_id_on(r: i32, shard: usize, shards: usize) -> i32 {
+    let shards = shards.max(1) as i64;
+    let r = i64::from(r & 0x3fff_ffff);
+    i32::try_from(r / shards * shards + shard as i64 % shards).unwrap_or(INVALID_SESSION_ID)
+}
+
+/// The shard whose cache holds session `id` (None for the invalid id 0 and negative ids).
+pub fn owner_shard(id: i32, shards: usize) -> Option<usize> {
+    if id <= INVALID_SESSION_ID {
+        return None;
+    }
+    Some(id as usize % shards.max(1))
+}
 
 /// One partition of a session: by topic id (Fetch v13+, `topic` empty) or by name (id zero).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -687,6 +713,27 @@ mod tests {
         assert!(c.partitions(1).is_none());
         // An equal size does not evict.
         assert_eq!(c.create(false, three, 20, || 3), INVALID_SESSION_ID);
+    }
+
+    #[test]
+    fn session_ids_name_their_shard() {
+        for shards in [1usize, 2, 3, 8] {
+            for shard in 0..shards {
+                for r in [0, 1, 7, 12_345, i32::MAX, -1, i32::MIN] {
+                    let id = session_id_on(r, shard, shards);
+                    if id == INVALID_SESSION_ID {
+                        continue;
+                    }
+                    assert!(id > 0, "{r} {shard}/{shards}");
+                    assert_eq!(owner_shard(id, shards), Some(shard), "{r} {shard}/{shards}");
+                }
+            }
+        }
+        assert_eq!(owner_shard(INVALID_SESSION_ID, 4), None);
+        assert_eq!(owner_shard(-3, 4), None);
+        assert_eq!(slots_per_shard(1000, 3), 334);
+        assert_eq!(slots_per_shard(0, 2), 0);
+        assert_eq!(slots_per_shard(1, 2), 1);
     }
 
     #[test]
