@@ -8,39 +8,58 @@
 //! varint, attributes i8, timestamp_delta varlong, offset_delta varint, key (varint length,
 //! -1 = null), value (varint length), headers count varint.
 //!
+//! Compression (gzip, snappy, lz4, zstd at Kafka's default levels) is Kiln's own
+//! `kiln_kafka_codec::compression`, the code the broker uses.
+//!
 //! Values carry, in their first 8 bytes, the nanoseconds between the run's base instant and the
 //! record's intended send time, so the end-to-end consumer can measure latency per record.
 
-use std::io::{Read, Write};
+use kiln_kafka_codec::compression::{self, Codec};
 
 use crate::error::{LoadError, Result};
 
 pub const HEADER_LEN: usize = 61;
 const CRC_START: usize = 21;
 
+/// Largest decompressed batch body the end-to-end consumer accepts.
+const INFLATED_BYTES_MAX: usize = 64 << 20;
+
 /// Batch compression (`compression.type`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Compression {
     None,
     Gzip,
+    Snappy,
+    Lz4,
+    Zstd,
 }
 
 impl Compression {
     pub fn parse(s: &str) -> Result<Self> {
-        match s {
-            "none" => Ok(Compression::None),
-            "gzip" => Ok(Compression::Gzip),
-            other => Err(LoadError::Config(format!(
-                "compression {other:?} is not supported by the load generator (none, gzip)"
+        match Codec::from_name(s) {
+            Some(Codec::None) => Ok(Compression::None),
+            Some(Codec::Gzip) => Ok(Compression::Gzip),
+            Some(Codec::Snappy) => Ok(Compression::Snappy),
+            Some(Codec::Lz4) => Ok(Compression::Lz4),
+            Some(Codec::Zstd) => Ok(Compression::Zstd),
+            None => Err(LoadError::Config(format!(
+                "compression {s:?} is not supported (none, gzip, snappy, lz4, zstd)"
             ))),
         }
     }
 
-    fn attribute(self) -> i16 {
+    fn codec(self) -> Codec {
         match self {
-            Compression::None => 0,
-            Compression::Gzip => 1,
+            Compression::None => Codec::None,
+            Compression::Gzip => Codec::Gzip,
+            Compression::Snappy => Codec::Snappy,
+            Compression::Lz4 => Codec::Lz4,
+            Compression::Zstd => Codec::Zstd,
         }
+    }
+
+    fn attribute(self) -> i16 {
+        i16::from(self.codec().id())
     }
 }
 
@@ -80,7 +99,6 @@ fn get_varint(buf: &[u8], pos: &mut usize) -> Option<i64> {
 pub struct BatchBuilder {
     compression: Compression,
     records: Vec<u8>,
-    compressed: Vec<u8>,
 }
 
 impl BatchBuilder {
@@ -88,7 +106,6 @@ impl BatchBuilder {
         Self {
             compression,
             records: Vec::new(),
-            compressed: Vec::new(),
         }
     }
 
@@ -133,20 +150,13 @@ impl BatchBuilder {
             }
             put_varint(&mut self.records, 0);
         }
+        let compressed;
         let body: &[u8] = match self.compression {
             Compression::None => &self.records,
-            Compression::Gzip => {
-                self.compressed.clear();
-                let mut enc = flate2::write::GzEncoder::new(
-                    std::mem::take(&mut self.compressed),
-                    flate2::Compression::fast(),
-                );
-                enc.write_all(&self.records)
-                    .map_err(|e| LoadError::Protocol(format!("gzip: {e}")))?;
-                self.compressed = enc
-                    .finish()
-                    .map_err(|e| LoadError::Protocol(format!("gzip: {e}")))?;
-                &self.compressed
+            c => {
+                compressed = compression::compress(c.codec(), &self.records, None)
+                    .map_err(|e| LoadError::Protocol(format!("{}: {e}", c.codec())))?;
+                &compressed
             }
         };
         let start = out.len();
@@ -218,19 +228,17 @@ pub fn batches(buf: &[u8]) -> impl Iterator<Item = BatchView<'_>> {
 /// Calls `f` with the first 8 bytes of every record value (the stamp) of a batch.
 pub fn for_each_stamp(b: &BatchView<'_>, mut f: impl FnMut(u64)) -> Result<()> {
     let inflated;
-    let body: &[u8] = match b.compression {
-        0 => b.body,
-        1 => {
-            let mut v = Vec::new();
-            flate2::read::GzDecoder::new(b.body)
-                .read_to_end(&mut v)
-                .map_err(|e| LoadError::Protocol(format!("gunzip: {e}")))?;
-            inflated = v;
+    let body: &[u8] = match Codec::from_attributes(b.compression) {
+        Some(Codec::None) => b.body,
+        Some(codec) => {
+            inflated = compression::decompress(codec, b.body, INFLATED_BYTES_MAX)
+                .map_err(|e| LoadError::Protocol(format!("{codec}: {e}")))?;
             &inflated
         }
-        c => {
+        None => {
             return Err(LoadError::Protocol(format!(
-                "cannot read records compressed with codec {c}"
+                "cannot read records compressed with codec {}",
+                b.compression
             )));
         }
     };
@@ -297,8 +305,14 @@ mod tests {
     }
 
     #[test]
-    fn stamps_round_trip_plain_and_gzip() {
-        for c in [Compression::None, Compression::Gzip] {
+    fn stamps_round_trip_with_every_codec() {
+        for c in [
+            Compression::None,
+            Compression::Gzip,
+            Compression::Snappy,
+            Compression::Lz4,
+            Compression::Zstd,
+        ] {
             let mut two = build(c, 5);
             two.extend(build(c, 2));
             let mut stamps = Vec::new();
