@@ -106,7 +106,7 @@ pub struct KafkaOpts {
     /// 0, 1 or -1 (all).
     #[arg(long, default_value_t = 1, allow_hyphen_values = true)]
     pub acks: i16,
-    /// none or gzip.
+    /// none, gzip, snappy, lz4 or zstd.
     #[arg(long, default_value = "none")]
     pub compression: String,
     /// Produce requests in flight per connection.

@@ -346,6 +346,7 @@ async fn open_shard(
             max_session_timeout_ms: c.group_max_session_timeout_ms as i32,
             initial_rebalance_delay_ms: c.group_initial_rebalance_delay_ms as i32,
             offsets_retention_ms: c.offsets_retention_minutes.saturating_mul(60_000),
+            offsets_retention_check_interval_ms: c.offsets_retention_check_interval_ms as u64,
             node_id: c.broker_id,
             host: ep.host,
             port: i32::from(ep.port),
