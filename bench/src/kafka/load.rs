@@ -300,21 +300,7 @@ fn produce_sender(
                 t.saturating_duration_since(base).as_nanos() as u64
             },
         )?;
-        let req = RequestBody::Produce(ProduceRequest {
-            transactional_id: None,
-            acks: cfg.acks,
-            timeout_ms: 30_000,
-            topic_data: vec![TopicProduceData {
-                name: cfg.topic.clone(),
-                partition_data: vec![PartitionProduceData {
-                    index: part,
-                    records: Some(Bytes::from(records)),
-                }],
-                ..Default::default()
-            }],
-        });
-        frame.clear();
-        let correlation = enc.encode(&req, version, &mut frame)?;
+        let correlation = encode_produce(cfg, enc, version, part, records, &mut frame)?;
         if cfg.acks == 0 {
             // No response will come: count the records as sent.
             if sh.window.measured(first) {
@@ -467,7 +453,6 @@ fn produce_closed(sh: &Shared, conn: usize, client: Client, parts: &[i32]) -> Re
     } = client;
     let mut enc = super::client::Encoder::default();
     let per_batch = (cfg.batch_size / cfg.record_size).max(1) as u64;
-    let size = cfg.record_size as u64;
     let mut src = BatchSource::new(cfg, conn);
     let mut out = BufWriter::with_capacity(256 * 1024, stream);
     let mut frame = Vec::with_capacity(cfg.batch_size + 1024);
@@ -512,27 +497,7 @@ fn produce_closed(sh: &Shared, conn: usize, client: Client, parts: &[i32]) -> Re
         let f = reader
             .next_frame_owned()
             .map_err(LoadError::io("read Produce response"))?;
-        let now = Instant::now();
-        if let Some(code) = produce_outcome(f, version, p.correlation)? {
-            sh.live.error();
-            rec.errors += p.records;
-            if rec.errors == p.records {
-                eprintln!(
-                    "kiln load kafka: Produce error code {code} (further errors are only counted)"
-                );
-            }
-            continue;
-        }
-        sh.live.add(p.records, p.records * size);
-        sh.acked.fetch_add(p.records, Ordering::Relaxed);
-        if sh.window.measured(p.first) {
-            rec.ops += p.records;
-            rec.bytes += p.records * size;
-            rec.record_ns_n(
-                now.saturating_duration_since(p.first).as_nanos() as u64,
-                p.records,
-            );
-        }
+        account_produce(sh, &mut rec, &p, f, version, Instant::now())?;
     }
     Ok(rec)
 }
@@ -544,60 +509,55 @@ fn produce_receiver(
     pending: Receiver<InFlight>,
 ) -> Result<Recorder> {
     let mut rec = Recorder::new();
-    let size = sh.cfg.record_size as u64;
     while let Ok(p) = pending.recv() {
         let f = reader
             .next_frame_owned()
             .map_err(LoadError::io("read Produce response"))?;
-        let now = Instant::now();
-        let (h, body) =
-            frame::decode_response_frame(ApiKey::Produce.key(), version, Bytes::from(f))
-                .map_err(|e| LoadError::Protocol(format!("Produce response: {e}")))?;
-        if h.correlation_id != p.correlation {
-            return Err(LoadError::Protocol(format!(
-                "correlation {} for request {}",
-                h.correlation_id, p.correlation
-            )));
-        }
-        let ResponseBody::Produce(r) = body else {
-            return Err(LoadError::Protocol("Produce: unexpected response".into()));
-        };
-        let err = r
-            .responses
-            .iter()
-            .flat_map(|t| &t.partition_responses)
-            .map(|pr| pr.error_code)
-            .find(|&e| e != 0);
-        if let Some(code) = err {
-            sh.live.error();
-            rec.errors += p.records;
-            if rec.errors == p.records {
-                eprintln!(
-                    "kiln load kafka: Produce error code {code} (further errors are only counted)"
-                );
-            }
-            continue;
-        }
-        sh.live.add(p.records, p.records * size);
-        sh.acked.fetch_add(p.records, Ordering::Relaxed);
-        if !sh.window.measured(p.first) {
-            continue;
-        }
-        rec.ops += p.records;
-        rec.bytes += p.records * size;
-        if p.interval_ns == 0.0 {
-            rec.record_ns_n(
-                now.saturating_duration_since(p.first).as_nanos() as u64,
-                p.records,
-            );
-        } else {
-            for j in 0..p.records {
-                let t = p.first + Duration::from_nanos((p.interval_ns * j as f64) as u64);
-                rec.record_ns(now.saturating_duration_since(t).as_nanos() as u64);
-            }
-        }
+        account_produce(sh, &mut rec, &p, f, version, Instant::now())?;
     }
     Ok(rec)
+}
+
+/// Counts one Produce response against the batch it answers: an error, or acked records with
+/// their latencies (from each record's intended send time when the batch was paced).
+fn account_produce(
+    sh: &Shared,
+    rec: &mut Recorder,
+    p: &InFlight,
+    frame: Vec<u8>,
+    version: i16,
+    now: Instant,
+) -> Result<()> {
+    let size = sh.cfg.record_size as u64;
+    if let Some(code) = produce_outcome(frame, version, p.correlation)? {
+        sh.live.error();
+        rec.errors += p.records;
+        if rec.errors == p.records {
+            eprintln!(
+                "kiln load kafka: Produce error code {code} (further errors are only counted)"
+            );
+        }
+        return Ok(());
+    }
+    sh.live.add(p.records, p.records * size);
+    sh.acked.fetch_add(p.records, Ordering::Relaxed);
+    if !sh.window.measured(p.first) {
+        return Ok(());
+    }
+    rec.ops += p.records;
+    rec.bytes += p.records * size;
+    if p.interval_ns == 0.0 {
+        rec.record_ns_n(
+            now.saturating_duration_since(p.first).as_nanos() as u64,
+            p.records,
+        );
+    } else {
+        for j in 0..p.records {
+            let t = p.first + Duration::from_nanos((p.interval_ns * j as f64) as u64);
+            rec.record_ns(now.saturating_duration_since(t).as_nanos() as u64);
+        }
+    }
+    Ok(())
 }
 
 fn join_all(handles: Vec<JoinHandle<Result<Recorder>>>) -> Result<Recorder> {
