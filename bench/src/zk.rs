@@ -512,25 +512,39 @@ fn run_closed(
             let p = pending.pop_front().ok_or_else(|| {
                 LoadError::Protocol(format!("reply xid {} with no request in flight", h.xid))
             })?;
-            if h.xid != p.xid {
-                return Err(LoadError::Protocol(format!(
-                    "reply xid {} for request xid {}",
-                    h.xid, p.xid
-                )));
-            }
-            let ok = h.err == 0;
-            if ok {
-                live.add(1, 0);
-            } else {
-                live.error();
-            }
-            if window.measured(p.intended) {
-                let ns = now.saturating_duration_since(p.intended).as_nanos() as u64;
-                rec.record(p.op, ns, ok, h.err);
-            }
+            account_reply(&p, &h, now, window, live, &mut rec)?;
         }
     }
     Ok((st.created.into_iter().collect(), rec))
+}
+
+/// Counts the reply `h` to the request `p`: checks they match, then records the outcome and,
+/// inside the measured window, the latency from the intended send time.
+fn account_reply(
+    p: &Pending,
+    h: &ReplyHeader,
+    now: Instant,
+    window: Window,
+    live: &Live,
+    rec: &mut ZkRecorder,
+) -> Result<()> {
+    if h.xid != p.xid {
+        return Err(LoadError::Protocol(format!(
+            "reply xid {} for request xid {}",
+            h.xid, p.xid
+        )));
+    }
+    let ok = h.err == 0;
+    if ok {
+        live.add(1, 0);
+    } else {
+        live.error();
+    }
+    if window.measured(p.intended) {
+        let ns = now.saturating_duration_since(p.intended).as_nanos() as u64;
+        rec.record(p.op, ns, ok, h.err);
+    }
+    Ok(())
 }
 
 /// The receiver half: matches replies to `pending` until the sender is done.
@@ -555,23 +569,7 @@ fn run_receiver(
             }
             break h;
         };
-        if h.xid != p.xid {
-            return Err(LoadError::Protocol(format!(
-                "reply xid {} for request xid {}",
-                h.xid, p.xid
-            )));
-        }
-        let now = Instant::now();
-        let ok = h.err == 0;
-        if ok {
-            live.add(1, 0);
-        } else {
-            live.error();
-        }
-        if window.measured(p.intended) {
-            let ns = now.saturating_duration_since(p.intended).as_nanos() as u64;
-            rec.record(p.op, ns, ok, h.err);
-        }
+        account_reply(&p, &h, Instant::now(), window, live, &mut rec)?;
     }
     Ok(rec)
 }
