@@ -293,6 +293,17 @@ struct SenderState {
     session: usize,
 }
 
+impl SenderState {
+    fn new(session: usize) -> Self {
+        SenderState {
+            rng: FastRng::new(0x5eed + session as u64),
+            created: Default::default(),
+            next_name: 0,
+            session,
+        }
+    }
+}
+
 fn pick(mix: &[(ZkOp, u32)], total: u32, rng: &mut FastRng) -> ZkOp {
     let mut r = rng.below(u64::from(total)) as u32;
     for &(op, w) in mix {
@@ -368,12 +379,7 @@ fn run_sender(
 ) -> Result<Vec<String>> {
     let total: u32 = cfg.mix.iter().map(|m| m.1).sum();
     let value = vec![b'x'; cfg.value_size];
-    let mut st = SenderState {
-        rng: FastRng::new(0x5eed + session as u64),
-        created: Default::default(),
-        next_name: 0,
-        session,
-    };
+    let mut st = SenderState::new(session);
     let mut out = BufWriter::with_capacity(64 * 1024, stream);
     let mut frame = Vec::with_capacity(256 + cfg.value_size);
     let mut i: u64 = 0;
@@ -434,12 +440,7 @@ fn run_closed(
     drop(s.reader);
     let total: u32 = cfg.mix.iter().map(|m| m.1).sum();
     let value = vec![b'x'; cfg.value_size];
-    let mut st = SenderState {
-        rng: FastRng::new(0x5eed + session as u64),
-        created: Default::default(),
-        next_name: 0,
-        session,
-    };
+    let mut st = SenderState::new(session);
     let mut rec = ZkRecorder::new();
     let mut pending: std::collections::VecDeque<Pending> =
         std::collections::VecDeque::with_capacity(cfg.in_flight);

@@ -232,12 +232,7 @@ fn produce_sender(
         return Ok(rec);
     }
     let per_batch = (cfg.batch_size / cfg.record_size).max(1) as u64;
-    let mut payload = vec![0u8; cfg.record_size];
-    let mut rng = FastRng::new(0xbeef + conn as u64);
-    for b in payload.iter_mut() {
-        *b = rng.next_u64() as u8;
-    }
-    let mut builder = BatchBuilder::new(cfg.compression);
+    let mut src = BatchSource::new(cfg, conn);
     let mut out = BufWriter::with_capacity(256 * 1024, stream);
     let mut frame = Vec::with_capacity(cfg.batch_size + 1024);
     let mut i: u64 = 0;
@@ -276,30 +271,11 @@ fn produce_sender(
             .unwrap_or_default();
         next_part += 1;
         let mut records = Vec::with_capacity(cfg.batch_size + 128);
-        let key_size = cfg.key_size.min(24);
-        let key_space = cfg.key_space.max(1);
         let base = sh.base;
-        builder.build(
-            &mut records,
-            n as usize,
-            now_ms(),
-            &payload,
-            |_, kbuf| {
-                if key_size == 0 {
-                    return None;
-                }
-                let mut k = rng.below(key_space);
-                for slot in kbuf.iter_mut().take(key_size).rev() {
-                    *slot = b'0' + (k % 10) as u8;
-                    k /= 10;
-                }
-                Some(key_size)
-            },
-            |j| {
-                let t = first + Duration::from_nanos((interval_ns * j as f64) as u64);
-                t.saturating_duration_since(base).as_nanos() as u64
-            },
-        )?;
+        src.build(&mut records, n as usize, |j| {
+            let t = first + Duration::from_nanos((interval_ns * j as f64) as u64);
+            t.saturating_duration_since(base).as_nanos() as u64
+        })?;
         let correlation = encode_produce(cfg, enc, version, part, records, &mut frame)?;
         if cfg.acks == 0 {
             // No response will come: count the records as sent.
