@@ -184,6 +184,12 @@ impl<D: Disk> CommitGroup<D> {
         self.inner.sync_signal.raise();
     }
 
+    /// Wakes the syncer for another pass without starting tasks (a pass that found a log busy
+    /// skipped it; see `ExclusiveGuard`).
+    pub(crate) fn wake_syncer(&self) {
+        self.inner.sync_signal.raise();
+    }
+
     /// Flushes every registered log, then stops the group's tasks.
     pub async fn close(&self) {
         let logs: Vec<Rc<LogShared<D>>> = self

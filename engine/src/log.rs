@@ -2138,6 +2138,10 @@ impl<D: Disk> Drop for ExclusiveGuard<'_, D> {
     fn drop(&mut self) {
         self.log.shared.state.borrow_mut().exclusive = false;
         self.log.shared.progress.notify();
+        // A sync pass that ran meanwhile skipped this log (`sync_work` is idle while exclusive):
+        // without another pass, bytes written before the operation would wait for the next write
+        // to wake the syncer, and under `durable` their appenders would wait with them.
+        self.log.group.wake_syncer();
     }
 }
 
@@ -2739,6 +2743,38 @@ mod tests {
             assert_eq!(log.truncate_to(0).await.unwrap(), 0);
             assert_eq!(log.log_end_offset(), 0);
             assert_eq!(log.append(&rec(0, 1)).await.unwrap().base_offset, 0);
+        });
+    }
+
+    #[test]
+    fn bytes_written_before_an_exclusive_operation_still_become_durable() {
+        // A write completes just before a truncation, retention or delete_records pass takes the
+        // log, and the syncer's pass runs while the log is exclusive (it skips busy logs). Nothing
+        // else wakes the syncer afterwards unless the end of the exclusive operation does.
+        run(async {
+            let (_disk, _group, log) = sim_log(1000, cfg(Durability::KAFKA_DEFAULT)).await;
+            for i in 0..5u64 {
+                let info = log
+                    .append_buffered(&rec(i, 1000), AppendOptions::default())
+                    .unwrap();
+                // Written, and the syncer has looked (nothing due under this policy).
+                log.wait_written(info.last_offset + 1).await.unwrap();
+                // The appender waits (asking for a sync) before the exclusive operation starts.
+                let waiter = crate::rt::timeout(
+                    std::time::Duration::from_secs(10),
+                    log.wait_durable(info.last_offset + 1),
+                );
+                let exclusive = async {
+                    let guard = log.begin_exclusive().await.unwrap();
+                    crate::rt::sleep(std::time::Duration::from_millis(20)).await;
+                    drop(guard);
+                };
+                let (durable, ()) = futures_util::join!(waiter, exclusive);
+                assert!(
+                    matches!(durable, Ok(Ok(()))),
+                    "append {i} never became durable"
+                );
+            }
         });
     }
 
