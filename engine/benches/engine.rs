@@ -65,8 +65,17 @@ fn config(durability: Durability) -> LogConfig {
             .ok()
             .and_then(|v| v.parse().ok())
             .unwrap_or(d.reserve_ahead_bytes),
+        // `KILN_BENCH_DIRECT_IO=0|1` chooses the write path (default: `LogConfig`'s default);
+        // `KILN_BENCH_DIRECT_BYTES` / `KILN_BENCH_DIRECT_DEPTH` size its writes.
+        direct_io: env_parse("KILN_BENCH_DIRECT_IO").map_or(d.direct_io, |v: u8| v == 1),
+        direct_write_bytes: env_parse("KILN_BENCH_DIRECT_BYTES").unwrap_or(d.direct_write_bytes),
+        direct_write_depth: env_parse("KILN_BENCH_DIRECT_DEPTH").unwrap_or(d.direct_write_depth),
         ..d
     }
+}
+
+fn env_parse<T: std::str::FromStr>(name: &str) -> Option<T> {
+    std::env::var(name).ok().and_then(|v| v.parse().ok())
 }
 
 async fn open(durability: Durability, tmp: &tempfile::TempDir) -> SegmentedLog {
@@ -301,6 +310,19 @@ fn report(smoke: bool) {
     } else {
         println!("device: not measured (set KILN_DEVICE_JSON; bench/device.sh does)");
     }
+    let c = config(Durability::KAFKA_DEFAULT);
+    println!(
+        "write path: {}",
+        if c.direct_io {
+            format!(
+                "direct I/O, {} writes of up to {} KiB in flight",
+                c.direct_write_depth,
+                c.direct_write_bytes >> 10
+            )
+        } else {
+            "buffered (page cache)".to_string()
+        }
+    );
 
     // `KILN_BENCH_ONLY=single,pipelined,durable,read` runs only the named sections.
     let only = std::env::var("KILN_BENCH_ONLY").ok();

@@ -37,6 +37,32 @@
 //!    have dropped the dirty pages, so a retry could report success for lost data); the process
 //!    should stop and recover from disk.
 //!
+//! # Direct I/O (`LogConfig::direct_io`)
+//!
+//! With direct I/O, step 2 writes the active segment with `O_DIRECT` instead of through the page
+//! cache (`crate::log`'s `write_pending_direct`):
+//!
+//! 1. pending runs are copied into block-aligned buffers of up to `direct_write_bytes`; each write
+//!    starts at the block holding the segment's current end, beginning with that block's bytes
+//!    (kept in memory; read back from the file after a reopen or a truncation);
+//! 2. up to `direct_write_depth` writes are in flight per log. While more bytes follow, a write
+//!    ends at a block boundary and the partial block opens the next write; the last write of a
+//!    burst is zero-padded to a whole block, and the next write (which rewrites that block with
+//!    the same bytes plus more) is issued only after it completed, so writes never overlap;
+//! 3. a run is released (written watermark, tail cache) in order, once every byte of it is in
+//!    the file: what step 2 promises (readable, survives a process crash) is unchanged. Reads of
+//!    the file still go through the page cache (Linux keeps it coherent with direct writes);
+//! 4. the active segment's file may end with up to 4095 zero bytes of padding. It is cut (and the
+//!    size synced by the next pass) when the writer moves to the next segment and by `close`;
+//!    recovery cuts padding like a torn tail, but padding at the end of an older segment (a cut
+//!    that did not reach the disk) does not make it drop the later segments;
+//! 5. durability is still only step 3's fdatasync (the device's cache, the file size).
+//!
+//! No `write_back` requests are made for direct writes (nothing is dirty in the page cache). A
+//! file system refusing `O_DIRECT` at open (tmpfs answers EINVAL) gets buffered writes for that
+//! segment, with a warning; a direct write failing later fails the log with an error that says
+//! to turn `direct_io` off.
+//!
 //! # Lifecycle and shutdown
 //!
 //! 1. The group of a shard is created on first use ([`CommitGroup::current`]); its two tasks run
@@ -54,6 +80,7 @@ use std::time::Duration;
 use crate::disk::{Disk, UringDisk};
 use crate::log::LogShared;
 use crate::rt;
+use crate::tail_cache::TailCacheBudget;
 use crate::watermark::Signal;
 
 /// When an append is acknowledged relative to fdatasync.
@@ -85,6 +112,8 @@ pub(crate) struct GroupInner<D: Disk> {
     live_tasks: Cell<u8>,
     stopping: Cell<bool>,
     sync_passes: Cell<u64>,
+    /// Shared by the tail caches of this group's logs.
+    pub(crate) tail_budget: Rc<TailCacheBudget>,
 }
 
 /// A shard's group committer. Cheap to clone (shared handle); not `Send`.
@@ -136,12 +165,25 @@ impl<D: Disk> CommitGroup<D> {
                 live_tasks: Cell::new(0),
                 stopping: Cell::new(false),
                 sync_passes: Cell::new(0),
+                tail_budget: Rc::new(TailCacheBudget::default()),
             }),
         }
     }
 
     pub fn disk(&self) -> &D {
         &self.inner.disk
+    }
+
+    /// The budget shared by the tail caches of this group's logs (one group per shard; see
+    /// [`crate::tail_cache`]).
+    pub fn tail_cache_budget(&self) -> Rc<TailCacheBudget> {
+        self.inner.tail_budget.clone()
+    }
+
+    /// Sets the shard's tail cache budget in bytes (default
+    /// [`crate::tail_cache::SHARD_TAIL_CACHE_BYTES`]); applies at the next insertion.
+    pub fn set_tail_cache_budget(&self, bytes: usize) {
+        self.inner.tail_budget.set_limit(bytes);
     }
 
     /// Number of completed sync passes (each pass = one fdatasync per dirty file).

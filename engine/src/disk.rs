@@ -9,6 +9,13 @@
 //!   after the last sync (possibly garbled: a torn write); files created since the last directory
 //!   sync vanish, and files removed since the last directory sync come back.
 //!
+//! Direct I/O: [`Disk::open_direct`] opens a log file with a second, `O_DIRECT` descriptor, and
+//! [`DiskFile::write_direct_at`] writes whole aligned blocks ([`DIRECT_BLOCK`]) from an
+//! [`AlignedBuf`] through it, bypassing the page cache. Reads, syncs and size changes keep using
+//! the ordinary descriptor (Linux keeps the two coherent: a direct write drops the page cache's
+//! copy of the range it wrote). [`SimDisk`] checks the alignment and models a direct write like any
+//! other un-synced write: a crash keeps a random, possibly torn, part of it.
+//!
 //! The clock is part of the seam too ([`Disk::now_ms`]) so segment rolls and retention by time are
 //! deterministic under test.
 
@@ -37,6 +44,10 @@ pub trait Disk: Clone + 'static {
     fn list_dir(&self, dir: &Path) -> io::Result<Vec<String>>;
     fn remove_file(&self, path: &Path) -> io::Result<()>;
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
+    /// Opens a file like [`Disk::open`], plus a descriptor for [`DiskFile::write_direct_at`]
+    /// (`O_DIRECT`). Fails where the file system refuses direct I/O (tmpfs and others answer
+    /// EINVAL); the caller then falls back to [`Disk::open`].
+    async fn open_direct(&self, path: &Path, create: bool) -> io::Result<Self::File>;
     /// Makes creations, removals and renames of entries in `dir` durable.
     async fn sync_dir(&self, dir: &Path) -> io::Result<()>;
     /// Wall-clock milliseconds since the Unix epoch.
@@ -59,11 +70,104 @@ pub trait DiskFile: Clone + 'static {
     async fn len(&self) -> io::Result<u64>;
     /// Reserves blocks for `offset..offset + len` without changing the file size (best effort).
     fn preallocate(&self, offset: u64, len: u64) -> io::Result<()>;
+    /// Reserves blocks for `offset..offset + len` and extends the file size over them (reads
+    /// there return zeros): direct writes inside the size need no size update, so the file
+    /// system runs them concurrently and asynchronously (ext4 serializes and completes
+    /// synchronously every direct write that extends the file).
+    fn allocate(&self, offset: u64, len: u64) -> io::Result<()>;
     /// Starts writing the dirty pages of `pos..pos + len` to the device and returns without
     /// waiting for them (`sync_file_range(SYNC_FILE_RANGE_WRITE)`). Promises nothing about
     /// durability: it only lets the device work while the log keeps appending, so a later
     /// fdatasync has little left to do. Best effort; errors surface at the next fdatasync.
     async fn write_back(&self, pos: u64, len: u64) -> io::Result<()>;
+    /// Whether [`DiskFile::write_direct_at`] is available (the file came from
+    /// [`Disk::open_direct`]).
+    fn is_direct(&self) -> bool;
+    /// Writes all of `buf` at `pos` bypassing the page cache. `pos` and the buffer's length must
+    /// be multiples of [`DIRECT_BLOCK`] (EINVAL otherwise). Like a buffered write, the data
+    /// survives a crash of the process once this returns, and power loss only after
+    /// [`DiskFile::sync_data`] (the device's cache and the file size).
+    async fn write_direct_at(&self, buf: AlignedBuf, pos: u64) -> (io::Result<()>, AlignedBuf);
+}
+
+/// Block size, file position alignment and memory alignment of direct writes.
+pub const DIRECT_BLOCK: usize = 4096;
+
+/// A byte buffer whose contents start at a [`DIRECT_BLOCK`]-aligned address, as `O_DIRECT`
+/// needs. Its capacity is fixed at creation (a whole number of blocks); it never reallocates.
+#[derive(Debug)]
+pub struct AlignedBuf {
+    /// Backing memory: `off` bytes of slack, then the aligned capacity.
+    mem: Vec<u8>,
+    off: usize,
+    len: usize,
+    cap: usize,
+}
+
+impl AlignedBuf {
+    /// An empty buffer of at least `cap` bytes (rounded up to whole blocks).
+    pub fn with_capacity(cap: usize) -> Self {
+        let cap = cap.max(1).next_multiple_of(DIRECT_BLOCK);
+        let mem = vec![0u8; cap + DIRECT_BLOCK];
+        let addr = mem.as_ptr() as usize;
+        let off = (DIRECT_BLOCK - addr % DIRECT_BLOCK) % DIRECT_BLOCK;
+        AlignedBuf {
+            mem,
+            off,
+            len: 0,
+            cap,
+        }
+    }
+    pub fn capacity(&self) -> usize {
+        self.cap
+    }
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+    pub fn clear(&mut self) {
+        self.len = 0;
+    }
+    pub fn as_slice(&self) -> &[u8] {
+        self.mem.get(self.off..self.off + self.len).unwrap_or(&[])
+    }
+    /// Appends `data`; returns false (and appends nothing) when it does not fit.
+    pub fn extend_from_slice(&mut self, data: &[u8]) -> bool {
+        let at = self.off + self.len;
+        match self.mem.get_mut(at..at + data.len()) {
+            Some(dst) if self.len + data.len() <= self.cap => {
+                dst.copy_from_slice(data);
+                self.len += data.len();
+                true
+            }
+            _ => false,
+        }
+    }
+    /// Zero-fills up to the next whole block; returns false when that does not fit.
+    pub fn pad_to_block(&mut self) -> bool {
+        let to = self.len.next_multiple_of(DIRECT_BLOCK);
+        if to > self.cap {
+            return false;
+        }
+        let (from, end) = (self.off + self.len, self.off + to);
+        if let Some(dst) = self.mem.get_mut(from..end) {
+            dst.fill(0);
+        }
+        self.len = to;
+        true
+    }
+    /// Shortens the contents to `len` bytes (no-op when longer).
+    pub fn truncate(&mut self, len: usize) {
+        self.len = self.len.min(len);
+    }
+}
+
+impl rt::buf::IoBuf for AlignedBuf {
+    fn as_init(&self) -> &[u8] {
+        self.as_slice()
+    }
 }
 
 /// Largest single write [`UringFile::write_all_at`] submits; a larger buffer is written as
@@ -82,6 +186,8 @@ pub struct UringDisk;
 pub struct UringFile {
     file: rt::fs::File,
     fd: i32,
+    /// The same file opened with `O_DIRECT`, for [`DiskFile::write_direct_at`].
+    direct: Option<rt::fs::File>,
 }
 
 impl Disk for UringDisk {
@@ -95,7 +201,21 @@ impl Disk for UringDisk {
             .open(path)
             .await?;
         let fd = std::os::fd::AsRawFd::as_raw_fd(&file);
-        Ok(UringFile { file, fd })
+        Ok(UringFile {
+            file,
+            fd,
+            direct: None,
+        })
+    }
+    async fn open_direct(&self, path: &Path, create: bool) -> io::Result<UringFile> {
+        let mut f = self.open(path, create).await?;
+        let direct = rt::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_DIRECT)
+            .open(path)
+            .await?;
+        f.direct = Some(direct);
+        Ok(f)
     }
     fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
         std::fs::create_dir_all(dir)
@@ -200,6 +320,38 @@ impl DiskFile for UringFile {
         .await
         .unwrap_or_else(|_| Err(io::Error::other("write-back task panicked")))
     }
+    fn is_direct(&self) -> bool {
+        self.direct.is_some()
+    }
+    async fn write_direct_at(&self, mut buf: AlignedBuf, pos: u64) -> (io::Result<()>, AlignedBuf) {
+        let Some(file) = &self.direct else {
+            let e = io::Error::new(io::ErrorKind::Unsupported, "file not opened for direct I/O");
+            return (Err(e), buf);
+        };
+        if !pos.is_multiple_of(DIRECT_BLOCK as u64) || !buf.len().is_multiple_of(DIRECT_BLOCK) {
+            return (Err(io::Error::from_raw_os_error(libc::EINVAL)), buf);
+        }
+        let mut done = 0usize;
+        let total = buf.len();
+        while done < total {
+            let mut f = file;
+            let slice = rt::buf::IoBuf::slice(buf, done..total);
+            let rt::BufResult(res, slice) = f.write_at(slice, pos + done as u64).await;
+            buf = slice.into_inner();
+            match res {
+                Ok(0) => {
+                    let e = io::Error::new(io::ErrorKind::WriteZero, "write returned 0");
+                    return (Err(e), buf);
+                }
+                // A short direct write ends on a block boundary in practice; if it did not,
+                // the rest fails with EINVAL and the log fails rather than writing garbage.
+                Ok(n) => done += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return (Err(e), buf),
+            }
+        }
+        (Ok(()), buf)
+    }
     fn preallocate(&self, offset: u64, len: u64) -> io::Result<()> {
         let len =
             libc::off_t::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
@@ -208,6 +360,18 @@ impl DiskFile for UringFile {
         // SAFETY: fallocate on an fd we own; KEEP_SIZE reserves blocks without changing the size,
         // so readers and recovery never see a preallocated tail of zeros.
         let rc = unsafe { libc::fallocate(self.fd, libc::FALLOC_FL_KEEP_SIZE, offset, len) };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+    fn allocate(&self, offset: u64, len: u64) -> io::Result<()> {
+        let len =
+            libc::off_t::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        let offset = libc::off_t::try_from(offset)
+            .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        // SAFETY: fallocate on an fd we own (mode 0: allocate and extend the size).
+        let rc = unsafe { libc::fallocate(self.fd, 0, offset, len) };
         if rc != 0 {
             return Err(io::Error::last_os_error());
         }
@@ -237,6 +401,9 @@ struct SimState {
     dirs: std::collections::BTreeSet<PathBuf>,
     now_ms: i64,
     fail_syncs: bool,
+    /// `open_direct` fails with EINVAL (a file system without direct I/O).
+    refuse_direct: bool,
+    direct_writes: u64,
     syncs: u64,
     writebacks: u64,
     preallocated: u64,
@@ -253,6 +420,7 @@ pub struct SimDisk {
 pub struct SimFile {
     state: Rc<RefCell<SimState>>,
     inode: u64,
+    direct: bool,
 }
 
 impl SimDisk {
@@ -270,6 +438,14 @@ impl SimDisk {
     /// Makes every later `sync_data`/`sync_dir` fail with EIO (until cleared).
     pub fn set_fail_syncs(&self, fail: bool) {
         self.state.borrow_mut().fail_syncs = fail;
+    }
+    /// Makes `open_direct` fail with EINVAL, as tmpfs does (until cleared).
+    pub fn set_refuse_direct(&self, refuse: bool) {
+        self.state.borrow_mut().refuse_direct = refuse;
+    }
+    /// Number of direct writes so far.
+    pub fn direct_write_count(&self) -> u64 {
+        self.state.borrow().direct_writes
     }
     /// Number of successful file syncs so far.
     pub fn sync_count(&self) -> u64 {
@@ -341,6 +517,7 @@ impl Disk for SimDisk {
             return Ok(SimFile {
                 state: self.state.clone(),
                 inode,
+                direct: false,
             });
         }
         if !create {
@@ -357,7 +534,16 @@ impl Disk for SimDisk {
         Ok(SimFile {
             state: self.state.clone(),
             inode,
+            direct: false,
         })
+    }
+    async fn open_direct(&self, path: &Path, create: bool) -> io::Result<SimFile> {
+        if self.state.borrow().refuse_direct {
+            return Err(io::Error::from_raw_os_error(libc::EINVAL));
+        }
+        let mut f = self.open(path, create).await?;
+        f.direct = true;
+        Ok(f)
     }
     fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
         // Directories themselves are modelled as always durable.
@@ -427,18 +613,48 @@ impl SimFile {
     }
 }
 
-impl DiskFile for SimFile {
-    async fn write_all_at(&self, buf: Vec<u8>, pos: u64) -> (io::Result<()>, Vec<u8>) {
-        let r = self.with(|n| {
+impl SimFile {
+    fn write_bytes(&self, buf: &[u8], pos: u64) -> io::Result<()> {
+        self.with(|n| {
             let pos = pos as usize;
             let end = pos + buf.len();
+            // Overwriting synced bytes with different ones makes them un-synced again (a crash
+            // may keep them torn). Rewriting identical bytes (a direct write's partial last
+            // block, written again with more data after it) leaves them as they were: a torn
+            // write of the same bytes still holds those bytes.
+            let old = n.data.get(pos..end.min(n.data.len())).unwrap_or(&[]);
+            let same = old.iter().zip(buf).take_while(|(a, b)| a == b).count();
             if n.data.len() < end {
                 n.data.resize(end, 0);
             }
-            n.data[pos..end].copy_from_slice(&buf);
-            // Overwriting synced bytes makes them un-synced again (conservative).
-            n.synced_len = n.synced_len.min(pos);
-        });
+            n.data[pos..end].copy_from_slice(buf);
+            n.synced_len = n.synced_len.min(pos + same);
+        })
+    }
+}
+
+impl DiskFile for SimFile {
+    async fn write_all_at(&self, buf: Vec<u8>, pos: u64) -> (io::Result<()>, Vec<u8>) {
+        let r = self.write_bytes(&buf, pos);
+        (r, buf)
+    }
+    fn is_direct(&self) -> bool {
+        self.direct
+    }
+    async fn write_direct_at(&self, buf: AlignedBuf, pos: u64) -> (io::Result<()>, AlignedBuf) {
+        if !self.direct {
+            let e = io::Error::new(io::ErrorKind::Unsupported, "file not opened for direct I/O");
+            return (Err(e), buf);
+        }
+        let addr = buf.as_slice().as_ptr() as usize;
+        if !pos.is_multiple_of(DIRECT_BLOCK as u64)
+            || !buf.len().is_multiple_of(DIRECT_BLOCK)
+            || !addr.is_multiple_of(DIRECT_BLOCK)
+        {
+            return (Err(io::Error::from_raw_os_error(libc::EINVAL)), buf);
+        }
+        self.state.borrow_mut().direct_writes += 1;
+        let r = self.write_bytes(buf.as_slice(), pos);
         (r, buf)
     }
     async fn read_at(&self, len: usize, pos: u64) -> io::Result<Vec<u8>> {
@@ -467,6 +683,16 @@ impl DiskFile for SimFile {
     fn preallocate(&self, _offset: u64, len: u64) -> io::Result<()> {
         self.state.borrow_mut().preallocated += len;
         Ok(())
+    }
+    fn allocate(&self, offset: u64, len: u64) -> io::Result<()> {
+        self.state.borrow_mut().preallocated += len;
+        // The size grows over zeros; like any size change, it is durable only after a sync.
+        self.with(|n| {
+            let end = (offset + len) as usize;
+            if n.data.len() < end {
+                n.data.resize(end, 0);
+            }
+        })
     }
     async fn write_back(&self, _pos: u64, _len: u64) -> io::Result<()> {
         // Starting write-back changes nothing a crash keeps: only a sync does.

@@ -62,7 +62,7 @@ use thiserror::Error;
 
 use crate::batch::{self, BatchError, BatchView, HEADER_LEN, LOG_OVERHEAD};
 use crate::commit::{CommitGroup, Durability};
-use crate::disk::{Disk, DiskFile, UringDisk};
+use crate::disk::{AlignedBuf, DIRECT_BLOCK, Disk, DiskFile, UringDisk};
 use crate::tail_cache::{TailCache, TailCacheStats};
 use crate::watermark::Watermark;
 
@@ -121,6 +121,15 @@ pub struct LogConfig {
     /// Memory for recently written batches kept to answer reads at the tail without a file read
     /// (see [`crate::tail_cache`]); 0 disables the cache. Default 4 MiB.
     pub tail_cache_bytes: usize,
+    /// Write the active segment with direct I/O (`O_DIRECT`): whole 4 KiB blocks from aligned
+    /// buffers, `direct_write_depth` writes of up to `direct_write_bytes` in flight, bypassing
+    /// the page cache (see "Direct I/O" in [`crate::commit`]). A file system that refuses direct
+    /// I/O gets buffered writes instead (logged once per segment). Default off.
+    pub direct_io: bool,
+    /// Largest direct write (rounded to whole blocks). Default 512 KiB.
+    pub direct_write_bytes: usize,
+    /// Direct writes of one log in flight at once. Default 8.
+    pub direct_write_depth: usize,
 }
 
 impl LogConfig {
@@ -151,6 +160,9 @@ impl Default for LogConfig {
             batch_bytes_max: 1_048_588,
             pending_bytes_max: 64 << 20,
             tail_cache_bytes: 4 << 20,
+            direct_io: false,
+            direct_write_bytes: 512 << 10,
+            direct_write_depth: 8,
         }
     }
 }
@@ -256,6 +268,9 @@ struct Segment<F> {
     writeback_len: u64,
     /// Blocks are reserved (or were asked for) below this position.
     reserved_len: u64,
+    /// The file may be longer than `written_len` up to here: the zero padding of a direct write's
+    /// partial last block (cut when the segment is rolled or the log closed).
+    padded_len: u64,
     index: Vec<(u32, u32)>,
     index_written: usize,
     time_index: Vec<(i64, u32)>,
@@ -285,6 +300,7 @@ impl<F> Segment<F> {
             synced_len: 0,
             writeback_len: 0,
             reserved_len: 0,
+            padded_len: 0,
             index: Vec::new(),
             index_written: 0,
             time_index: Vec::new(),
@@ -385,7 +401,35 @@ struct LogState<D: Disk> {
     exclusive: bool,
     /// Recently written batches (reads at the tail).
     cache: TailCache,
+    /// Direct writes: the written bytes of the active segment's partial last block.
+    direct_tail: Option<DirectTail>,
+    /// Aligned buffers of finished direct writes, for reuse.
+    direct_spare: Vec<AlignedBuf>,
 }
+
+/// The bytes `[end - end % DIRECT_BLOCK, end)` of a segment, last written (padded) or about to
+/// be: the next direct write starts with them, rewriting that block.
+struct DirectTail {
+    segment: u64,
+    end: u64,
+    bytes: Vec<u8>,
+}
+
+/// One direct write in flight: `buf` at `pos` of segment `segment`; when it completes, the
+/// segment's bytes below `covered` are in the file.
+struct DirectWrite {
+    segment: u64,
+    path: PathBuf,
+    covered: u64,
+    /// The write ends with a zero-padded partial block.
+    padded: bool,
+}
+
+/// What [`LogShared::start_direct_write`] starts: buffer, position, bookkeeping, chunks taken.
+type DirectStart = (AlignedBuf, u64, DirectWrite, Vec<Chunk>);
+
+/// Index entries to write: (file, bytes, position, path).
+type IndexWrites<F> = Vec<(Option<F>, Vec<u8>, u64, PathBuf)>;
 
 /// State shared by a log's handles and the commit group's tasks.
 pub(crate) struct LogShared<D: Disk> {
@@ -957,6 +1001,11 @@ impl<D: Disk> LogShared<D> {
 
     /// Step 2 (writer task): writes every pending chunk of this log, in order.
     pub(crate) async fn write_pending(self: &Rc<Self>) {
+        if self.state.borrow().config.direct_io {
+            self.write_pending_direct().await;
+            return;
+        }
+        self.state.borrow_mut().direct_tail = None;
         loop {
             let (chunk, dir) = {
                 let mut st = self.state.borrow_mut();
@@ -973,9 +1022,13 @@ impl<D: Disk> LogShared<D> {
         }
     }
 
-    async fn write_chunk(&self, chunk: Chunk, dir: &Path) -> Result<(), LogError> {
-        let seg_base = chunk.segment;
-        // Create the segment's files on first write (a roll decided in `append_sync`).
+    /// The segment's `.log` file (created on first write: a roll decided in `append_sync`), or
+    /// `None` when the segment was deleted (truncated) while its bytes waited.
+    async fn segment_file(
+        &self,
+        seg_base: u64,
+        dir: &Path,
+    ) -> Result<Option<(D::File, PathBuf)>, LogError> {
         let needs_files = self
             .state
             .borrow()
@@ -985,19 +1038,35 @@ impl<D: Disk> LogShared<D> {
         if needs_files {
             self.create_segment_files(seg_base, dir).await?;
         }
-        let (file, path) = {
-            let st = self.state.borrow();
-            let seg = st.segments.get(&seg_base);
-            (seg.and_then(|s| s.log.clone()), st.path(seg_base, "log"))
-        };
-        let Some(file) = file else {
+        let st = self.state.borrow();
+        let file = st.segments.get(&seg_base).and_then(|s| s.log.clone());
+        Ok(file.map(|f| (f, st.path(seg_base, "log"))))
+    }
+
+    /// A buffered write of one chunk.
+    async fn write_chunk(&self, mut chunk: Chunk, dir: &Path) -> Result<(), LogError> {
+        let seg_base = chunk.segment;
+        let Some((file, path)) = self.segment_file(seg_base, dir).await? else {
             // The segment was deleted (truncated) while the chunk waited: nothing to write.
             return Ok(());
         };
         let len = chunk.data.len();
         self.reserve_ahead(seg_base, &file, chunk.pos + len as u64);
-        let (res, buf) = file.write_all_at(chunk.data, chunk.pos).await;
+        let data = std::mem::take(&mut chunk.data);
+        let (res, buf) = file.write_all_at(data, chunk.pos).await;
         res.map_err(io_err("write", &path))?;
+        chunk.data = buf;
+        let writes = self.finish_chunk(chunk, true);
+        self.write_indexes(writes).await
+    }
+
+    /// After a chunk's bytes are all in the file: accounting, tail cache, write-back (buffered
+    /// writes of `Interval` logs), the written watermark, and the index entries now due.
+    fn finish_chunk(&self, chunk: Chunk, write_back: bool) -> IndexWrites<D::File> {
+        let seg_base = chunk.segment;
+        let len = chunk.data.len();
+        let end_pos = chunk.pos + len as u64;
+        let end_offset = chunk.end_offset;
         // Index entries are written in groups (they are hints that recovery validates against
         // the log, so losing the newest ones costs only a longer scan): the active segment's once
         // `INDEX_WRITE_ENTRIES` accumulated, a rolled segment's remainder at once.
@@ -1013,11 +1082,11 @@ impl<D: Disk> LogShared<D> {
                     chunk.pos,
                     chunk.base_offset,
                     chunk.end_offset,
-                    buf,
+                    chunk.data,
                     limit,
                 )
             } else {
-                Some(buf)
+                Some(chunk.data)
             };
             if let Some(buf) = unused
                 && st.spare.len() < 2
@@ -1027,8 +1096,9 @@ impl<D: Disk> LogShared<D> {
             }
             let interval = matches!(st.config.durability, Durability::Interval { .. });
             if let Some(seg) = st.segments.get_mut(&seg_base) {
-                seg.written_len = seg.written_len.max(chunk.pos + len as u64);
-                if interval
+                seg.written_len = seg.written_len.max(end_pos);
+                if write_back
+                    && interval
                     && self.writeback_running.get() < WRITE_BEHIND_DEPTH
                     && seg.written_len.saturating_sub(seg.writeback_len) >= WRITE_BEHIND_BYTES
                     && let Some(f) = seg.log.clone()
@@ -1071,8 +1141,12 @@ impl<D: Disk> LogShared<D> {
             }
             writes
         };
-        self.written.advance(chunk.end_offset);
+        self.written.advance(end_offset);
         self.progress.notify();
+        index_writes
+    }
+
+    async fn write_indexes(&self, index_writes: IndexWrites<D::File>) -> Result<(), LogError> {
         if !index_writes.is_empty() {
             let results = futures_util::future::join_all(index_writes.into_iter().map(
                 |(f, b, at, p)| async move {
@@ -1090,32 +1164,343 @@ impl<D: Disk> LogShared<D> {
         Ok(())
     }
 
+    /// Step 2 with direct I/O: the pending chunks are copied into aligned buffers of whole
+    /// blocks, each starting with the segment's partial last block (kept in memory), and up to
+    /// `direct_write_depth` such writes run at once. While more bytes follow, a write stops at a
+    /// block boundary and the partial block's bytes open the next write; the last write of a
+    /// burst is zero-padded to a whole block, and the next write (which rewrites that block)
+    /// waits for it. Chunks are released (written watermark, tail cache) in order, once every
+    /// byte of them is in the file. Before the writer moves to a new segment, the previous one's
+    /// padding is cut, so a rolled segment ends exactly at its last batch.
+    async fn write_pending_direct(self: &Rc<Self>) {
+        use futures_util::StreamExt;
+        let mut inflight = futures_util::stream::FuturesOrdered::new();
+        let mut taken: std::collections::VecDeque<Chunk> = std::collections::VecDeque::new();
+        // Segment of the writes in flight; whether the newest ends with a padded block.
+        let mut current: Option<u64> = None;
+        let mut barrier = false;
+        loop {
+            let (next, depth, dir) = {
+                let st = self.state.borrow();
+                let next = match st.failed {
+                    Some(_) => None,
+                    None => st.pending.first().map(|c| c.segment),
+                };
+                (next, st.config.direct_write_depth.max(1), st.dir.clone())
+            };
+            let must_wait = match next {
+                None => true,
+                Some(seg) => {
+                    barrier || current.is_some_and(|c| c != seg) || inflight.len() >= depth
+                }
+            };
+            if must_wait && !inflight.is_empty() {
+                let Some((res, buf, w)) = inflight.next().await else {
+                    continue;
+                };
+                if inflight.is_empty() {
+                    barrier = false;
+                }
+                if let Err(e) = self.direct_done(res, buf, w, &mut taken).await {
+                    self.fail(e.to_string());
+                    return;
+                }
+                continue;
+            }
+            let Some(seg) = next else {
+                return;
+            };
+            if current != Some(seg) {
+                // Writes only go to the newest segment: the one before it may still end with
+                // padding (its last write was padded before the roll).
+                let prev = self
+                    .state
+                    .borrow()
+                    .segments
+                    .range(..seg)
+                    .next_back()
+                    .map(|(b, _)| *b);
+                if let Some(old) = prev
+                    && let Err(e) = self.cut_padding(old).await
+                {
+                    self.fail(e.to_string());
+                    return;
+                }
+                current = Some(seg);
+                barrier = false;
+            }
+            let file = match self.segment_file(seg, &dir).await {
+                Ok(Some((f, _))) => f,
+                Ok(None) => {
+                    // Deleted while waiting: nothing to write (as in the buffered path).
+                    let mut st = self.state.borrow_mut();
+                    if st.pending.first().is_some_and(|c| c.segment == seg) {
+                        st.pending.remove(0);
+                    }
+                    continue;
+                }
+                Err(e) => {
+                    self.fail(e.to_string());
+                    return;
+                }
+            };
+            if !file.is_direct() {
+                // A segment opened without direct I/O (refused by the file system, or opened
+                // before direct I/O was configured) is written through the page cache.
+                let chunk = {
+                    let mut st = self.state.borrow_mut();
+                    st.direct_tail = None;
+                    st.pending.remove(0)
+                };
+                if let Err(e) = self.write_chunk(chunk, &dir).await {
+                    self.fail(e.to_string());
+                    return;
+                }
+                continue;
+            }
+            match self.start_direct_write(seg, &file).await {
+                Ok(Some((buf, at, w, chunks))) => {
+                    barrier = w.padded;
+                    taken.extend(chunks);
+                    let f = file.clone();
+                    inflight.push_back(async move {
+                        let (res, buf) = f.write_direct_at(buf, at).await;
+                        (res, buf, w)
+                    });
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    self.fail(e.to_string());
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Builds the next direct write of segment `seg` from the pending chunks: the buffer, its
+    /// file position, its bookkeeping and the chunks it takes (released when written).
+    async fn start_direct_write(
+        &self,
+        seg: u64,
+        file: &D::File,
+    ) -> Result<Option<DirectStart>, LogError> {
+        let block = DIRECT_BLOCK as u64;
+        let (first_pos, path, have_tail) = {
+            let st = self.state.borrow();
+            let Some(first) = st.pending.first() else {
+                return Ok(None);
+            };
+            let have = st
+                .direct_tail
+                .as_ref()
+                .is_some_and(|t| t.segment == seg && t.end == first.pos);
+            (first.pos, st.path(seg, "log"), have)
+        };
+        let start = first_pos - first_pos % block;
+        // The written bytes of the partial block this write starts in: kept from the previous
+        // write, or read back from the file (after a reopen or a truncation).
+        if first_pos > start && !have_tail {
+            let bytes = file
+                .read_at((first_pos - start) as usize, start)
+                .await
+                .map_err(io_err("read", &path))?;
+            if bytes.len() as u64 != first_pos - start {
+                return Err(LogError::Io {
+                    op: "read the partial last block of",
+                    path,
+                    source: io::Error::from(io::ErrorKind::UnexpectedEof),
+                });
+            }
+            self.state.borrow_mut().direct_tail = Some(DirectTail {
+                segment: seg,
+                end: first_pos,
+                bytes,
+            });
+        }
+        let mut guard = self.state.borrow_mut();
+        let st = &mut *guard;
+        let prefix = match st.direct_tail.take() {
+            Some(t) if t.segment == seg && t.end == first_pos => t.bytes,
+            _ => Vec::new(),
+        };
+        let target = st.config.direct_write_bytes.max(DIRECT_BLOCK);
+        let first_len = st.pending.first().map_or(0, |c| c.data.len());
+        let need = target.max(prefix.len() + first_len) + DIRECT_BLOCK;
+        let mut buf = match st.direct_spare.pop() {
+            Some(b) if b.capacity() >= need => b,
+            _ => AlignedBuf::with_capacity(need),
+        };
+        buf.clear();
+        let mut ok = buf.extend_from_slice(&prefix);
+        let mut end = first_pos;
+        let mut taken = Vec::new();
+        while let Some(c) = st.pending.first() {
+            let fits = taken.is_empty() || buf.len() + c.data.len() <= target;
+            if c.segment != seg || c.pos != end || !fits {
+                break;
+            }
+            ok &= buf.extend_from_slice(&c.data);
+            end += c.data.len() as u64;
+            taken.push(st.pending.remove(0));
+        }
+        let more = st
+            .pending
+            .first()
+            .is_some_and(|c| c.segment == seg && c.pos == end);
+        let aligned_end = end - end % block;
+        let (covered, padded) = if end % block == 0 {
+            (end, false)
+        } else if more && aligned_end > start {
+            (aligned_end, false)
+        } else {
+            (end, true)
+        };
+        // The partial block after `covered` (or of `end`, when padded) opens the next write.
+        let tail_from = (aligned_end - start) as usize;
+        let tail = buf.as_slice().get(tail_from..).unwrap_or(&[]).to_vec();
+        st.direct_tail = Some(DirectTail {
+            segment: seg,
+            end,
+            bytes: tail,
+        });
+        if padded {
+            ok &= buf.pad_to_block();
+        } else {
+            buf.truncate((covered - start) as usize);
+        }
+        if !ok {
+            return Err(LogError::Config("direct write buffer too small"));
+        }
+        let file_end = start + buf.len() as u64;
+        drop(guard);
+        // Inside the file's size, the write can run concurrently with the others.
+        let file_end = file_end.max(self.reserve(seg, file, file_end, true));
+        if let Some(s) = self.state.borrow_mut().segments.get_mut(&seg) {
+            s.padded_len = s.padded_len.max(file_end);
+        }
+        Ok(Some((
+            buf,
+            start,
+            DirectWrite {
+                segment: seg,
+                path,
+                covered,
+                padded,
+            },
+            taken,
+        )))
+    }
+
+    /// A direct write completed: on success, releases (in order) every taken chunk whose bytes
+    /// are now all in the file, and keeps the buffer for reuse.
+    async fn direct_done(
+        &self,
+        res: io::Result<()>,
+        buf: AlignedBuf,
+        w: DirectWrite,
+        taken: &mut std::collections::VecDeque<Chunk>,
+    ) -> Result<(), LogError> {
+        if let Err(e) = res {
+            let op = if e.raw_os_error() == Some(libc::EINVAL) {
+                "direct write (the file system may not support O_DIRECT: set direct_io = false)"
+            } else {
+                "direct write"
+            };
+            return Err(LogError::Io {
+                op,
+                path: w.path,
+                source: e,
+            });
+        }
+        let mut writes = Vec::new();
+        {
+            let mut st = self.state.borrow_mut();
+            let keep = st.config.direct_write_depth.clamp(1, 16);
+            if st.direct_spare.len() < keep {
+                st.direct_spare.push(buf);
+            }
+        }
+        while let Some(c) = taken.front() {
+            if c.segment != w.segment || c.pos + c.data.len() as u64 > w.covered {
+                break;
+            }
+            let Some(c) = taken.pop_front() else {
+                break;
+            };
+            writes.extend(self.finish_chunk(c, false));
+        }
+        self.write_indexes(writes).await
+    }
+
+    /// Cuts the zero padding after a segment's last batch (a direct write's partial block), so
+    /// the file ends exactly at its last batch; the next sync pass syncs the new size.
+    async fn cut_padding(&self, seg_base: u64) -> Result<(), LogError> {
+        let (file, len, path) = {
+            let st = self.state.borrow();
+            let Some(seg) = st.segments.get(&seg_base) else {
+                return Ok(());
+            };
+            if seg.padded_len <= seg.written_len || seg.size != seg.written_len {
+                return Ok(());
+            }
+            (seg.log.clone(), seg.written_len, st.path(seg_base, "log"))
+        };
+        let Some(file) = file else {
+            return Ok(());
+        };
+        file.set_len(len).await.map_err(io_err("truncate", &path))?;
+        let mut st = self.state.borrow_mut();
+        if let Some(seg) = st.segments.get_mut(&seg_base) {
+            seg.padded_len = len;
+            // Makes the next sync pass include this file (the size changed).
+            seg.index_sync_pending = true;
+        }
+        Ok(())
+    }
+
     /// Reserves blocks `reserve_ahead_bytes` beyond `end` when the reservation falls short of it
     /// (see [`LogConfig::reserve_ahead_bytes`]). Best effort: a file system without `fallocate`
     /// is asked once per step and the write goes on regardless.
     fn reserve_ahead(&self, seg_base: u64, file: &D::File, end: u64) {
+        self.reserve(seg_base, file, end, false);
+    }
+
+    /// [`LogShared::reserve_ahead`]; with `extend` (direct writes) the reservation also extends
+    /// the file size (see [`DiskFile::allocate`]), and the segment's zero tail is cut when it is
+    /// rolled or closed, like padding. Returns where the file may now end.
+    fn reserve(&self, seg_base: u64, file: &D::File, end: u64, extend: bool) -> u64 {
         let mut st = self.state.borrow_mut();
         let (ahead, seg_bytes) = (st.config.reserve_ahead_bytes, st.config.segment_bytes);
         let Some(seg) = st.segments.get_mut(&seg_base) else {
-            return;
+            return end;
         };
         if ahead == 0 || end <= seg.reserved_len {
-            return;
+            return end;
         }
         let from = seg.reserved_len.max(seg.written_len);
         // As far ahead as the segment already is long, at most `ahead`: a log that gets little
         // data reserves little.
         let to = end.saturating_add(ahead.min(end)).min(seg_bytes.max(end));
         seg.reserved_len = to;
-        if to > from
-            && let Err(e) = file.preallocate(from, to - from)
-        {
-            tracing::debug!(error = %e, "could not reserve blocks ahead of the writes");
+        if to > from {
+            let r = if extend {
+                file.allocate(from, to - from)
+            } else {
+                file.preallocate(from, to - from)
+            };
+            match r {
+                Ok(()) if extend => return to,
+                Ok(()) => {}
+                Err(e) => {
+                    tracing::debug!(error = %e, "could not reserve blocks ahead of the writes")
+                }
+            }
         }
+        end
     }
 
     async fn create_segment_files(&self, base: u64, dir: &Path) -> Result<(), LogError> {
-        let (lp, ip, tp, prealloc, seg_bytes) = {
+        let (lp, ip, tp, prealloc, seg_bytes, direct) = {
             let st = self.state.borrow();
             (
                 st.path(base, "log"),
@@ -1123,14 +1508,11 @@ impl<D: Disk> LogShared<D> {
                 st.path(base, "timeindex"),
                 st.config.preallocate,
                 st.config.segment_bytes,
+                st.config.direct_io,
             )
         };
         let _ = dir;
-        let log = self
-            .disk
-            .open(&lp, true)
-            .await
-            .map_err(io_err("create", &lp))?;
+        let log = open_log_file(&self.disk, &lp, true, direct).await?;
         let index = self
             .disk
             .open(&ip, true)
@@ -1262,6 +1644,7 @@ impl<D: Disk> LogShared<D> {
     /// files of a cleanly stopped log are complete for Kafka's tools. Recovery rebuilds the active
     /// segment's indexes from its batches anyway.
     pub(crate) async fn finish_indexes(self: &Rc<Self>) -> Result<(), LogError> {
+        let mut cuts = Vec::new();
         let writes = {
             let mut st = self.state.borrow_mut();
             st.check_failed()?;
@@ -1274,6 +1657,14 @@ impl<D: Disk> LogShared<D> {
             }
             let mut writes = Vec::new();
             for (base, seg) in st.segments.iter_mut() {
+                if seg.padded_len > seg.written_len {
+                    cuts.push((
+                        seg.log.clone(),
+                        seg.written_len,
+                        dir.join(segment_file_name(*base, "log")),
+                    ));
+                    seg.padded_len = seg.written_len;
+                }
                 if seg.index.len() > seg.index_written {
                     let b = seg.index_bytes(seg.index_written);
                     let at = seg.index_written as u64 * INDEX_ENTRY as u64;
@@ -1291,6 +1682,13 @@ impl<D: Disk> LogShared<D> {
             }
             writes
         };
+        // Direct writes' padding goes first: a closed segment ends exactly at its last batch.
+        for (f, len, p) in cuts {
+            if let Some(f) = f {
+                f.set_len(len).await.map_err(io_err("truncate", &p))?;
+                f.sync_data().await.map_err(io_err("fdatasync", &p))?;
+            }
+        }
         for (f, b, at, p) in writes {
             if let Some(f) = f {
                 f.write_all_at(b, at).await.0.map_err(io_err("write", &p))?;
@@ -1354,7 +1752,8 @@ impl<D: Disk> SegmentedLog<D> {
         let disk = group.disk().clone();
         disk.create_dir_all(&dir)
             .map_err(io_err("create directory", &dir))?;
-        let state = recover(&disk, &dir, config).await?;
+        let mut state = recover(&disk, &dir, config).await?;
+        state.cache.set_budget(group.tail_cache_budget());
         let end = state.next_offset;
         let shared = Rc::new(LogShared {
             state: RefCell::new(state),
@@ -1821,8 +2220,13 @@ impl<D: Disk> SegmentedLog<D> {
     /// `offset`.
     pub async fn truncate_to(&self, offset: u64) -> Result<u64, LogError> {
         let _guard = self.begin_exclusive().await?;
-        // Whatever happens below, cached batches may no longer be the log's.
-        self.shared.state.borrow_mut().cache.clear();
+        // Whatever happens below, cached batches may no longer be the log's, and the partial
+        // block of the next direct write is read back from the file.
+        {
+            let mut st = self.shared.state.borrow_mut();
+            st.cache.clear();
+            st.direct_tail = None;
+        }
         let (end, start) = {
             let st = self.shared.state.borrow();
             (st.next_offset, st.log_start)
@@ -1904,6 +2308,8 @@ impl<D: Disk> SegmentedLog<D> {
             seg.written_len = cut;
             seg.synced_len = cut;
             seg.writeback_len = seg.writeback_len.min(cut);
+            seg.padded_len = cut;
+            seg.reserved_len = seg.reserved_len.min(cut);
             seg.end_offset = new_end;
             seg.index_written = seg.index.len();
             seg.time_written = seg.time_index.len();
@@ -1958,6 +2364,7 @@ impl<D: Disk> SegmentedLog<D> {
         }
         {
             let mut st = self.shared.state.borrow_mut();
+            st.direct_tail = None;
             st.segments.clear();
             let now = self.shared.disk.now_ms();
             st.segments.insert(offset, Segment::new(offset, now));
@@ -2205,6 +2612,48 @@ async fn rewrite_indexes<F: DiskFile>(
     Ok(())
 }
 
+/// Opens a segment's `.log` file, for direct writes when `direct` and the file system allows it
+/// (otherwise buffered, with a log line).
+async fn open_log_file<D: Disk>(
+    disk: &D,
+    path: &Path,
+    create: bool,
+    direct: bool,
+) -> Result<D::File, LogError> {
+    if direct {
+        match disk.open_direct(path, create).await {
+            Ok(f) => return Ok(f),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(io_err("open", path)(e));
+            }
+            Err(e) => tracing::warn!(
+                path = %path.display(),
+                error = %e,
+                "direct I/O refused by the file system; writing this segment through the page cache"
+            ),
+        }
+    }
+    disk.open(path, create)
+        .await
+        .map_err(io_err(if create { "create" } else { "open" }, path))
+}
+
+/// Whether `log`'s bytes `from..len` are all zero: the padding of a direct write's partial block
+/// or blocks allocated ahead of direct writes. Cutting them loses nothing.
+async fn is_padding<F: DiskFile>(log: &F, mut from: u64, len: u64) -> bool {
+    if len <= from {
+        return false;
+    }
+    while from < len {
+        let n = (len - from).min(SCAN_CHUNK_BYTES as u64);
+        match log.read_at(n as usize, from).await {
+            Ok(b) if b.len() as u64 == n && b.iter().all(|&x| x == 0) => from += n,
+            _ => return false,
+        }
+    }
+    true
+}
+
 async fn recover<D: Disk>(
     disk: &D,
     dir: &Path,
@@ -2227,6 +2676,8 @@ async fn recover<D: Disk>(
         next_offset: 0,
         pending: Vec::new(),
         cache: TailCache::default(),
+        direct_tail: None,
+        direct_spare: Vec::new(),
         pending_bytes: 0,
         spare: Vec::new(),
         failed: None,
@@ -2265,7 +2716,7 @@ async fn recover<D: Disk>(
         let lp = state.path(base, "log");
         let ip = state.path(base, "index");
         let tp = state.path(base, "timeindex");
-        let log = disk.open(&lp, false).await.map_err(io_err("open", &lp))?;
+        let log = open_log_file(disk, &lp, false, is_last && state.config.direct_io).await?;
         let index_file = disk.open(&ip, true).await.map_err(io_err("open", &ip))?;
         let time_file = disk.open(&tp, true).await.map_err(io_err("open", &tp))?;
         let len = log.len().await.map_err(io_err("stat", &lp))?;
@@ -2351,7 +2802,17 @@ async fn recover<D: Disk>(
                 o
             }
         };
-        if outcome.valid_len < len {
+        // A direct write's zero padding at the end of an older segment (its cut was interrupted):
+        // cutting it loses nothing, so the later segments stay (the offsets check still drops
+        // them after a real hole).
+        let padding = outcome.valid_len < len && is_padding(&log, outcome.valid_len, len).await;
+        if padding {
+            tracing::debug!(path = %lp.display(), valid = outcome.valid_len, len, "cutting padding");
+            log.set_len(outcome.valid_len)
+                .await
+                .map_err(io_err("truncate", &lp))?;
+            log.sync_data().await.map_err(io_err("fdatasync", &lp))?;
+        } else if outcome.valid_len < len {
             tracing::warn!(
                 path = %lp.display(),
                 valid = outcome.valid_len,
@@ -2373,6 +2834,7 @@ async fn recover<D: Disk>(
         seg.written_len = outcome.valid_len;
         seg.synced_len = outcome.valid_len;
         seg.writeback_len = outcome.valid_len;
+        seg.padded_len = outcome.valid_len;
         seg.end_offset = outcome.end_offset.max(base);
         seg.first_batch_ts = outcome.first_max_timestamp;
         seg.created_ms = disk.now_ms();
@@ -2689,6 +3151,201 @@ mod tests {
             // The log keeps working after recovery.
             let info = log.append(&rec(end, 1)).await.unwrap();
             assert_eq!(info.base_offset, end);
+        });
+    }
+
+    fn direct_cfg(durability: Durability) -> LogConfig {
+        LogConfig {
+            segment_bytes: 6000,
+            direct_io: true,
+            direct_write_bytes: 8192,
+            direct_write_depth: 3,
+            ..cfg(durability)
+        }
+    }
+
+    fn assert_values(all: &[(u64, Vec<u8>)], n: u64) {
+        assert_eq!(all.len() as u64, n);
+        for (i, (o, v)) in all.iter().enumerate() {
+            assert_eq!(*o, i as u64);
+            assert_eq!(v, format!("value-{i}").as_bytes());
+        }
+    }
+
+    #[test]
+    fn direct_writes_are_whole_blocks_and_rolled_or_closed_segments_end_at_their_last_batch() {
+        run(async {
+            let c = direct_cfg(Durability::KAFKA_DEFAULT);
+            let (disk, group, log) = sim_log(1000, c.clone()).await;
+            // Pipelined: several writes in flight, partial blocks carried from one to the next.
+            for i in 0..300u64 {
+                log.append_buffered(&rec(i, 1000), AppendOptions::default())
+                    .unwrap();
+            }
+            log.wait_written(300).await.unwrap();
+            // One at a time: each write padded, the next one rewriting that block.
+            for i in 300..340u64 {
+                log.append(&rec(i, 1000)).await.unwrap();
+            }
+            assert!(disk.direct_write_count() > 0);
+            let bases = log.segment_bases();
+            assert!(bases.len() > 2, "{bases:?}");
+            assert_values(&read_all(&log).await, 340);
+            // Rolled segments end exactly at their last batch (their padding was cut).
+            let seg_bytes = |b: u64| {
+                disk.contents(&Path::new(LOG_DIR).join(segment_file_name(b, "log")))
+                    .unwrap()
+            };
+            for w in bases.windows(2) {
+                let data = seg_bytes(w[0]);
+                let scan = scan_segment_bytes(w[0], &data);
+                assert_eq!(scan.valid_len, data.len() as u64);
+                assert_eq!(scan.end_offset, w[1]);
+            }
+            // The active segment is padded to a whole block until the log is closed.
+            let last = *bases.last().unwrap();
+            assert_eq!(seg_bytes(last).len() % DIRECT_BLOCK, 0);
+            log.close().await.unwrap();
+            let data = seg_bytes(last);
+            let scan = scan_segment_bytes(last, &data);
+            assert_eq!(scan.valid_len, data.len() as u64);
+            assert_eq!(scan.end_offset, 340);
+            // Reopened: the partial last block is read back and rewritten by the next append.
+            drop(log);
+            let log = reopen(&group, c.clone()).await;
+            for i in 340..350u64 {
+                log.append(&rec(i, 1000)).await.unwrap();
+            }
+            log.flush().await.unwrap();
+            assert_values(&read_all(&log).await, 350);
+            // Truncation, then appends over the cut block.
+            assert_eq!(log.truncate_to(345).await.unwrap(), 345);
+            for i in 345..350u64 {
+                log.append(&rec(i, 1000)).await.unwrap();
+            }
+            log.close().await.unwrap();
+            drop(log);
+            let log = reopen(&group, c).await;
+            assert_values(&read_all(&log).await, 350);
+        });
+    }
+
+    #[test]
+    fn direct_io_falls_back_to_buffered_writes_when_refused() {
+        run(async {
+            let disk = SimDisk::new(1000);
+            disk.set_refuse_direct(true);
+            let group = CommitGroup::new(disk.clone());
+            let c = LogConfig {
+                segment_bytes: 2000,
+                ..direct_cfg(Durability::Durable)
+            };
+            let log = SegmentedLog::open_with(group.clone(), LOG_DIR, c.clone())
+                .await
+                .unwrap();
+            for i in 0..100u64 {
+                log.append(&rec(i, 1000)).await.unwrap();
+            }
+            assert_eq!(disk.direct_write_count(), 0);
+            assert_values(&read_all(&log).await, 100);
+            // Allowed again: new segments are written directly, after the buffered ones.
+            disk.set_refuse_direct(false);
+            for i in 100..200u64 {
+                log.append(&rec(i, 1000)).await.unwrap();
+            }
+            assert!(disk.direct_write_count() > 0);
+            log.close().await.unwrap();
+            drop(log);
+            let log = reopen(&group, c).await;
+            assert_values(&read_all(&log).await, 200);
+        });
+    }
+
+    #[test]
+    fn direct_crash_keeps_durable_appends_and_cuts_padding_and_torn_tails() {
+        for seed in 1..40u64 {
+            run(async move {
+                let c = direct_cfg(Durability::Durable);
+                let (disk, _group, log) = sim_log(1000, c.clone()).await;
+                for i in 0..30u64 {
+                    log.append(&rec(i, 1)).await.unwrap();
+                }
+                // Written (rewriting the durable partial block), not synced.
+                let lazy = LogConfig {
+                    durability: Durability::KAFKA_DEFAULT,
+                    ..c.clone()
+                };
+                log.set_config(lazy).unwrap();
+                for i in 30..60u64 {
+                    log.append(&rec(i, 1)).await.unwrap();
+                }
+                drop(log);
+                let mut s = seed;
+                disk.crash(&mut |n| {
+                    s = s
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    (s >> 33) % n.max(1)
+                });
+                let log = SegmentedLog::open_with(CommitGroup::new(disk.clone()), LOG_DIR, c)
+                    .await
+                    .unwrap();
+                let end = log.log_end_offset();
+                assert!((30..=60).contains(&end), "seed {seed}: end {end}");
+                assert_values(&read_all(&log).await, end);
+                let info = log.append(&rec(end, 1)).await.unwrap();
+                assert_eq!(info.base_offset, end);
+                assert_values(&read_all(&log).await, end + 1);
+            });
+        }
+    }
+
+    #[test]
+    fn logs_of_a_group_share_the_tail_cache_budget() {
+        run(async {
+            let disk = SimDisk::new(1000);
+            let group = CommitGroup::new(disk.clone());
+            let limit = 64 << 10;
+            group.set_tail_cache_budget(limit);
+            let c = LogConfig {
+                segment_bytes: 1 << 20,
+                ..cfg(Durability::KAFKA_DEFAULT)
+            };
+            let mut logs = Vec::new();
+            for t in 0..8 {
+                let dir = format!("/d/t-{t}");
+                logs.push(
+                    SegmentedLog::open_with(group.clone(), dir, c.clone())
+                        .await
+                        .unwrap(),
+                );
+            }
+            let value = vec![1u8; 4000];
+            for round in 0..40i64 {
+                for log in &logs {
+                    let b = batch::single_record(None, Some(&value), round).unwrap();
+                    log.append(&b).await.unwrap();
+                }
+            }
+            // Without the budget the caches would hold 8 x 40 runs of about 4 KiB.
+            let held = group.tail_cache_budget().held();
+            let per_log: usize = logs.iter().map(|l| l.tail_cache_stats().bytes).sum();
+            assert_eq!(held, per_log);
+            let largest_run = logs
+                .iter()
+                .map(|l| l.tail_cache_stats().bytes / l.tail_cache_stats().runs.max(1))
+                .max()
+                .unwrap();
+            assert!(held <= limit + 8 * largest_run, "held {held}");
+            // Every log still reads whole: the newest runs from the cache, the rest from the file.
+            for log in &logs {
+                let mut at = 0;
+                while at < 40 {
+                    let r = log.read(at, 1 << 20).await.unwrap();
+                    assert!(!r.records.is_empty());
+                    at = r.next_offset;
+                }
+            }
         });
     }
 

@@ -21,8 +21,19 @@
 //!
 //! Memory held is therefore at most `tail_cache_bytes` per log, plus buffers still held by
 //! readers.
+//!
+//! # Shard budget
+//!
+//! The logs of a shard also share a [`TailCacheBudget`] (one per commit group, default
+//! [`SHARD_TAIL_CACHE_BYTES`], see `CommitGroup::set_tail_cache_budget`): the bytes every cache of
+//! the shard holds. When a log inserts a run and the shard is over budget, that log evicts its
+//! own oldest runs (keeping its newest one) until the shard is within budget or nothing older is
+//! left. A log that stopped receiving writes keeps what it holds until it is written, truncated or
+//! closed, so the shard holds at most about the budget plus one run per written log.
 
+use std::cell::Cell;
 use std::collections::VecDeque;
+use std::rc::Rc;
 
 use bytes::{Bytes, BytesMut};
 
@@ -54,13 +65,52 @@ pub struct TailCacheStats {
     pub runs: usize,
 }
 
+/// Default shard budget of the tail caches: 256 MiB (64 logs with full 4 MiB caches).
+pub const SHARD_TAIL_CACHE_BYTES: usize = 256 << 20;
+
+/// Bytes held by the tail caches of one shard and their limit (see the module docs).
+#[derive(Debug)]
+pub struct TailCacheBudget {
+    limit: Cell<usize>,
+    held: Cell<usize>,
+}
+
+impl Default for TailCacheBudget {
+    fn default() -> Self {
+        TailCacheBudget {
+            limit: Cell::new(SHARD_TAIL_CACHE_BYTES),
+            held: Cell::new(0),
+        }
+    }
+}
+
+impl TailCacheBudget {
+    pub fn limit(&self) -> usize {
+        self.limit.get()
+    }
+    pub fn set_limit(&self, bytes: usize) {
+        self.limit.set(bytes);
+    }
+    /// Bytes held by every cache sharing this budget.
+    pub fn held(&self) -> usize {
+        self.held.get()
+    }
+}
+
 /// A log's tail cache (see the module docs).
 #[derive(Debug, Default)]
 pub(crate) struct TailCache {
     runs: VecDeque<Run>,
     held: usize,
+    budget: Option<Rc<TailCacheBudget>>,
     pub(crate) hits: u64,
     pub(crate) misses: u64,
+}
+
+impl Drop for TailCache {
+    fn drop(&mut self) {
+        self.set_held(0);
+    }
 }
 
 /// `(last_offset, size)` of the batch starting at `h`, from its header fields.
@@ -75,6 +125,23 @@ fn batch_bounds(h: &[u8]) -> Option<(u64, usize)> {
 }
 
 impl TailCache {
+    /// Shares `budget` with the other caches of the shard (counting what this one holds).
+    pub(crate) fn set_budget(&mut self, budget: Rc<TailCacheBudget>) {
+        let held = self.held;
+        self.set_held(0);
+        self.budget = Some(budget);
+        self.set_held(held);
+    }
+
+    /// Updates the bytes held, here and in the shard budget.
+    fn set_held(&mut self, held: usize) {
+        if let Some(b) = &self.budget {
+            b.held
+                .set(b.held.get().saturating_sub(self.held).saturating_add(held));
+        }
+        self.held = held;
+    }
+
     pub(crate) fn stats(&self) -> TailCacheStats {
         TailCacheStats {
             hits: self.hits,
@@ -118,8 +185,24 @@ impl TailCache {
             data: Bytes::from(data),
             held,
         });
-        self.held += held;
-        self.evict_to(limit)
+        self.set_held(self.held + held);
+        let reclaimed = self.evict_to(limit);
+        // Over the shard's budget: this log gives back its own oldest runs, keeping the newest.
+        let mut over = self
+            .budget
+            .as_ref()
+            .is_some_and(|b| b.held.get() > b.limit.get());
+        while over && self.runs.len() > 1 {
+            let Some(r) = self.runs.pop_front() else {
+                break;
+            };
+            self.set_held(self.held - r.held);
+            over = self
+                .budget
+                .as_ref()
+                .is_some_and(|b| b.held.get() > b.limit.get());
+        }
+        reclaimed
     }
 
     /// Evicts the oldest runs until at most `limit` bytes are held; returns the buffer of one of
@@ -130,7 +213,7 @@ impl TailCache {
             let Some(r) = self.runs.pop_front() else {
                 break;
             };
-            self.held -= r.held;
+            self.set_held(self.held - r.held);
             if reclaimed.is_none()
                 && let Ok(mut b) = r.data.try_into_mut()
             {
@@ -143,13 +226,14 @@ impl TailCache {
 
     pub(crate) fn clear(&mut self) {
         self.runs.clear();
-        self.held = 0;
+        self.set_held(0);
     }
 
     /// Drops every run of the given segments (deleted by retention or delete-records).
     pub(crate) fn drop_segments(&mut self, segments: &[u64]) {
         self.runs.retain(|r| !segments.contains(&r.segment));
-        self.held = self.runs.iter().map(|r| r.held).sum();
+        let held = self.runs.iter().map(|r| r.held).sum();
+        self.set_held(held);
     }
 
     /// Whole batches from the batch holding `offset`, as a read of the segment file returns
@@ -291,5 +375,42 @@ mod tests {
         // Disabled, or larger than the limit: given back.
         assert!(c.insert(0, 0, 0, 1, vec![0; 10], 0).is_some());
         assert!(c.insert(0, 0, 0, 1, vec![0; 10], 5).is_some());
+    }
+
+    #[test]
+    fn a_shard_budget_bounds_the_caches_sharing_it() {
+        let mut one = TailCache::default();
+        let run = fill(&mut one, 1, 4, 1 << 20).len();
+        drop(one);
+        let budget = Rc::new(TailCacheBudget::default());
+        budget.set_limit(5 * run);
+        let (mut a, mut b) = (TailCache::default(), TailCache::default());
+        a.set_budget(budget.clone());
+        b.set_budget(budget.clone());
+        // Each log's own limit allows 4 runs; together they would hold 8.
+        fill(&mut a, 4, 4, 4 * run);
+        assert_eq!((a.stats().runs, budget.held()), (4, 4 * run));
+        fill(&mut b, 4, 4, 4 * run);
+        // b, inserting over budget, gave back its own oldest runs (keeping its newest).
+        assert_eq!(a.stats().runs, 4);
+        assert_eq!(b.stats().runs, 1);
+        assert_eq!(budget.held(), 5 * run);
+        // The newest run of b is still readable; a's oldest too.
+        assert_eq!(b.read(24, 1 << 20).unwrap().1, 32);
+        assert!(a.read(0, 1 << 20).is_some());
+        // Writing to a now shrinks a, to within the budget.
+        let pos = (4 * run) as u64;
+        let mut data = Vec::new();
+        for i in 0..4 {
+            data.extend(batch(32 + 2 * i, 2, 100));
+        }
+        data.shrink_to_fit();
+        a.insert(0, pos, 32, 40, data, 4 * run);
+        assert!(budget.held() <= 5 * run, "{}", budget.held());
+        // Clearing and dropping give the bytes back.
+        a.clear();
+        assert_eq!(budget.held(), b.stats().bytes);
+        drop(b);
+        assert_eq!(budget.held(), 0);
     }
 }

@@ -35,6 +35,8 @@ fn main() {
             segment_bytes: 64 * 1024,
             index_interval_bytes: 1024,
             durability: Durability::Durable,
+            // `KILN_CRASH_DIRECT_IO=1`: write with direct I/O (tests/crash.rs runs both).
+            direct_io: std::env::var_os("KILN_CRASH_DIRECT_IO").is_some_and(|v| v == "1"),
             ..Default::default()
         };
         let log = match SegmentedLog::open(&dir, cfg).await {
