@@ -425,8 +425,9 @@ struct DirectWrite {
     padded: bool,
 }
 
-/// What [`LogShared::start_direct_write`] starts: buffer, position, bookkeeping, chunks taken.
-type DirectStart = (AlignedBuf, u64, DirectWrite, Vec<Chunk>);
+/// What [`LogShared::start_direct_write`] starts: the write (buffer, position, bookkeeping) if
+/// any, the chunks taken, and whether the partial block's bytes are left unwritten.
+type DirectStart = (Option<(AlignedBuf, u64, DirectWrite)>, Vec<Chunk>, bool);
 
 /// Index entries to write: (file, bytes, position, path).
 type IndexWrites<F> = Vec<(Option<F>, Vec<u8>, u64, PathBuf)>;
@@ -1179,6 +1180,9 @@ impl<D: Disk> LogShared<D> {
         // Segment of the writes in flight; whether the newest ends with a padded block.
         let mut current: Option<u64> = None;
         let mut barrier = false;
+        // The partial block's bytes (`direct_tail`) are not in the file yet: they wait to open
+        // the next write, or are written padded once nothing else is in flight.
+        let mut tail_unwritten = false;
         loop {
             let (next, depth, dir) = {
                 let st = self.state.borrow();
@@ -1194,6 +1198,26 @@ impl<D: Disk> LogShared<D> {
                     barrier || current.is_some_and(|c| c != seg) || inflight.len() >= depth
                 }
             };
+            // Nothing else in flight and no more bytes for this segment: write the held-back
+            // partial block (before moving to the next segment, too).
+            if tail_unwritten && inflight.is_empty() && next != current {
+                tail_unwritten = false;
+                let Some(seg) = current else {
+                    return;
+                };
+                match self.start_tail_write(seg, &dir).await {
+                    Ok(Some((file, buf, at, w))) => {
+                        barrier = true;
+                        inflight.push_back(run_direct_write(file, buf, at, w));
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        self.fail(e.to_string());
+                        return;
+                    }
+                }
+                continue;
+            }
             if must_wait && !inflight.is_empty() {
                 let Some((res, buf, w)) = inflight.next().await else {
                     continue;
@@ -1258,15 +1282,17 @@ impl<D: Disk> LogShared<D> {
                 }
                 continue;
             }
-            match self.start_direct_write(seg, &file).await {
-                Ok(Some((buf, at, w, chunks))) => {
-                    barrier = w.padded;
+            match self
+                .start_direct_write(seg, &file, !inflight.is_empty())
+                .await
+            {
+                Ok(Some((write, chunks, unwritten))) => {
                     taken.extend(chunks);
-                    let f = file.clone();
-                    inflight.push_back(async move {
-                        let (res, buf) = f.write_direct_at(buf, at).await;
-                        (res, buf, w)
-                    });
+                    tail_unwritten = unwritten;
+                    if let Some((buf, at, w)) = write {
+                        barrier = w.padded;
+                        inflight.push_back(run_direct_write(file.clone(), buf, at, w));
+                    }
                 }
                 Ok(None) => {}
                 Err(e) => {
@@ -1278,11 +1304,16 @@ impl<D: Disk> LogShared<D> {
     }
 
     /// Builds the next direct write of segment `seg` from the pending chunks: the buffer, its
-    /// file position, its bookkeeping and the chunks it takes (released when written).
+    /// file position and its bookkeeping (none when every byte taken stays in the partial
+    /// block), the chunks it takes (released when written), and whether the partial block's
+    /// bytes are left unwritten. With `others` (writes in flight), a write without more bytes
+    /// behind it is not padded: it stops at a block boundary and the partial block waits for the
+    /// next bytes (or for the writes in flight to end), so writes need not wait for each other.
     async fn start_direct_write(
         &self,
         seg: u64,
         file: &D::File,
+        others: bool,
     ) -> Result<Option<DirectStart>, LogError> {
         let block = DIRECT_BLOCK as u64;
         let (first_pos, path, have_tail) = {
@@ -1350,11 +1381,14 @@ impl<D: Disk> LogShared<D> {
         let aligned_end = end - end % block;
         let (covered, padded) = if end % block == 0 {
             (end, false)
-        } else if more && aligned_end > start {
+        } else if (more || others) && aligned_end > start {
             (aligned_end, false)
+        } else if others {
+            (start, false)
         } else {
             (end, true)
         };
+        let unwritten = end % block != 0 && !padded;
         // The partial block after `covered` (or of `end`, when padded) opens the next write.
         let tail_from = (aligned_end - start) as usize;
         let tail = buf.as_slice().get(tail_from..).unwrap_or(&[]).to_vec();
@@ -1371,6 +1405,11 @@ impl<D: Disk> LogShared<D> {
         if !ok {
             return Err(LogError::Config("direct write buffer too small"));
         }
+        if buf.is_empty() {
+            // Everything stays in the partial block for now.
+            st.direct_spare.push(buf);
+            return Ok(Some((None, taken, unwritten)));
+        }
         let file_end = start + buf.len() as u64;
         drop(guard);
         // Inside the file's size, the write can run concurrently with the others.
@@ -1378,17 +1417,55 @@ impl<D: Disk> LogShared<D> {
         if let Some(s) = self.state.borrow_mut().segments.get_mut(&seg) {
             s.padded_len = s.padded_len.max(file_end);
         }
-        Ok(Some((
-            buf,
-            start,
-            DirectWrite {
-                segment: seg,
-                path,
-                covered,
-                padded,
-            },
-            taken,
-        )))
+        let w = DirectWrite {
+            segment: seg,
+            path,
+            covered,
+            padded,
+        };
+        Ok(Some((Some((buf, start, w)), taken, unwritten)))
+    }
+
+    /// The padded write of the partial block's bytes held back by [`Self::start_direct_write`],
+    /// once nothing else is in flight and no more bytes came.
+    async fn start_tail_write(
+        &self,
+        seg: u64,
+        dir: &Path,
+    ) -> Result<Option<(D::File, AlignedBuf, u64, DirectWrite)>, LogError> {
+        let Some((file, path)) = self.segment_file(seg, dir).await? else {
+            return Ok(None);
+        };
+        let block = DIRECT_BLOCK as u64;
+        let (buf, start, end) = {
+            let mut st = self.state.borrow_mut();
+            let Some(t) = st.direct_tail.as_ref().filter(|t| t.segment == seg) else {
+                return Ok(None);
+            };
+            let (end, bytes) = (t.end, t.bytes.clone());
+            let start = end - end % block;
+            let mut buf = match st.direct_spare.pop() {
+                Some(b) if b.capacity() >= DIRECT_BLOCK => b,
+                _ => AlignedBuf::with_capacity(DIRECT_BLOCK),
+            };
+            buf.clear();
+            if !buf.extend_from_slice(&bytes) || !buf.pad_to_block() {
+                return Err(LogError::Config("direct write buffer too small"));
+            }
+            (buf, start, end)
+        };
+        let file_end = start + buf.len() as u64;
+        let file_end = file_end.max(self.reserve(seg, &file, file_end, true));
+        if let Some(s) = self.state.borrow_mut().segments.get_mut(&seg) {
+            s.padded_len = s.padded_len.max(file_end);
+        }
+        let w = DirectWrite {
+            segment: seg,
+            path,
+            covered: end,
+            padded: true,
+        };
+        Ok(Some((file, buf, start, w)))
     }
 
     /// A direct write completed: on success, releases (in order) every taken chunk whose bytes
@@ -2610,6 +2687,17 @@ async fn rewrite_indexes<F: DiskFile>(
     seg.index_written = seg.index.len();
     seg.time_written = seg.time_index.len();
     Ok(())
+}
+
+/// One direct write, as the future the writer keeps in flight.
+async fn run_direct_write<F: DiskFile>(
+    file: F,
+    buf: AlignedBuf,
+    at: u64,
+    w: DirectWrite,
+) -> (io::Result<()>, AlignedBuf, DirectWrite) {
+    let (res, buf) = file.write_direct_at(buf, at).await;
+    (res, buf, w)
 }
 
 /// Opens a segment's `.log` file, for direct writes when `direct` and the file system allows it
