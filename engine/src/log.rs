@@ -427,7 +427,14 @@ struct DirectWrite {
 
 /// What [`LogShared::start_direct_write`] starts: the write (buffer, position, bookkeeping) if
 /// any, the chunks taken, and whether the partial block's bytes are left unwritten.
-type DirectStart = (Option<(AlignedBuf, u64, DirectWrite)>, Vec<Chunk>, bool);
+type DirectStart = (Option<(WriteBuf, u64, DirectWrite)>, Vec<Chunk>, bool);
+
+/// The buffer of a write on the direct path: aligned whole blocks, or (a short burst, a held-back
+/// partial block) bytes written through the page cache.
+enum WriteBuf {
+    Direct(AlignedBuf),
+    Buffered(Vec<u8>),
+}
 
 /// Index entries to write: (file, bytes, position, path).
 type IndexWrites<F> = Vec<(Option<F>, Vec<u8>, u64, PathBuf)>;
@@ -1388,6 +1395,11 @@ impl<D: Disk> LogShared<D> {
         } else {
             (end, true)
         };
+        // A short burst with nothing behind it is written through the page cache (its bytes
+        // only, no padding): a direct write would make the appenders wait for the device. The
+        // next direct write rewrites the block after this one completed (the kernel writes the
+        // cached page back first), so the file stays coherent.
+        let buffered = padded && end - first_pos < target as u64;
         let unwritten = end % block != 0 && !padded;
         // The partial block after `covered` (or of `end`, when padded) opens the next write.
         let tail_from = (aligned_end - start) as usize;
@@ -1410,6 +1422,28 @@ impl<D: Disk> LogShared<D> {
             st.direct_spare.push(buf);
             return Ok(Some((None, taken, unwritten)));
         }
+        let w = DirectWrite {
+            segment: seg,
+            path,
+            covered,
+            padded,
+        };
+        if buffered {
+            let from = (first_pos - start) as usize;
+            let bytes = buf
+                .as_slice()
+                .get(from..from + (end - first_pos) as usize)
+                .unwrap_or(&[])
+                .to_vec();
+            st.direct_spare.push(buf);
+            drop(guard);
+            self.reserve(seg, file, end, true);
+            return Ok(Some((
+                Some((WriteBuf::Buffered(bytes), first_pos, w)),
+                taken,
+                false,
+            )));
+        }
         let file_end = start + buf.len() as u64;
         drop(guard);
         // Inside the file's size, the write can run concurrently with the others.
@@ -1417,13 +1451,11 @@ impl<D: Disk> LogShared<D> {
         if let Some(s) = self.state.borrow_mut().segments.get_mut(&seg) {
             s.padded_len = s.padded_len.max(file_end);
         }
-        let w = DirectWrite {
-            segment: seg,
-            path,
-            covered,
-            padded,
-        };
-        Ok(Some((Some((buf, start, w)), taken, unwritten)))
+        Ok(Some((
+            Some((WriteBuf::Direct(buf), start, w)),
+            taken,
+            unwritten,
+        )))
     }
 
     /// The padded write of the partial block's bytes held back by [`Self::start_direct_write`],
@@ -1432,40 +1464,26 @@ impl<D: Disk> LogShared<D> {
         &self,
         seg: u64,
         dir: &Path,
-    ) -> Result<Option<(D::File, AlignedBuf, u64, DirectWrite)>, LogError> {
+    ) -> Result<Option<(D::File, WriteBuf, u64, DirectWrite)>, LogError> {
         let Some((file, path)) = self.segment_file(seg, dir).await? else {
             return Ok(None);
         };
         let block = DIRECT_BLOCK as u64;
-        let (buf, start, end) = {
-            let mut st = self.state.borrow_mut();
+        let (bytes, start, end) = {
+            let st = self.state.borrow();
             let Some(t) = st.direct_tail.as_ref().filter(|t| t.segment == seg) else {
                 return Ok(None);
             };
-            let (end, bytes) = (t.end, t.bytes.clone());
-            let start = end - end % block;
-            let mut buf = match st.direct_spare.pop() {
-                Some(b) if b.capacity() >= DIRECT_BLOCK => b,
-                _ => AlignedBuf::with_capacity(DIRECT_BLOCK),
-            };
-            buf.clear();
-            if !buf.extend_from_slice(&bytes) || !buf.pad_to_block() {
-                return Err(LogError::Config("direct write buffer too small"));
-            }
-            (buf, start, end)
+            (t.bytes.clone(), t.end - t.end % block, t.end)
         };
-        let file_end = start + buf.len() as u64;
-        let file_end = file_end.max(self.reserve(seg, &file, file_end, true));
-        if let Some(s) = self.state.borrow_mut().segments.get_mut(&seg) {
-            s.padded_len = s.padded_len.max(file_end);
-        }
+        self.reserve(seg, &file, end, true);
         let w = DirectWrite {
             segment: seg,
             path,
             covered: end,
             padded: true,
         };
-        Ok(Some((file, buf, start, w)))
+        Ok(Some((file, WriteBuf::Buffered(bytes), start, w)))
     }
 
     /// A direct write completed: on success, releases (in order) every taken chunk whose bytes
@@ -1473,7 +1491,7 @@ impl<D: Disk> LogShared<D> {
     async fn direct_done(
         &self,
         res: io::Result<()>,
-        buf: AlignedBuf,
+        buf: Option<AlignedBuf>,
         w: DirectWrite,
         taken: &mut std::collections::VecDeque<Chunk>,
     ) -> Result<(), LogError> {
@@ -1493,7 +1511,9 @@ impl<D: Disk> LogShared<D> {
         {
             let mut st = self.state.borrow_mut();
             let keep = st.config.direct_write_depth.clamp(1, 16);
-            if st.direct_spare.len() < keep {
+            if let Some(buf) = buf
+                && st.direct_spare.len() < keep
+            {
                 st.direct_spare.push(buf);
             }
         }
@@ -1566,7 +1586,11 @@ impl<D: Disk> LogShared<D> {
                 file.preallocate(from, to - from)
             };
             match r {
-                Ok(()) if extend => return to,
+                Ok(()) if extend => {
+                    // The file now ends at `to`: cut back to the last batch at roll and close.
+                    seg.padded_len = seg.padded_len.max(to);
+                    return to;
+                }
                 Ok(()) => {}
                 Err(e) => {
                     tracing::debug!(error = %e, "could not reserve blocks ahead of the writes")
@@ -2692,12 +2716,17 @@ async fn rewrite_indexes<F: DiskFile>(
 /// One direct write, as the future the writer keeps in flight.
 async fn run_direct_write<F: DiskFile>(
     file: F,
-    buf: AlignedBuf,
+    buf: WriteBuf,
     at: u64,
     w: DirectWrite,
-) -> (io::Result<()>, AlignedBuf, DirectWrite) {
-    let (res, buf) = file.write_direct_at(buf, at).await;
-    (res, buf, w)
+) -> (io::Result<()>, Option<AlignedBuf>, DirectWrite) {
+    match buf {
+        WriteBuf::Direct(buf) => {
+            let (res, buf) = file.write_direct_at(buf, at).await;
+            (res, Some(buf), w)
+        }
+        WriteBuf::Buffered(buf) => (file.write_all_at(buf, at).await.0, None, w),
+    }
 }
 
 /// Opens a segment's `.log` file, for direct writes when `direct` and the file system allows it
@@ -3246,7 +3275,7 @@ mod tests {
         LogConfig {
             segment_bytes: 6000,
             direct_io: true,
-            direct_write_bytes: 8192,
+            direct_write_bytes: 4096,
             direct_write_depth: 3,
             ..cfg(durability)
         }
@@ -3271,7 +3300,8 @@ mod tests {
                     .unwrap();
             }
             log.wait_written(300).await.unwrap();
-            // One at a time: each write padded, the next one rewriting that block.
+            // One at a time: each a short burst, written through the page cache; the next direct
+            // write rewrites that block.
             for i in 300..340u64 {
                 log.append(&rec(i, 1000)).await.unwrap();
             }
@@ -3290,9 +3320,10 @@ mod tests {
                 assert_eq!(scan.valid_len, data.len() as u64);
                 assert_eq!(scan.end_offset, w[1]);
             }
-            // The active segment is padded to a whole block until the log is closed.
+            // The active segment may run past its last batch (padding, blocks allocated ahead)
+            // until the log is closed.
             let last = *bases.last().unwrap();
-            assert_eq!(seg_bytes(last).len() % DIRECT_BLOCK, 0);
+            assert!(seg_bytes(last).len() as u64 >= log.shared.state.borrow().segments[&last].size);
             log.close().await.unwrap();
             let data = seg_bytes(last);
             let scan = scan_segment_bytes(last, &data);
@@ -3324,10 +3355,7 @@ mod tests {
             let disk = SimDisk::new(1000);
             disk.set_refuse_direct(true);
             let group = CommitGroup::new(disk.clone());
-            let c = LogConfig {
-                segment_bytes: 2000,
-                ..direct_cfg(Durability::Durable)
-            };
+            let c = direct_cfg(Durability::Durable);
             let log = SegmentedLog::open_with(group.clone(), LOG_DIR, c.clone())
                 .await
                 .unwrap();
@@ -3339,8 +3367,10 @@ mod tests {
             // Allowed again: new segments are written directly, after the buffered ones.
             disk.set_refuse_direct(false);
             for i in 100..200u64 {
-                log.append(&rec(i, 1000)).await.unwrap();
+                log.append_buffered(&rec(i, 1000), AppendOptions::default())
+                    .unwrap();
             }
+            log.flush().await.unwrap();
             assert!(disk.direct_write_count() > 0);
             log.close().await.unwrap();
             drop(log);
