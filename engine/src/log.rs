@@ -421,8 +421,11 @@ struct DirectWrite {
     segment: u64,
     path: PathBuf,
     covered: u64,
-    /// The write ends with a zero-padded partial block.
+    /// The write ends with a zero-padded partial block (or is buffered): the next write of the
+    /// segment waits for it.
     padded: bool,
+    /// Written through the page cache: its runs start write-back like buffered writes.
+    buffered: bool,
 }
 
 /// What [`LogShared::start_direct_write`] starts: the write (buffer, position, bookkeeping) if
@@ -1427,6 +1430,7 @@ impl<D: Disk> LogShared<D> {
             path,
             covered,
             padded,
+            buffered,
         };
         if buffered {
             let from = (first_pos - start) as usize;
@@ -1482,6 +1486,7 @@ impl<D: Disk> LogShared<D> {
             path,
             covered: end,
             padded: true,
+            buffered: true,
         };
         Ok(Some((file, WriteBuf::Buffered(bytes), start, w)))
     }
@@ -1524,7 +1529,9 @@ impl<D: Disk> LogShared<D> {
             let Some(c) = taken.pop_front() else {
                 break;
             };
-            writes.extend(self.finish_chunk(c, false));
+            // Runs written (partly) through the page cache start write-back as in the buffered
+            // path, so dirty pages do not pile up (and throttle the writer) between syncs.
+            writes.extend(self.finish_chunk(c, w.buffered));
         }
         self.write_indexes(writes).await
     }
