@@ -105,6 +105,111 @@ pub fn parse_mix(s: &str) -> Result<Vec<(ZkOp, u32)>> {
     Ok(mix)
 }
 
+/// The server's CPU over the measured window only. `kiln bench compare` charges a client run
+/// with all the server CPU from the client's start to its end (set-up, warm-up and a JVM
+/// server's JIT compilation included); this samples `/proc/<pid>/stat` at the window's start
+/// and end, for a server on this machine found by its listening port.
+mod server_cpu {
+    use std::time::Instant;
+
+    /// The pid of the process listening on `addr`'s TCP port on this machine, if visible.
+    pub fn listener_pid(addr: &str) -> Option<u32> {
+        let port: u16 = addr
+            .rsplit(':')
+            .next()?
+            .trim_end_matches(']')
+            .parse()
+            .ok()?;
+        let mut inodes = Vec::new();
+        for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+            let Ok(text) = std::fs::read_to_string(table) else {
+                continue;
+            };
+            for line in text.lines().skip(1) {
+                let f: Vec<&str> = line.split_whitespace().collect();
+                // local_address is "ADDR:PORT" in hex; st 0A = LISTEN; inode is field 10.
+                let local_port = f
+                    .get(1)
+                    .and_then(|a| a.rsplit(':').next())
+                    .and_then(|p| u16::from_str_radix(p, 16).ok());
+                if local_port == Some(port)
+                    && f.get(3) == Some(&"0A")
+                    && let Some(inode) = f.get(9).filter(|i| **i != "0")
+                {
+                    inodes.push(format!("socket:[{inode}]"));
+                }
+            }
+        }
+        if inodes.is_empty() {
+            return None;
+        }
+        for proc_entry in std::fs::read_dir("/proc").ok()?.flatten() {
+            let Some(pid) = proc_entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            let Ok(fds) = std::fs::read_dir(proc_entry.path().join("fd")) else {
+                continue;
+            };
+            for fd in fds.flatten() {
+                if let Ok(target) = std::fs::read_link(fd.path())
+                    && inodes.iter().any(|i| target.as_os_str() == i.as_str())
+                {
+                    return Some(pid);
+                }
+            }
+        }
+        None
+    }
+
+    /// Samples the server's CPU seconds at `from` and at `to` on a thread of its own.
+    pub struct WindowCpu {
+        pid: u32,
+        handle: std::thread::JoinHandle<Option<f64>>,
+    }
+
+    impl WindowCpu {
+        pub fn start(addr: &str, from: Instant, to: Option<Instant>) -> Option<Self> {
+            let pid = listener_pid(addr)?;
+            let to = to?;
+            let handle = std::thread::spawn(move || {
+                crate::rate::wait_until(from);
+                let c0 = crate::procstat::cpu_seconds(pid)?;
+                crate::rate::wait_until(to);
+                let c1 = crate::procstat::cpu_seconds(pid)?;
+                Some(c1 - c0)
+            });
+            Some(Self { pid, handle })
+        }
+
+        /// (pid, CPU seconds in the window), once the window has ended.
+        pub fn finish(self) -> Option<(u32, f64)> {
+            let cpu = self.handle.join().ok().flatten()?;
+            Some((self.pid, cpu))
+        }
+    }
+}
+
+/// Adds the server's own CPU over the measured window to `res` (see [`server_cpu`]).
+fn add_window_cpu(res: &mut RunResult, sampled: Option<server_cpu::WindowCpu>) {
+    let Some((pid, cpu)) = sampled.and_then(server_cpu::WindowCpu::finish) else {
+        return;
+    };
+    res.extra
+        .insert("server_pid".into(), serde_json::json!(pid));
+    res.extra
+        .insert("server_cpu_s_window".into(), serde_json::json!(cpu));
+    if res.ops > 0 {
+        res.extra.insert(
+            "server_cpu_us_per_op_window".into(),
+            serde_json::json!(cpu * 1e6 / res.ops as f64),
+        );
+    }
+}
+
 /// What `kiln load zk` runs.
 #[derive(Debug, Clone)]
 pub struct ZkLoad {
@@ -648,6 +753,7 @@ fn run_mix(cfg: &ZkLoad) -> Result<RunResult> {
     }
     let progress = spawn_progress(live.clone(), "ops", cfg.quiet);
     let window = Window::new(cfg.warmup, cfg.duration);
+    let window_cpu = server_cpu::WindowCpu::start(&cfg.server, window.measure_from, window.end);
     let per_session_rate = cfg.rate / cfg.sessions as f64;
     let mut handles = Vec::new();
     let closed = !Schedule::new(window.start, per_session_rate).is_paced();
@@ -744,6 +850,7 @@ fn run_mix(cfg: &ZkLoad) -> Result<RunResult> {
         );
     }
     fill_params(cfg, &mut res);
+    add_window_cpu(&mut res, window_cpu);
     if let Err(e) = cleanup(cfg, leftovers) {
         eprintln!("kiln load zk: cleanup: {e}");
     }
@@ -1030,6 +1137,15 @@ fn watch_loop(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn finds_the_process_listening_on_a_port() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap().to_string();
+        assert_eq!(server_cpu::listener_pid(&addr), Some(std::process::id()));
+        drop(l);
+        assert_eq!(server_cpu::listener_pid(&addr), None);
+    }
 
     #[test]
     fn mix_parses_weights_and_rejects_unknown_ops() {

@@ -94,10 +94,13 @@ public final class ZkLoad {
             Thread.sleep(Math.max(1, (measureFrom - System.nanoTime()) / 1_000_000));
         }
         Usage before = Usage.now();
+        long serverPid = ServerCpu.listenerPid(server);
+        double serverCpu0 = ServerCpu.seconds(serverPid);
         while (System.nanoTime() < measureTo) {
             Thread.sleep(Math.max(1, (measureTo - System.nanoTime()) / 1_000_000));
         }
         Usage used = Usage.now().minus(before);
+        double serverCpuWindow = ServerCpu.seconds(serverPid) - serverCpu0;
         stop = true;
         long drainBy = System.nanoTime() + 10_000_000_000L;
         for (Worker w : workers) {
@@ -130,10 +133,12 @@ public final class ZkLoad {
         System.out.println(used.describe(n));
         System.out.printf(
             "RESULT ops=%d seconds=%.3f ops_per_sec=%.1f errors=%d mean_us=%.1f p50_us=%.1f p90_us=%.1f"
-                + " p99_us=%.1f p999_us=%.1f p9999_us=%.1f max_us=%.1f client_cpu_us_per_op=%.2f%n",
+                + " p99_us=%.1f p999_us=%.1f p9999_us=%.1f max_us=%.1f client_cpu_us_per_op=%.2f"
+                + " server_cpu_us_per_op_window=%.2f%n",
             n, seconds, n / seconds, errors.get(), n == 0 ? 0.0 : sum / n / 1e3, pct(all, 0.50),
             pct(all, 0.90), pct(all, 0.99), pct(all, 0.999), pct(all, 0.9999),
-            n == 0 ? 0.0 : all[all.length - 1] / 1e3, n == 0 ? 0.0 : used.cpuNs / 1e3 / n);
+            n == 0 ? 0.0 : all[all.length - 1] / 1e3, n == 0 ? 0.0 : used.cpuNs / 1e3 / n,
+            serverPid <= 0 || n == 0 ? -1.0 : serverCpuWindow * 1e6 / n);
         for (Worker w : workers) {
             w.cleanup();
             w.zk.close();
@@ -149,6 +154,84 @@ public final class ZkLoad {
             System.err.println("cleanup: " + e);
         }
         setup.close();
+    }
+
+    /**
+     * The server's CPU over the measured window only (a server on this machine, found by its
+     * listening port through /proc): the harness charges a run with all the server's CPU from
+     * the client's start to its end, set-up, warm-up and a JVM server's JIT compilation included.
+     */
+    static final class ServerCpu {
+        static long listenerPid(String hostPort) {
+            try {
+                int port = Integer.parseInt(hostPort.substring(hostPort.lastIndexOf(':') + 1));
+                List<String> inodes = new ArrayList<>();
+                for (String table : new String[] {"/proc/net/tcp", "/proc/net/tcp6"}) {
+                    java.nio.file.Path t = java.nio.file.Paths.get(table);
+                    if (!java.nio.file.Files.exists(t)) {
+                        continue;
+                    }
+                    List<String> lines = java.nio.file.Files.readAllLines(t);
+                    for (String line : lines.subList(1, lines.size())) {
+                        String[] f = line.trim().split("\\s+");
+                        if (f.length < 10) {
+                            continue;
+                        }
+                        String local = f[1];
+                        int p = Integer.parseInt(local.substring(local.lastIndexOf(':') + 1), 16);
+                        if (p == port && f[3].equals("0A") && !f[9].equals("0")) {
+                            inodes.add("socket:[" + f[9] + "]");
+                        }
+                    }
+                }
+                if (inodes.isEmpty()) {
+                    return -1;
+                }
+                try (java.nio.file.DirectoryStream<java.nio.file.Path> procs =
+                        java.nio.file.Files.newDirectoryStream(java.nio.file.Paths.get("/proc"))) {
+                    for (java.nio.file.Path proc : procs) {
+                        String name = proc.getFileName().toString();
+                        if (!name.chars().allMatch(Character::isDigit)) {
+                            continue;
+                        }
+                        try (java.nio.file.DirectoryStream<java.nio.file.Path> fds =
+                                java.nio.file.Files.newDirectoryStream(proc.resolve("fd"))) {
+                            for (java.nio.file.Path fd : fds) {
+                                try {
+                                    String target =
+                                        java.nio.file.Files.readSymbolicLink(fd).toString();
+                                    if (inodes.contains(target)) {
+                                        return Long.parseLong(name);
+                                    }
+                                } catch (java.io.IOException e) {
+                                    // fd closed meanwhile
+                                }
+                            }
+                        } catch (java.io.IOException | SecurityException e) {
+                            // not ours to look at
+                        }
+                    }
+                }
+            } catch (Exception e) {
+                return -1;
+            }
+            return -1;
+        }
+
+        /** User + system CPU seconds of pid (0 when unknown). */
+        static double seconds(long pid) {
+            if (pid <= 0) {
+                return 0;
+            }
+            try {
+                String stat = new String(java.nio.file.Files.readAllBytes(
+                    java.nio.file.Paths.get("/proc/" + pid + "/stat")));
+                String[] f = stat.substring(stat.lastIndexOf(')') + 2).split(" ");
+                return (Long.parseLong(f[11]) + Long.parseLong(f[12])) / 100.0;
+            } catch (Exception e) {
+                return 0;
+            }
+        }
     }
 
     /** The client's own CPU and GC use (to tell its costs from the server's). */
