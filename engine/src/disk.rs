@@ -403,6 +403,8 @@ struct SimState {
     fail_syncs: bool,
     /// `open_direct` fails with EINVAL (a file system without direct I/O).
     refuse_direct: bool,
+    /// Direct writes fail with EINVAL (a file system accepting `O_DIRECT` only at open).
+    fail_direct_writes: bool,
     direct_writes: u64,
     syncs: u64,
     writebacks: u64,
@@ -442,6 +444,10 @@ impl SimDisk {
     /// Makes `open_direct` fail with EINVAL, as tmpfs does (until cleared).
     pub fn set_refuse_direct(&self, refuse: bool) {
         self.state.borrow_mut().refuse_direct = refuse;
+    }
+    /// Makes direct writes fail with EINVAL (until cleared).
+    pub fn set_fail_direct_writes(&self, fail: bool) {
+        self.state.borrow_mut().fail_direct_writes = fail;
     }
     /// Number of direct writes so far.
     pub fn direct_write_count(&self) -> u64 {
@@ -651,6 +657,9 @@ impl DiskFile for SimFile {
             || !buf.len().is_multiple_of(DIRECT_BLOCK)
             || !addr.is_multiple_of(DIRECT_BLOCK)
         {
+            return (Err(io::Error::from_raw_os_error(libc::EINVAL)), buf);
+        }
+        if self.state.borrow().fail_direct_writes {
             return (Err(io::Error::from_raw_os_error(libc::EINVAL)), buf);
         }
         self.state.borrow_mut().direct_writes += 1;

@@ -405,6 +405,9 @@ struct LogState<D: Disk> {
     direct_tail: Option<DirectTail>,
     /// Aligned buffers of finished direct writes, for reuse.
     direct_spare: Vec<AlignedBuf>,
+    /// A direct write was refused (EINVAL) after the file opened with `O_DIRECT`: this log
+    /// writes through the page cache from then on.
+    direct_refused: bool,
 }
 
 /// The bytes `[end - end % DIRECT_BLOCK, end)` of a segment, last written (padded) or about to
@@ -426,6 +429,8 @@ struct DirectWrite {
     padded: bool,
     /// Written through the page cache: its runs start write-back like buffered writes.
     buffered: bool,
+    /// File position of the write.
+    at: u64,
 }
 
 /// What [`LogShared::start_direct_write`] starts: the write (buffer, position, bookkeeping) if
@@ -1194,23 +1199,27 @@ impl<D: Disk> LogShared<D> {
         // the next write, or are written padded once nothing else is in flight.
         let mut tail_unwritten = false;
         loop {
-            let (next, depth, dir) = {
+            let (next, depth, dir, refused) = {
                 let st = self.state.borrow();
                 let next = match st.failed {
                     Some(_) => None,
                     None => st.pending.first().map(|c| c.segment),
                 };
-                (next, st.config.direct_write_depth.max(1), st.dir.clone())
+                let depth = st.config.direct_write_depth.max(1);
+                (next, depth, st.dir.clone(), st.direct_refused)
             };
             let must_wait = match next {
                 None => true,
                 Some(seg) => {
-                    barrier || current.is_some_and(|c| c != seg) || inflight.len() >= depth
+                    barrier
+                        || refused
+                        || current.is_some_and(|c| c != seg)
+                        || inflight.len() >= depth
                 }
             };
             // Nothing else in flight and no more bytes for this segment: write the held-back
-            // partial block (before moving to the next segment, too).
-            if tail_unwritten && inflight.is_empty() && next != current {
+            // partial block (before moving to the next segment or to buffered writes, too).
+            if tail_unwritten && inflight.is_empty() && (next != current || refused) {
                 tail_unwritten = false;
                 let Some(seg) = current else {
                     return;
@@ -1278,9 +1287,10 @@ impl<D: Disk> LogShared<D> {
                     return;
                 }
             };
-            if !file.is_direct() {
+            if !file.is_direct() || refused {
                 // A segment opened without direct I/O (refused by the file system, or opened
-                // before direct I/O was configured) is written through the page cache.
+                // before direct I/O was configured), or whose direct writes were refused, is
+                // written through the page cache.
                 let chunk = {
                     let mut st = self.state.borrow_mut();
                     st.direct_tail = None;
@@ -1431,6 +1441,7 @@ impl<D: Disk> LogShared<D> {
             covered,
             padded,
             buffered,
+            at: if buffered { first_pos } else { start },
         };
         if buffered {
             let from = (first_pos - start) as usize;
@@ -1487,6 +1498,7 @@ impl<D: Disk> LogShared<D> {
             covered: end,
             padded: true,
             buffered: true,
+            at: start,
         };
         Ok(Some((file, WriteBuf::Buffered(bytes), start, w)))
     }
@@ -1500,18 +1512,41 @@ impl<D: Disk> LogShared<D> {
         w: DirectWrite,
         taken: &mut std::collections::VecDeque<Chunk>,
     ) -> Result<(), LogError> {
-        if let Err(e) = res {
-            let op = if e.raw_os_error() == Some(libc::EINVAL) {
-                "direct write (the file system may not support O_DIRECT: set direct_io = false)"
-            } else {
-                "direct write"
-            };
-            return Err(LogError::Io {
-                op,
-                path: w.path,
-                source: e,
-            });
-        }
+        let buf = match (res, buf) {
+            (Ok(()), buf) => buf,
+            // Opened with O_DIRECT but the write refused (a file system that accepts the flag
+            // and not the I/O): the same bytes go through the page cache, and so does every
+            // later write of this log.
+            (Err(e), Some(buf)) if e.raw_os_error() == Some(libc::EINVAL) => {
+                let file = {
+                    let mut st = self.state.borrow_mut();
+                    if !st.direct_refused {
+                        tracing::warn!(
+                            path = %w.path.display(),
+                            error = %e,
+                            "direct write refused; this log writes through the page cache"
+                        );
+                    }
+                    st.direct_refused = true;
+                    st.segments.get(&w.segment).and_then(|s| s.log.clone())
+                };
+                if let Some(file) = file {
+                    let bytes = buf.as_slice().to_vec();
+                    file.write_all_at(bytes, w.at)
+                        .await
+                        .0
+                        .map_err(io_err("write", &w.path))?;
+                }
+                Some(buf)
+            }
+            (Err(e), _) => {
+                return Err(LogError::Io {
+                    op: "write",
+                    path: w.path,
+                    source: e,
+                });
+            }
+        };
         let mut writes = Vec::new();
         {
             let mut st = self.state.borrow_mut();
@@ -2802,6 +2837,7 @@ async fn recover<D: Disk>(
         cache: TailCache::default(),
         direct_tail: None,
         direct_spare: Vec::new(),
+        direct_refused: false,
         pending_bytes: 0,
         spare: Vec::new(),
         failed: None,
@@ -2984,7 +3020,11 @@ async fn recover<D: Disk>(
             let mut seg = Segment::new(base, disk.now_ms());
             for (ext, slot) in [("log", 0), ("index", 1), ("timeindex", 2)] {
                 let p = state.path(base, ext);
-                let f = disk.open(&p, true).await.map_err(io_err("create", &p))?;
+                let f = if slot == 0 {
+                    open_log_file(disk, &p, true, state.config.direct_io).await?
+                } else {
+                    disk.open(&p, true).await.map_err(io_err("create", &p))?
+                };
                 match slot {
                     0 => seg.log = Some(f),
                     1 => seg.index_file = Some(f),
@@ -3383,6 +3423,37 @@ mod tests {
             drop(log);
             let log = reopen(&group, c).await;
             assert_values(&read_all(&log).await, 200);
+        });
+    }
+
+    #[test]
+    fn direct_writes_refused_after_open_fall_back_to_buffered_writes() {
+        run(async {
+            let c = direct_cfg(Durability::KAFKA_DEFAULT);
+            let (disk, group, log) = sim_log(1000, c.clone()).await;
+            for i in 0..100u64 {
+                log.append_buffered(&rec(i, 1000), AppendOptions::default())
+                    .unwrap();
+            }
+            log.wait_written(100).await.unwrap();
+            assert!(
+                disk.direct_write_count() > 0,
+                "{:?} {:?}",
+                log.segment_bases(),
+                log.size_bytes()
+            );
+            disk.set_fail_direct_writes(true);
+            for i in 100..300u64 {
+                log.append_buffered(&rec(i, 1000), AppendOptions::default())
+                    .unwrap();
+            }
+            log.flush().await.unwrap();
+            assert_eq!(log.failure(), None);
+            assert_values(&read_all(&log).await, 300);
+            log.close().await.unwrap();
+            drop(log);
+            let log = reopen(&group, c).await;
+            assert_values(&read_all(&log).await, 300);
         });
     }
 
