@@ -48,20 +48,27 @@
 //! 2. up to `direct_write_depth` writes are in flight per log. While more bytes follow, a write
 //!    ends at a block boundary and the partial block opens the next write; the last write of a
 //!    burst is zero-padded to a whole block, and the next write (which rewrites that block with
-//!    the same bytes plus more) is issued only after it completed, so writes never overlap;
+//!    the same bytes plus more) is issued only after it completed, so writes never overlap.
+//!    While other writes are in flight, the partial block is held back for the next write
+//!    instead; a burst shorter than `direct_write_bytes` with nothing behind it, and a held-back
+//!    partial block, are written through the page cache (their bytes only, no padding), and the
+//!    next write of that block waits for them too. Blocks are allocated ahead of the writes with
+//!    `fallocate` mode 0 (the size grows over zeros): ext4 serializes, and completes
+//!    synchronously, every direct write that extends the file;
 //! 3. a run is released (written watermark, tail cache) in order, once every byte of it is in
 //!    the file: what step 2 promises (readable, survives a process crash) is unchanged. Reads of
 //!    the file still go through the page cache (Linux keeps it coherent with direct writes);
-//! 4. the active segment's file may end with up to 4095 zero bytes of padding. It is cut (and the
-//!    size synced by the next pass) when the writer moves to the next segment and by `close`;
-//!    recovery cuts padding like a torn tail, but padding at the end of an older segment (a cut
-//!    that did not reach the disk) does not make it drop the later segments;
+//! 4. the active segment's file may end with zeros (padding, blocks allocated ahead). They are
+//!    cut (and the size synced by the next pass) when the writer moves to the next segment and by
+//!    `close`; recovery cuts them like a torn tail, but a tail of zeros at the end of an older
+//!    segment (a cut that did not reach the disk) does not make it drop the later segments;
 //! 5. durability is still only step 3's fdatasync (the device's cache, the file size).
 //!
-//! No `write_back` requests are made for direct writes (nothing is dirty in the page cache). A
+//! Runs written through the page cache start write-back as in the buffered path. A
 //! file system refusing `O_DIRECT` at open (tmpfs answers EINVAL) gets buffered writes for that
-//! segment, with a warning; a direct write failing later fails the log with an error that says
-//! to turn `direct_io` off.
+//! segment, with a warning; a direct write refused later (EINVAL) is written again through the
+//! page cache, and so is everything after it in that log (with a warning). Other write errors
+//! fail the log as in step 5.
 //!
 //! # Lifecycle and shutdown
 //!

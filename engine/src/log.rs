@@ -124,7 +124,8 @@ pub struct LogConfig {
     /// Write the active segment with direct I/O (`O_DIRECT`): whole 4 KiB blocks from aligned
     /// buffers, `direct_write_depth` writes of up to `direct_write_bytes` in flight, bypassing
     /// the page cache (see "Direct I/O" in [`crate::commit`]). A file system that refuses direct
-    /// I/O gets buffered writes instead (logged once per segment). Default off.
+    /// I/O gets buffered writes instead (with a warning). Default off: on the benchmark machine
+    /// it did not win reliably (`bench/results/2026-11-28-engine-direct.md`).
     pub direct_io: bool,
     /// Largest direct write (rounded to whole blocks). Default 512 KiB.
     pub direct_write_bytes: usize,
