@@ -752,12 +752,12 @@ fn run_on(
         // An unmeasured pass first, on every server alike: a JVM server just started spends its
         // first seconds compiling (about 9 s for ZooKeeper on the benchmark VM), and without this
         // pass the first measured client would be charged with that time and CPU.
-        let server_warmup = w.str_or("server_warmup_s", if cfg.smoke { "1" } else { "10" });
-        if server_warmup.parse::<f64>().unwrap_or(0.0) > 0.0 {
+        let server_warmup: f64 = w.num("server_warmup_s", if cfg.smoke { 1.0 } else { 10.0 })?;
+        if server_warmup > 0.0 {
             let pass = zk_args(
                 &logs.join(format!("{tag}-server-warmup.json")),
                 "0".into(),
-                server_warmup,
+                server_warmup.to_string(),
             );
             let log = logs.join(format!("{tag}-server-warmup.log"));
             run_logged(load_cmd(cfg, &pass), &log, timeout)?;
