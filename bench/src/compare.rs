@@ -44,14 +44,52 @@ pub struct Row {
     pub latency_of: String,
     /// Microseconds; reference tools report fewer percentiles (missing ones are 0).
     pub latency_us: Percentiles,
-    /// Server CPU time per op, microseconds.
+    /// Server CPU time per op, microseconds, over the whole client run as the harness measures
+    /// it (`/proc/<pid>/stat` before and after the client process: set-up and warm-up included).
     pub server_cpu_us_per_op: f64,
-    /// Server CPU use during the run, in cores.
+    /// Server CPU time per op, microseconds, over the client's measured window only, when the
+    /// client sampled it (`server_cpu_us_per_op_window` in its result).
+    #[serde(default)]
+    pub server_cpu_us_per_op_window: Option<f64>,
+    /// Server CPU use during the whole client run, in cores.
     pub server_cpu_cores: f64,
+    /// Seconds of unmeasured warm-up load the server got after it started, before any measured
+    /// client ran (0: none).
+    #[serde(default)]
+    pub server_warmup_s: f64,
     pub rss_idle_mb: f64,
     pub rss_load_mb: f64,
     pub ok: bool,
     pub note: String,
+}
+
+/// Which server CPU figure a row's report shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CpuBasis {
+    /// Over the client's measured window (sampled by the client).
+    Window,
+    /// Over the whole client run (sampled by the harness).
+    Run,
+}
+
+impl Row {
+    /// The server CPU per op the report shows: the measured-window figure when the client
+    /// reported one, else the harness's whole-run figure.
+    pub fn reported_cpu_us_per_op(&self) -> (f64, CpuBasis) {
+        match self.server_cpu_us_per_op_window {
+            Some(w) => (w, CpuBasis::Window),
+            None => (self.server_cpu_us_per_op, CpuBasis::Run),
+        }
+    }
+}
+
+/// The measured-window server CPU per op a client reported in its result, if any (a negative
+/// value means the client could not sample the server).
+fn window_cpu_us_per_op(r: &RunResult) -> Option<f64> {
+    r.extra
+        .get("server_cpu_us_per_op_window")
+        .and_then(serde_json::Value::as_f64)
+        .filter(|v| v.is_finite() && *v >= 0.0)
 }
 
 #[derive(Debug, Clone)]
@@ -500,7 +538,9 @@ fn row_from(
         latency_of: r.latency_of.clone(),
         latency_us: r.latency_us.clone(),
         server_cpu_us_per_op: cpu * 1e6 / ops,
+        server_cpu_us_per_op_window: window_cpu_us_per_op(r),
         server_cpu_cores: cpu / wall.max(1e-9),
+        server_warmup_s: 0.0,
         rss_idle_mb: idle as f64 / 1e6,
         rss_load_mb: peak as f64 / 1e6,
         ok: r.errors == 0,
@@ -652,6 +692,11 @@ pub fn parse_zk_java(out: &str) -> Option<RunResult> {
             .ok()
     };
     let ops = get("ops")? as u64;
+    let mut extra = serde_json::Map::new();
+    // -1 when ZkLoad could not read the server's CPU; absent from older versions.
+    if let Some(cpu) = get("server_cpu_us_per_op_window").filter(|v| *v >= 0.0) {
+        extra.insert("server_cpu_us_per_op_window".into(), serde_json::json!(cpu));
+    }
     Some(RunResult {
         workload: "zk".into(),
         unit: "ops".into(),
@@ -670,6 +715,7 @@ pub fn parse_zk_java(out: &str) -> Option<RunResult> {
             p9999: get("p9999_us")?,
             max: get("max_us")?,
         },
+        extra,
         ..Default::default()
     })
 }
@@ -793,7 +839,8 @@ fn run_on(
             let r = parse_zk_java(&out).ok_or_else(|| {
                 LoadError::Protocol(format!("cannot parse ZkLoad output in {}", log.display()))
             })?;
-            // CPU per op covers set-up and warm-up too, as for Kiln's load generator.
+            // The report shows ZkLoad's measured-window server CPU; results.json also keeps the
+            // harness's whole-run figure (set-up and warm-up included).
             let mut row = row_from(w, server, "zookeeper-java", &r, cpu, wall, idle, peak);
             row.note = format!(
                 "closed loop per in-flight slot, latency from send{}{}",
@@ -1087,14 +1134,20 @@ pub fn run(cfg: &CompareConfig) -> Result<(Vec<Row>, bool)> {
             eprintln!("== {} on {name}", w.name);
             let (r, err) = run_one(cfg, w, name, &work, &logs);
             for row in &r {
+                let (cpu, basis) = row.reported_cpu_us_per_op();
                 eprintln!(
-                    "   {:<20} {:>12.0} {}/s  p50 {:.0} us  p99 {:.0} us  cpu {:.2} us/op  rss {:.0}/{:.0} MB",
+                    "   {:<20} {:>12.0} {}/s  p50 {:.0} us  p99 {:.0} us  cpu {:.2} us/op ({})  rss {:.0}/{:.0} MB",
                     row.client,
                     row.throughput_ops,
                     row.unit,
                     row.latency_us.p50,
                     row.latency_us.p99,
-                    row.server_cpu_us_per_op,
+                    cpu,
+                    if basis == CpuBasis::Window {
+                        "window"
+                    } else {
+                        "run"
+                    },
                     row.rss_idle_mb,
                     row.rss_load_mb
                 );
@@ -1172,7 +1225,39 @@ mod tests {
         assert_eq!(r.throughput_ops, 500.0);
         assert_eq!(r.latency_us.p99, 280.2);
         assert_eq!(r.latency_us.max, 300.0);
+        assert!(window_cpu_us_per_op(&r).is_none());
         assert!(parse_zk_java("no result here").is_none());
+        let with_cpu = "RESULT ops=1000 seconds=2.000 ops_per_sec=500.0 errors=0 mean_us=70.5 \
+                   p50_us=61.0 p90_us=119.0 p99_us=280.2 p999_us=290.7 p9999_us=290.7 max_us=300.0 \
+                   client_cpu_us_per_op=12.00 server_cpu_us_per_op_window=41.25\n";
+        assert_eq!(
+            window_cpu_us_per_op(&parse_zk_java(with_cpu).unwrap()),
+            Some(41.25)
+        );
+        let unknown = with_cpu.replace("window=41.25", "window=-1.00");
+        assert!(window_cpu_us_per_op(&parse_zk_java(&unknown).unwrap()).is_none());
+    }
+
+    #[test]
+    fn reads_the_window_cpu_of_kiln_load_results() {
+        let mut r = RunResult::default();
+        assert!(window_cpu_us_per_op(&r).is_none());
+        r.extra.insert(
+            "server_cpu_us_per_op_window".into(),
+            serde_json::json!(10.5),
+        );
+        assert_eq!(window_cpu_us_per_op(&r), Some(10.5));
+        let row = Row {
+            server_cpu_us_per_op: 20.0,
+            server_cpu_us_per_op_window: window_cpu_us_per_op(&r),
+            ..Default::default()
+        };
+        assert_eq!(row.reported_cpu_us_per_op(), (10.5, CpuBasis::Window));
+        let row = Row {
+            server_cpu_us_per_op: 20.0,
+            ..Default::default()
+        };
+        assert_eq!(row.reported_cpu_us_per_op(), (20.0, CpuBasis::Run));
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use plotters::prelude::*;
 
-use crate::compare::{CompareConfig, Row};
+use crate::compare::{CompareConfig, CpuBasis, Row};
 use crate::error::{LoadError, Result};
 
 fn machine() -> String {
@@ -57,6 +57,26 @@ fn machine() -> String {
     )
 }
 
+/// How the report's CPU columns were measured.
+const CPU_LEGEND: &str = "Server CPU us/op is the server's user+system time per op. A figure marked \
+     `w` covers the client's measured window only: the client (Kiln's load generator, or the Java \
+     ZooKeeper client) read the server's `/proc/<pid>/stat` when its measured window began and \
+     ended. A figure marked `r` covers the whole client run, read by the harness before and after \
+     the client process (its connection set-up and warm-up included); the harness uses it when the \
+     client did not report a window figure. `results.json` keeps both \
+     (`server_cpu_us_per_op_window`, `server_cpu_us_per_op`). Server cores is CPU time over the \
+     whole client run divided by its wall time.";
+
+/// The CPU column's text: the figure and which span it covers (see [`CPU_LEGEND`]).
+fn cpu_cell(r: &Row) -> String {
+    let (cpu, basis) = r.reported_cpu_us_per_op();
+    let mark = match basis {
+        CpuBasis::Window => "w",
+        CpuBasis::Run => "r",
+    };
+    format!("{cpu:.2} {mark}")
+}
+
 fn label(r: &Row) -> String {
     format!("{} / {}", r.server, r.client)
 }
@@ -90,10 +110,10 @@ pub fn write(cfg: &CompareConfig, rows: &[Row], failures: &[String]) -> Result<(
         md,
         "Servers pinned to core {}, clients to core {} (taskset). Latency in microseconds; Kiln's load \
          generator measures from each record's intended send time (coordinated omission corrected); \
-         Kafka's tools measure from the actual send. CPU is the server's user+system time per op; RSS \
-         idle is after start-up, under load the peak.\n",
+         Kafka's tools measure from the actual send. RSS idle is after start-up, under load the peak.\n",
         cfg.server_core, cfg.client_core
     );
+    let _ = writeln!(md, "{CPU_LEGEND}\n");
     let _ = writeln!(md, "## Machine\n\n```\n{}\n```\n", machine());
     let mut workloads: Vec<&str> = rows.iter().map(|r| r.workload.as_str()).collect();
     workloads.dedup();
@@ -124,7 +144,7 @@ pub fn write(cfg: &CompareConfig, rows: &[Row], failures: &[String]) -> Result<(
             };
             let _ = writeln!(
                 md,
-                "| {} | {} | {} {}/s | {:.1} | {} | {} | {} | {} | {} | {} | {:.2} | {:.2} | {:.0} | {:.0} | {} |",
+                "| {} | {} | {} {}/s | {:.1} | {} | {} | {} | {} | {} | {} | {} | {:.2} | {:.0} | {:.0} | {} |",
                 r.server,
                 r.client,
                 crate::stats::format_count(r.throughput_ops),
@@ -136,7 +156,7 @@ pub fn write(cfg: &CompareConfig, rows: &[Row], failures: &[String]) -> Result<(
                 f(l.p999),
                 f(l.p9999),
                 f(l.max),
-                r.server_cpu_us_per_op,
+                cpu_cell(r),
                 r.server_cpu_cores,
                 r.rss_idle_mb,
                 r.rss_load_mb,
@@ -344,9 +364,22 @@ mod tests {
             ok: true,
             ..Default::default()
         };
-        write(&cfg, &[row("kiln", 1000.0), row("kafka-4", 500.0)], &[]).unwrap();
+        let mut kiln = row("kiln", 1000.0);
+        kiln.server_cpu_us_per_op = 52.25;
+        kiln.server_cpu_us_per_op_window = Some(41.5);
+        let mut kafka = row("kafka-4", 500.0);
+        kafka.server_cpu_us_per_op = 3.125;
+        write(&cfg, &[kiln, kafka], &[]).unwrap();
         let md = std::fs::read_to_string(dir.path().join("report.md")).unwrap();
         assert!(md.contains("| kiln | kiln-load | 1,000 records/s"), "{md}");
+        // The window figure when the client reported one, else the whole-run figure; marked.
+        assert!(md.contains("| 41.50 w |"), "{md}");
+        assert!(!md.contains("52.25"), "{md}");
+        assert!(
+            md.contains("| 3.12 r |") || md.contains("| 3.13 r |"),
+            "{md}"
+        );
+        assert!(md.contains("marked `w`"), "{md}");
         let svg = std::fs::read_to_string(dir.path().join("w-throughput.svg")).unwrap();
         assert!(svg.contains("<svg"));
         assert!(dir.path().join("w-latency.svg").exists());
@@ -354,6 +387,11 @@ mod tests {
             &std::fs::read_to_string(dir.path().join("results.json")).unwrap(),
         )
         .unwrap();
-        assert_eq!(json["rows"].as_array().unwrap().len(), 2);
+        let rows = json["rows"].as_array().unwrap();
+        assert_eq!(rows.len(), 2);
+        // results.json keeps both figures.
+        assert_eq!(rows[0]["server_cpu_us_per_op"], 52.25);
+        assert_eq!(rows[0]["server_cpu_us_per_op_window"], 41.5);
+        assert!(rows[1]["server_cpu_us_per_op_window"].is_null());
     }
 }
