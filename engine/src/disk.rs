@@ -75,6 +75,11 @@ pub trait DiskFile: Clone + 'static {
     /// system runs them concurrently and asynchronously (ext4 serializes and completes
     /// synchronously every direct write that extends the file).
     fn allocate(&self, offset: u64, len: u64) -> io::Result<()>;
+    /// Writes zeros over `offset..offset + len` (a plain buffered write; the size grows over
+    /// them). Once a sync has covered them, later writes there overwrite initialized blocks
+    /// inside the file's size, so their fdatasync has no block allocation, extent conversion
+    /// or size to record: only the data goes to the device.
+    fn write_zeros(&self, offset: u64, len: u64) -> io::Result<()>;
     /// Starts writing the dirty pages of `pos..pos + len` to the device and returns without
     /// waiting for them (`sync_file_range(SYNC_FILE_RANGE_WRITE)`). Promises nothing about
     /// durability: it only lets the device work while the log keeps appending, so a later
@@ -89,6 +94,9 @@ pub trait DiskFile: Clone + 'static {
     /// [`DiskFile::sync_data`] (the device's cache and the file size).
     async fn write_direct_at(&self, buf: AlignedBuf, pos: u64) -> (io::Result<()>, AlignedBuf);
 }
+
+/// Source of [`DiskFile::write_zeros`] (in the zero-initialized data section: no binary size).
+static ZEROS: [u8; 256 << 10] = [0; 256 << 10];
 
 /// Block size, file position alignment and memory alignment of direct writes.
 pub const DIRECT_BLOCK: usize = 4096;
@@ -377,6 +385,28 @@ impl DiskFile for UringFile {
         }
         Ok(())
     }
+    fn write_zeros(&self, offset: u64, len: u64) -> io::Result<()> {
+        let mut done = 0u64;
+        while done < len {
+            let n = (len - done).min(ZEROS.len() as u64) as usize;
+            let at = libc::off_t::try_from(offset + done)
+                .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+            // SAFETY: pwrite on an fd we own from a static buffer of at least `n` bytes.
+            let rc = unsafe { libc::pwrite(self.fd, ZEROS.as_ptr().cast(), n, at) };
+            if rc < 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            if rc == 0 {
+                return Err(io::Error::new(io::ErrorKind::WriteZero, "write returned 0"));
+            }
+            done += rc as u64;
+        }
+        Ok(())
+    }
 }
 
 // ----------------------------------------------------------------------------------------------
@@ -409,6 +439,7 @@ struct SimState {
     syncs: u64,
     writebacks: u64,
     preallocated: u64,
+    zero_filled: u64,
 }
 
 /// In-memory disk that loses un-synced data on [`SimDisk::crash`]. Single-threaded.
@@ -464,6 +495,10 @@ impl SimDisk {
     /// Bytes asked to be preallocated so far (a reservation changes nothing a reader sees).
     pub fn preallocated_bytes(&self) -> u64 {
         self.state.borrow().preallocated
+    }
+    /// Bytes written as zeros ahead of the writes so far ([`DiskFile::write_zeros`]).
+    pub fn zero_filled_bytes(&self) -> u64 {
+        self.state.borrow().zero_filled
     }
     /// Current contents of a file, if it exists.
     pub fn contents(&self, path: &Path) -> Option<Vec<u8>> {
@@ -702,6 +737,11 @@ impl DiskFile for SimFile {
                 n.data.resize(end, 0);
             }
         })
+    }
+    fn write_zeros(&self, offset: u64, len: u64) -> io::Result<()> {
+        self.state.borrow_mut().zero_filled += len;
+        let zeros = vec![0u8; len as usize];
+        self.write_bytes(&zeros, offset)
     }
     async fn write_back(&self, _pos: u64, _len: u64) -> io::Result<()> {
         // Starting write-back changes nothing a crash keeps: only a sync does.

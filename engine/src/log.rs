@@ -78,6 +78,8 @@ const INDEX_WRITE_ENTRIES: usize = 64;
 /// the runs back to back. Measured on the benchmark machine: coalescing 16 appends of 64 KiB into
 /// one 1 MiB run was several times slower than writing them as runs of at most this size.
 const CHUNK_BYTES_MAX: usize = 128 << 10;
+/// Most zeros [`LogConfig::zero_fill`] writes before one write (a bounded pause of the writer).
+pub const ZERO_FILL_STEP_BYTES: u64 = 1 << 20;
 /// Under `Durability::Interval`, write-back of a segment's written bytes is started every this
 /// many bytes (see [`crate::disk::DiskFile::write_back`]), so the device works while appends go on
 /// and the page cache holds little dirty data when a sync or the kernel's flusher comes.
@@ -112,6 +114,17 @@ pub struct LogConfig {
     /// Measured on the benchmark machine (ext4 on virtio): buffered 128 KiB writes + fdatasync
     /// to a reserved file ran about twice as fast as to a growing one. Default 16 MiB.
     pub reserve_ahead_bytes: u64,
+    /// Instead of reserving blocks, write zeros ahead of the write position (up to
+    /// `reserve_ahead_bytes` ahead, [`ZERO_FILL_STEP_BYTES`] per write at most), as ZooKeeper
+    /// pads its transaction log. A later fdatasync of data written over synced zeros records no
+    /// block allocation, extent conversion or size change: measured on the benchmark machine
+    /// (ext4 on virtio), fdatasync of 40 KB writes took p50 ~190 us over zeros against ~330-370
+    /// us appending, into a `KEEP_SIZE` reservation or into `fallocate`d blocks. Costs one write
+    /// of zeros per byte of log, so it suits small durable writes (a transaction log), not
+    /// bulk data. The zero tail is cut when the segment is rolled or the log closed, and
+    /// recovery cuts it after a crash. Buffered writes only (direct writes allocate blocks
+    /// their own way). Default off.
+    pub zero_fill: bool,
     /// When appends are acknowledged (see [`crate::commit`]).
     pub durability: Durability,
     /// Largest accepted batch (`message.max.bytes`, default 1 MiB + overhead).
@@ -157,6 +170,7 @@ impl Default for LogConfig {
             retention_ms: Some(7 * 24 * 3600 * 1000),
             preallocate: false,
             reserve_ahead_bytes: 16 << 20,
+            zero_fill: false,
             durability: Durability::KAFKA_DEFAULT,
             batch_bytes_max: 1_048_588,
             pending_bytes_max: 64 << 20,
@@ -270,7 +284,8 @@ struct Segment<F> {
     /// Blocks are reserved (or were asked for) below this position.
     reserved_len: u64,
     /// The file may be longer than `written_len` up to here: the zero padding of a direct write's
-    /// partial last block (cut when the segment is rolled or the log closed).
+    /// partial last block, or zeros written ahead ([`LogConfig::zero_fill`]); cut when the
+    /// segment is rolled or the log closed.
     padded_len: u64,
     index: Vec<(u32, u32)>,
     index_written: usize,
@@ -1053,6 +1068,17 @@ impl<D: Disk> LogShared<D> {
             .get(&seg_base)
             .is_some_and(|s| s.log.is_none());
         if needs_files {
+            // A roll: the segment before may end in zeros written ahead of its writes.
+            let prev = self
+                .state
+                .borrow()
+                .segments
+                .range(..seg_base)
+                .next_back()
+                .map(|(b, _)| *b);
+            if let Some(old) = prev {
+                self.cut_padding(old).await?;
+            }
             self.create_segment_files(seg_base, dir).await?;
         }
         let st = self.state.borrow();
@@ -1572,7 +1598,8 @@ impl<D: Disk> LogShared<D> {
         self.write_indexes(writes).await
     }
 
-    /// Cuts the zero padding after a segment's last batch (a direct write's partial block), so
+    /// Cuts the zero padding after a segment's last batch (a direct write's partial block, blocks
+    /// allocated ahead of direct writes, or zeros written ahead by [`LogConfig::zero_fill`]), so
     /// the file ends exactly at its last batch; the next sync pass syncs the new size.
     async fn cut_padding(&self, seg_base: u64) -> Result<(), LogError> {
         let (file, len, path) = {
@@ -1602,7 +1629,47 @@ impl<D: Disk> LogShared<D> {
     /// (see [`LogConfig::reserve_ahead_bytes`]). Best effort: a file system without `fallocate`
     /// is asked once per step and the write goes on regardless.
     fn reserve_ahead(&self, seg_base: u64, file: &D::File, end: u64) {
-        self.reserve(seg_base, file, end, false);
+        if self.state.borrow().config.zero_fill {
+            self.zero_fill_ahead(seg_base, file, end);
+        } else {
+            self.reserve(seg_base, file, end, false);
+        }
+    }
+
+    /// [`LogConfig::zero_fill`]: keeps zeros written ahead of `end` (the end of the write about
+    /// to be made), at most [`ZERO_FILL_STEP_BYTES`] per call so no single write waits long.
+    /// A failure is not fatal (the write goes on, only slower to sync).
+    fn zero_fill_ahead(&self, seg_base: u64, file: &D::File, end: u64) {
+        let mut st = self.state.borrow_mut();
+        let (ahead, seg_bytes) = (st.config.reserve_ahead_bytes, st.config.segment_bytes);
+        let Some(seg) = st.segments.get_mut(&seg_base) else {
+            return;
+        };
+        // As far ahead as the segment already is long, at most `ahead`, never past the segment.
+        let dist = ahead.min(end);
+        let target = end.saturating_add(dist).min(seg_bytes.max(end));
+        // Refill once less than half the distance is left.
+        if ahead == 0 || seg.reserved_len >= end.saturating_add(dist / 2).min(target) {
+            return;
+        }
+        let from = seg.reserved_len.max(end);
+        let to = target.min(from.saturating_add(ZERO_FILL_STEP_BYTES));
+        if to <= from {
+            return;
+        }
+        match file.write_zeros(from, to - from) {
+            Ok(()) => {
+                seg.reserved_len = to;
+                // The file now ends at `to`: cut back to the last batch at roll and close.
+                seg.padded_len = seg.padded_len.max(to);
+            }
+            Err(e) => {
+                // Not asked again below this point: the writes simply extend the file.
+                seg.reserved_len = to;
+                seg.padded_len = seg.padded_len.max(to);
+                tracing::debug!(error = %e, "could not write zeros ahead of the writes");
+            }
+        }
     }
 
     /// [`LogShared::reserve_ahead`]; with `extend` (direct writes) the reservation also extends
@@ -2798,8 +2865,9 @@ async fn open_log_file<D: Disk>(
         .map_err(io_err(if create { "create" } else { "open" }, path))
 }
 
-/// Whether `log`'s bytes `from..len` are all zero: the padding of a direct write's partial block
-/// or blocks allocated ahead of direct writes. Cutting them loses nothing.
+/// Whether `log`'s bytes `from..len` are all zero: the padding of a direct write's partial block,
+/// blocks allocated ahead of direct writes, or zeros written ahead ([`LogConfig::zero_fill`]).
+/// Cutting them loses nothing.
 async fn is_padding<F: DiskFile>(log: &F, mut from: u64, len: u64) -> bool {
     if len <= from {
         return false;
@@ -3962,6 +4030,64 @@ mod tests {
             let (disk, _group, log) = sim_log(1_000, off).await;
             log.append(&big).await.unwrap();
             assert_eq!(disk.preallocated_bytes(), 0);
+        });
+    }
+
+    #[test]
+    fn zero_fill_writes_zeros_ahead_and_cuts_them_at_roll_close_and_recovery() {
+        run(async {
+            let mut c = cfg(Durability::Durable);
+            c.segment_bytes = 300_000;
+            c.reserve_ahead_bytes = 100_000;
+            c.zero_fill = true;
+            let (disk, group, log) = sim_log(1_000, c.clone()).await;
+            let big = batch::single_record(None, Some(&[3u8; 20_000]), 1).unwrap();
+            let seg_bytes = |b: u64| {
+                disk.contents(&Path::new(LOG_DIR).join(segment_file_name(b, "log")))
+                    .unwrap()
+            };
+            for _ in 0..8 {
+                log.append(&big).await.unwrap();
+            }
+            // The active segment's file runs ahead of its batches, over zeros.
+            let size = 8 * big.len() as u64;
+            let data = seg_bytes(0);
+            assert!(data.len() as u64 > size + 50_000, "{} {size}", data.len());
+            assert!(data.len() as u64 <= size + 100_000 + big.len() as u64);
+            assert!(data[size as usize..].iter().all(|&b| b == 0));
+            assert!(disk.zero_filled_bytes() >= data.len() as u64 - size);
+            // Past the segment size: rolled, and the old segment ends exactly at its last batch.
+            for _ in 0..20 {
+                log.append(&big).await.unwrap();
+            }
+            let bases = log.segment_bases();
+            assert!(bases.len() >= 2, "{bases:?}");
+            for w in bases.windows(2) {
+                let data = seg_bytes(w[0]);
+                let scan = scan_segment_bytes(w[0], &data);
+                assert_eq!(scan.valid_len, data.len() as u64);
+                assert_eq!(scan.end_offset, w[1]);
+            }
+            let last = *bases.last().unwrap();
+            // A crash keeps the synced zeros: recovery cuts them and loses no batch.
+            log.flush().await.unwrap();
+            assert!(seg_bytes(last).len() as u64 > log.shared.state.borrow().segments[&last].size);
+            drop(log);
+            disk.crash(&mut |n| n / 2);
+            let log = reopen(&group, c.clone()).await;
+            assert_eq!(log.log_end_offset(), 28);
+            let data = seg_bytes(last);
+            assert_eq!(scan_segment_bytes(last, &data).valid_len, data.len() as u64);
+            // Writing again zero-fills again; close cuts the zeros.
+            log.append(&big).await.unwrap();
+            let last = *log.segment_bases().last().unwrap();
+            assert!(seg_bytes(last).len() as u64 > log.shared.state.borrow().segments[&last].size);
+            log.close().await.unwrap();
+            for b in log.segment_bases() {
+                let data = seg_bytes(b);
+                assert_eq!(scan_segment_bytes(b, &data).valid_len, data.len() as u64);
+            }
+            assert_eq!(read_all(&log).await.len(), 29);
         });
     }
 

@@ -32,11 +32,26 @@ struct Ack {
     end: u64,
 }
 
-fn run_child(dir: &Path, kill_after: Duration, direct: bool) -> Vec<(u64, Ack)> {
+/// How the child's log writes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Mode {
+    Buffered,
+    Direct,
+    ZeroFill,
+}
+
+fn run_child(dir: &Path, kill_after: Duration, mode: Mode) -> Vec<(u64, Ack)> {
     let mut child = Command::new(env!("CARGO_BIN_EXE_kiln-engine-crash-child"))
         .arg(dir)
         .arg("4")
-        .env("KILN_CRASH_DIRECT_IO", if direct { "1" } else { "0" })
+        .env(
+            "KILN_CRASH_DIRECT_IO",
+            if mode == Mode::Direct { "1" } else { "0" },
+        )
+        .env(
+            "KILN_CRASH_ZERO_FILL",
+            if mode == Mode::ZeroFill { "1" } else { "0" },
+        )
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -90,18 +105,25 @@ fn run_child(dir: &Path, kill_after: Duration, direct: bool) -> Vec<(u64, Ack)> 
 
 #[test]
 fn kill_9_during_durable_appends_loses_no_acknowledged_append() {
-    kill_9_test(false, ITERATIONS);
+    kill_9_test(Mode::Buffered, ITERATIONS);
 }
 
 /// The same with direct writes: the child's log writes whole padded blocks with O_DIRECT, so a
 /// kill leaves zero padding after the last batch, and a restarted child rewrites that block.
 #[test]
 fn kill_9_during_direct_durable_appends_loses_no_acknowledged_append() {
-    kill_9_test(true, ITERATIONS / 2);
+    kill_9_test(Mode::Direct, ITERATIONS / 2);
+}
+
+/// The same with zeros written ahead of the writes: a kill leaves the file longer than its
+/// last batch (zeros, or zeros followed by the parent's garbage), which recovery cuts.
+#[test]
+fn kill_9_during_zero_filled_durable_appends_loses_no_acknowledged_append() {
+    kill_9_test(Mode::ZeroFill, ITERATIONS / 2);
 }
 
 #[allow(clippy::unwrap_used, reason = "test code")]
-fn kill_9_test(direct: bool, iterations: usize) {
+fn kill_9_test(mode: Mode, iterations: usize) {
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path().join("topic-0");
     let mut rng = rand::rngs::StdRng::seed_from_u64(0x6b696c6e);
@@ -109,7 +131,7 @@ fn kill_9_test(direct: bool, iterations: usize) {
     let mut total_cut = 0;
     for iteration in 0..iterations {
         let kill_after = Duration::from_micros(rng.gen_range(500..80_000));
-        let new = run_child(&dir, kill_after, direct);
+        let new = run_child(&dir, kill_after, mode);
         for (offset, ack) in new {
             assert!(
                 acked.insert(offset, ack).is_none(),
@@ -158,7 +180,8 @@ fn kill_9_test(direct: bool, iterations: usize) {
         let dir = dir.clone();
         rt::block_on(async move {
             let cfg = LogConfig {
-                direct_io: direct,
+                direct_io: mode == Mode::Direct,
+                zero_fill: mode == Mode::ZeroFill,
                 ..LogConfig::default()
             };
             let log = SegmentedLog::open(&dir, cfg).await.expect("reopen");

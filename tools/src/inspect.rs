@@ -176,7 +176,19 @@ fn inspect_log(
             batches += 1;
             pos += view.size();
         }
+        let tail = bytes.get(pos..).unwrap_or(&[]);
         match problem {
+            // Zeros written ahead of the writes (a ZooKeeper transaction log's padding, blocks
+            // allocated ahead of direct writes), or left by a kill before they were cut.
+            Some(_) if tail.iter().all(|&b| b == 0) => w(
+                out,
+                format!(
+                    "{batches} batches, {pos} bytes, all valid; then {} bytes of zero padding \
+                     (written ahead of the writes; cut when the segment is rolled or the log \
+                     closed or recovered)",
+                    tail.len()
+                ),
+            )?,
             Some(reason) => {
                 corrupt += 1;
                 let next_hint = peek_offset_and_length(bytes.get(pos..).unwrap_or(&[]))
@@ -307,9 +319,19 @@ mod tests {
         assert!(text.contains("isvalid: true"));
         assert!(text.contains("3 batches"), "{text}");
 
-        // Flip a byte inside the second batch's records.
+        // Zeros after the last batch (written ahead of the writes) are padding, not corruption.
         let seg = dir.join(segment_file_name(0, "log"));
         let mut bytes = std::fs::read(&seg).unwrap();
+        let mut padded = bytes.clone();
+        padded.resize(bytes.len() + 10_000, 0);
+        std::fs::write(&seg, &padded).unwrap();
+        let mut out = Vec::new();
+        assert_eq!(inspect_log(&dir, false, &mut out).unwrap(), Verdict::Valid);
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("then 10000 bytes of zero padding"), "{text}");
+        assert!(!text.contains("CORRUPT"), "{text}");
+
+        // Flip a byte inside the second batch's records.
         let second = BatchView::parse(&bytes).unwrap().size() + 70;
         bytes[second] ^= 0xff;
         std::fs::write(&seg, &bytes).unwrap();

@@ -76,6 +76,11 @@ pub struct ZkConfig {
     pub container_check_interval_ms: u64,
     /// `forceSync`: replies wait for fdatasync (yes) or only for the page cache (no).
     pub force_sync: bool,
+    /// `preAllocSize` (kilobytes, default 65536): how far ahead of its writes the transaction
+    /// log is filled with zeros, so an fdatasync overwrites blocks already written instead of
+    /// allocating them; 0 disables the padding (as in ZooKeeper). Capped by the log's 64 MiB
+    /// segments.
+    pub pre_alloc_kb: u64,
     /// `globalOutstandingLimit`: requests in flight per connection before reading pauses.
     pub outstanding_per_connection_max: usize,
     /// `myid` (0 when absent).
@@ -110,6 +115,7 @@ impl ZkConfig {
             super_digest: None,
             container_check_interval_ms: 60_000,
             force_sync: true,
+            pre_alloc_kb: 64 << 10,
             outstanding_per_connection_max: 1000,
             server_id: 0,
         }
@@ -227,12 +233,14 @@ impl ZkConfig {
                     cfg.container_check_interval_ms = parse_num(key, value, 1, u64::MAX)?;
                 }
                 "forceSync" => cfg.force_sync = parse_bool(key, value)?,
+                "preAllocSize" | "zookeeper.preAllocSize" => {
+                    cfg.pre_alloc_kb = parse_num(key, value, 0, 1 << 21)?;
+                }
                 "globalOutstandingLimit" => {
                     cfg.outstanding_per_connection_max = parse_num(key, value, 1, 1 << 20)?
                 }
                 "standaloneEnabled"
                 | "reconfigEnabled"
-                | "preAllocSize"
                 | "skipACL"
                 | "electionAlg"
                 | "leaderServes"
@@ -361,6 +369,18 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("must be between 3"), "{e}");
+    }
+
+    #[test]
+    fn pre_alloc_size_is_read_in_kilobytes_and_zero_disables_it() {
+        let (c, _) = ZkConfig::parse("dataDir=/x\n").unwrap();
+        assert_eq!(c.pre_alloc_kb, 65536);
+        let (c, w) = ZkConfig::parse("dataDir=/x\npreAllocSize=1024\n").unwrap();
+        assert_eq!((c.pre_alloc_kb, w.len()), (1024, 0));
+        let (c, _) = ZkConfig::parse("dataDir=/x\npreAllocSize=0\n").unwrap();
+        assert_eq!(c.pre_alloc_kb, 0);
+        let e = ZkConfig::parse("dataDir=/x\npreAllocSize=-1\n").unwrap_err();
+        assert!(e.to_string().starts_with("preAllocSize=-1"), "{e}");
     }
 
     #[test]

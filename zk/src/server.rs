@@ -954,6 +954,14 @@ async fn start_server(cfg: ZkConfig) -> Result<Rc<Server>, ZkError> {
             }
         },
         batch_bytes_max: LOG_BATCH_BYTES_MAX + (1 << 20),
+        // Zeros ahead of the writes, as ZooKeeper pads its log: fdatasync then has no block
+        // allocation or size change to record (about half the latency on ext4).
+        zero_fill: cfg.pre_alloc_kb > 0,
+        reserve_ahead_bytes: if cfg.pre_alloc_kb > 0 {
+            cfg.pre_alloc_kb << 10
+        } else {
+            LogConfig::default().reserve_ahead_bytes
+        },
         ..LogConfig::default()
     };
     let log = SegmentedLog::open(&log_dir, log_cfg).await?;

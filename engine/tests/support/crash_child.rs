@@ -35,8 +35,10 @@ fn main() {
             segment_bytes: 64 * 1024,
             index_interval_bytes: 1024,
             durability: Durability::Durable,
-            // `KILN_CRASH_DIRECT_IO=1`: write with direct I/O (tests/crash.rs runs both).
+            // `KILN_CRASH_DIRECT_IO=1`: write with direct I/O; `KILN_CRASH_ZERO_FILL=1`: write
+            // zeros ahead of the writes (tests/crash.rs runs each).
             direct_io: std::env::var_os("KILN_CRASH_DIRECT_IO").is_some_and(|v| v == "1"),
+            zero_fill: std::env::var_os("KILN_CRASH_ZERO_FILL").is_some_and(|v| v == "1"),
             ..Default::default()
         };
         let log = match SegmentedLog::open(&dir, cfg).await {
