@@ -161,6 +161,10 @@ pub struct ZkArgs {
     /// Parent node of everything the run creates.
     #[arg(long, default_value = "/kiln-bench")]
     pub root: String,
+    /// The server's process id on this machine: its CPU over the measured window is read from
+    /// /proc/<pid>/stat (default: the process listening on --server's port, when visible).
+    #[arg(long)]
+    pub server_pid: Option<u32>,
     #[command(flatten)]
     pub common: CommonArgs,
 }
@@ -257,6 +261,7 @@ pub fn run_load(args: LoadArgs) -> ExitCode {
                 watchers: a.watchers,
                 root: a.root,
                 quiet: a.common.quiet,
+                server_pid: a.server_pid,
             };
             finish(crate::zk::run(&cfg), a.common.json.as_ref())
         }

@@ -786,6 +786,9 @@ fn run_on(
                 warmup,
                 "--duration".into(),
                 duration,
+                // The server this harness started: read its CPU directly, no socket scan.
+                "--server-pid".into(),
+                server.pid.to_string(),
             ];
             for (key, flag) in ZK_SHAPE_FLAGS.iter().chain([&("watchers", "--watchers")]) {
                 if let Some(v) = w.get(key) {
@@ -828,7 +831,8 @@ fn run_on(
                 .arg("ZkLoad")
                 .args(["--server", &server.addr])
                 .args(["--warmup", &w.str_or("warmup_s", "0")])
-                .args(["--duration", &w.str_or("duration_s", "10")]);
+                .args(["--duration", &w.str_or("duration_s", "10")])
+                .args(["--server-pid", &server.pid.to_string()]);
             for (key, flag) in ZK_SHAPE_FLAGS {
                 if let Some(v) = w.get(key) {
                     c.args([flag, v]);

@@ -5,13 +5,27 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use crate::error::{LoadError, Result};
+
 /// Clock ticks per second of `/proc/<pid>/stat` times (USER_HZ, 100 on every Linux
 /// architecture Kiln targets).
 const TICKS_PER_S: f64 = 100.0;
 
 /// User + system CPU seconds consumed by `pid` so far.
 pub fn cpu_seconds(pid: u32) -> Option<f64> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    read_cpu_seconds(pid).ok()
+}
+
+/// User + system CPU seconds consumed by `pid` so far, or why they cannot be read.
+pub fn read_cpu_seconds(pid: u32) -> Result<f64> {
+    let path = format!("/proc/{pid}/stat");
+    let text = std::fs::read_to_string(&path).map_err(LoadError::io(format!("read {path}")))?;
+    parse_stat_cpu_seconds(&text)
+        .ok_or_else(|| LoadError::Protocol(format!("{path}: no utime/stime fields")))
+}
+
+/// utime + stime of a `/proc/<pid>/stat` line, in seconds.
+fn parse_stat_cpu_seconds(text: &str) -> Option<f64> {
     // Fields after the command name, which is in parentheses and may contain spaces.
     let rest = text.get(text.rfind(')')? + 2..)?;
     let fields: Vec<&str> = rest.split_whitespace().collect();
@@ -69,6 +83,20 @@ impl RssSampler {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stat_lines_parse_and_missing_processes_are_errors() {
+        let line = "42 (a (b) c) S 1 42 42 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 1 0 5 0 0\n";
+        assert_eq!(parse_stat_cpu_seconds(line), Some(3.0));
+        assert_eq!(parse_stat_cpu_seconds("42 (x) S 1"), None);
+        assert_eq!(parse_stat_cpu_seconds(""), None);
+        // Beyond the kernel's pid_max, so no such process.
+        assert!(matches!(
+            read_cpu_seconds(u32::MAX),
+            Err(LoadError::Io { .. })
+        ));
+        assert!(read_cpu_seconds(std::process::id()).is_ok());
+    }
 
     #[test]
     fn own_process_has_cpu_time_and_rss() {

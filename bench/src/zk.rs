@@ -108,9 +108,35 @@ pub fn parse_mix(s: &str) -> Result<Vec<(ZkOp, u32)>> {
 /// The server's CPU over the measured window only. `kiln bench compare` charges a client run
 /// with all the server CPU from the client's start to its end (set-up, warm-up and a JVM
 /// server's JIT compilation included); this samples `/proc/<pid>/stat` at the window's start
-/// and end, for a server on this machine found by its listening port.
+/// and end, for a server on this machine: the process `--server-pid` names (the harness passes
+/// the pid of the server it started) or, without it, the one listening on the server's port.
 mod server_cpu {
     use std::time::Instant;
+
+    use crate::error::{LoadError, Result};
+
+    /// Which process the window's CPU is read from, and how it was found.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct ServerPid {
+        pub pid: u32,
+        /// True when given (`--server-pid`), false when found by the listening socket.
+        pub given: bool,
+    }
+
+    /// The server process: `given` when set (an error when its `/proc/<pid>/stat` cannot be
+    /// read, so a wrong pid fails the run before it starts), else the process listening on
+    /// `addr`'s port (None when it is not visible, e.g. a remote server).
+    pub fn resolve(addr: &str, given: Option<u32>) -> Result<Option<ServerPid>> {
+        match given {
+            Some(pid) => {
+                crate::procstat::read_cpu_seconds(pid).map_err(|e| {
+                    LoadError::Config(format!("--server-pid {pid}: cannot read its CPU time: {e}"))
+                })?;
+                Ok(Some(ServerPid { pid, given: true }))
+            }
+            None => Ok(listener_pid(addr).map(|pid| ServerPid { pid, given: false })),
+        }
+    }
 
     /// The pid of the process listening on `addr`'s TCP port on this machine, if visible.
     pub fn listener_pid(addr: &str) -> Option<u32> {
@@ -167,14 +193,19 @@ mod server_cpu {
 
     /// Samples the server's CPU seconds at `from` and at `to` on a thread of its own.
     pub struct WindowCpu {
-        pid: u32,
+        server: ServerPid,
         handle: std::thread::JoinHandle<Option<f64>>,
     }
 
     impl WindowCpu {
-        pub fn start(addr: &str, from: Instant, to: Option<Instant>) -> Option<Self> {
-            let pid = listener_pid(addr)?;
+        pub fn start(
+            server: Option<ServerPid>,
+            from: Instant,
+            to: Option<Instant>,
+        ) -> Option<Self> {
+            let server = server?;
             let to = to?;
+            let pid = server.pid;
             let handle = std::thread::spawn(move || {
                 crate::rate::wait_until(from);
                 let c0 = crate::procstat::cpu_seconds(pid)?;
@@ -182,24 +213,32 @@ mod server_cpu {
                 let c1 = crate::procstat::cpu_seconds(pid)?;
                 Some(c1 - c0)
             });
-            Some(Self { pid, handle })
+            Some(Self { server, handle })
         }
 
-        /// (pid, CPU seconds in the window), once the window has ended.
-        pub fn finish(self) -> Option<(u32, f64)> {
+        /// (server, CPU seconds in the window), once the window has ended.
+        pub fn finish(self) -> Option<(ServerPid, f64)> {
             let cpu = self.handle.join().ok().flatten()?;
-            Some((self.pid, cpu))
+            Some((self.server, cpu))
         }
     }
 }
 
 /// Adds the server's own CPU over the measured window to `res` (see [`server_cpu`]).
 fn add_window_cpu(res: &mut RunResult, sampled: Option<server_cpu::WindowCpu>) {
-    let Some((pid, cpu)) = sampled.and_then(server_cpu::WindowCpu::finish) else {
+    let Some((server, cpu)) = sampled.and_then(server_cpu::WindowCpu::finish) else {
         return;
     };
     res.extra
-        .insert("server_pid".into(), serde_json::json!(pid));
+        .insert("server_pid".into(), serde_json::json!(server.pid));
+    res.extra.insert(
+        "server_pid_from".into(),
+        serde_json::json!(if server.given {
+            "--server-pid"
+        } else {
+            "listening socket"
+        }),
+    );
     res.extra
         .insert("server_cpu_s_window".into(), serde_json::json!(cpu));
     if res.ops > 0 {
@@ -229,6 +268,9 @@ pub struct ZkLoad {
     pub watchers: usize,
     pub root: String,
     pub quiet: bool,
+    /// The server's process id on this machine, for its CPU over the measured window (None:
+    /// the process listening on `server`'s port, when visible).
+    pub server_pid: Option<u32>,
 }
 
 /// One ZooKeeper session: the socket, after the handshake.
@@ -735,16 +777,18 @@ pub fn run(cfg: &ZkLoad) -> Result<RunResult> {
     if cfg.duration.is_none() && cfg.ops.is_none() {
         return Err(LoadError::Config("give --duration or --ops".into()));
     }
+    // Checked before anything is created, so a wrong --server-pid fails the run at once.
+    let server = server_cpu::resolve(&cfg.server, cfg.server_pid)?;
     prepare(cfg)?;
     let result = if cfg.watchers > 0 {
         run_watch(cfg)?
     } else {
-        run_mix(cfg)?
+        run_mix(cfg, server)?
     };
     Ok(result)
 }
 
-fn run_mix(cfg: &ZkLoad) -> Result<RunResult> {
+fn run_mix(cfg: &ZkLoad, server: Option<server_cpu::ServerPid>) -> Result<RunResult> {
     let live = Live::new();
     let budget = Arc::new(Budget::new(cfg.ops));
     let mut sessions = Vec::with_capacity(cfg.sessions);
@@ -753,7 +797,7 @@ fn run_mix(cfg: &ZkLoad) -> Result<RunResult> {
     }
     let progress = spawn_progress(live.clone(), "ops", cfg.quiet);
     let window = Window::new(cfg.warmup, cfg.duration);
-    let window_cpu = server_cpu::WindowCpu::start(&cfg.server, window.measure_from, window.end);
+    let window_cpu = server_cpu::WindowCpu::start(server, window.measure_from, window.end);
     let per_session_rate = cfg.rate / cfg.sessions as f64;
     let mut handles = Vec::new();
     let closed = !Schedule::new(window.start, per_session_rate).is_paced();
@@ -1148,6 +1192,38 @@ mod tests {
     }
 
     #[test]
+    fn a_given_server_pid_is_used_and_checked() {
+        let me = std::process::id();
+        // Given: used as it is, without looking at sockets (nothing listens on port 1 here).
+        let got = server_cpu::resolve("127.0.0.1:1", Some(me)).unwrap();
+        assert_eq!(
+            got,
+            Some(server_cpu::ServerPid {
+                pid: me,
+                given: true
+            })
+        );
+        // A pid with no process is a configuration error, not a silent fallback.
+        let e = server_cpu::resolve("127.0.0.1:1", Some(u32::MAX)).unwrap_err();
+        assert!(
+            matches!(&e, LoadError::Config(m) if m.contains("--server-pid")),
+            "{e}"
+        );
+        // Without it: the listening process, or none.
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap().to_string();
+        assert_eq!(
+            server_cpu::resolve(&addr, None).unwrap(),
+            Some(server_cpu::ServerPid {
+                pid: me,
+                given: false
+            })
+        );
+        drop(l);
+        assert_eq!(server_cpu::resolve(&addr, None).unwrap(), None);
+    }
+
+    #[test]
     fn mix_parses_weights_and_rejects_unknown_ops() {
         let m = parse_mix("get=50, set=30,create").unwrap();
         assert_eq!(m, vec![(ZkOp::Get, 50), (ZkOp::Set, 30), (ZkOp::Create, 1)]);
@@ -1181,6 +1257,7 @@ mod tests {
             watchers: 0,
             root: "/r".into(),
             quiet: true,
+            server_pid: None,
         };
         let mut st = SenderState {
             rng: FastRng::new(3),

@@ -5,9 +5,12 @@
 // issues the next request); operations drawn from `--mix` (get, set, create, delete) over
 // `--keys` pool nodes with `--value-size`-byte values. Latency is measured from each request's
 // send to its callback. After `--warmup` seconds the next `--duration` seconds are measured.
+// `--server-pid <pid>` names the server's process on this machine (the harness passes the one
+// it started); without it the process listening on --server's port is found through /proc.
 // The last line is the result the harness parses:
 //   RESULT ops=<n> seconds=<s> ops_per_sec=<x> errors=<e> mean_us=.. p50_us=.. p90_us=..
-//          p99_us=.. p999_us=.. p9999_us=.. max_us=..
+//          p99_us=.. p999_us=.. p9999_us=.. max_us=.. client_cpu_us_per_op=..
+//          server_cpu_us_per_op_window=.. (the server's CPU over the measured window; -1: unknown)
 //
 // Build: javac -cp /usr/share/java/zookeeper.jar -d <dir> ZkLoad.java
 // Run:   java -cp <dir>:/usr/share/java/zookeeper.jar ZkLoad --server 127.0.0.1:2181 ...
@@ -37,6 +40,9 @@ public final class ZkLoad {
     static double warmupS = 0;
     static double durationS = 10;
     static String root = "/kiln-bench-java";
+    // The server's pid on this machine (--server-pid); -1: find the process listening on
+    // --server's port.
+    static long givenServerPid = -1;
     // Cumulative weights of get, set, create, delete.
     static int[] weights = {100, 0, 0, 0};
 
@@ -57,9 +63,15 @@ public final class ZkLoad {
                 case "--warmup": warmupS = Double.parseDouble(v); break;
                 case "--duration": durationS = Double.parseDouble(v); break;
                 case "--root": root = v; break;
+                case "--server-pid": givenServerPid = Long.parseLong(v); break;
                 case "--mix": weights = parseMix(v); break;
                 default: throw new IllegalArgumentException("unknown option " + args[i]);
             }
+        }
+        // Checked before anything is created, so a wrong --server-pid fails the run at once.
+        if (givenServerPid != -1 && ServerCpu.seconds(givenServerPid) < 0) {
+            throw new IllegalArgumentException(
+                "--server-pid " + givenServerPid + ": cannot read /proc/" + givenServerPid + "/stat");
         }
         byte[] value = new byte[valueSize];
         Arrays.fill(value, (byte) 'x');
@@ -94,13 +106,15 @@ public final class ZkLoad {
             Thread.sleep(Math.max(1, (measureFrom - System.nanoTime()) / 1_000_000));
         }
         Usage before = Usage.now();
-        long serverPid = ServerCpu.listenerPid(server);
+        long serverPid = givenServerPid != -1 ? givenServerPid : ServerCpu.listenerPid(server);
         double serverCpu0 = ServerCpu.seconds(serverPid);
         while (System.nanoTime() < measureTo) {
             Thread.sleep(Math.max(1, (measureTo - System.nanoTime()) / 1_000_000));
         }
         Usage used = Usage.now().minus(before);
-        double serverCpuWindow = ServerCpu.seconds(serverPid) - serverCpu0;
+        double serverCpu1 = ServerCpu.seconds(serverPid);
+        // -1 in the result when either reading failed (e.g. the server exited).
+        double serverCpuWindow = serverCpu0 < 0 || serverCpu1 < 0 ? -1 : serverCpu1 - serverCpu0;
         stop = true;
         long drainBy = System.nanoTime() + 10_000_000_000L;
         for (Worker w : workers) {
@@ -138,7 +152,7 @@ public final class ZkLoad {
             n, seconds, n / seconds, errors.get(), n == 0 ? 0.0 : sum / n / 1e3, pct(all, 0.50),
             pct(all, 0.90), pct(all, 0.99), pct(all, 0.999), pct(all, 0.9999),
             n == 0 ? 0.0 : all[all.length - 1] / 1e3, n == 0 ? 0.0 : used.cpuNs / 1e3 / n,
-            serverPid <= 0 || n == 0 ? -1.0 : serverCpuWindow * 1e6 / n);
+            serverCpuWindow < 0 || n == 0 ? -1.0 : serverCpuWindow * 1e6 / n);
         for (Worker w : workers) {
             w.cleanup();
             w.zk.close();
@@ -157,9 +171,10 @@ public final class ZkLoad {
     }
 
     /**
-     * The server's CPU over the measured window only (a server on this machine, found by its
-     * listening port through /proc): the harness charges a run with all the server's CPU from
-     * the client's start to its end, set-up, warm-up and a JVM server's JIT compilation included.
+     * The server's CPU over the measured window only (a server on this machine: the process
+     * --server-pid names, which the harness passes, or else the one listening on the server's
+     * port, found through /proc): the harness charges a run with all the server's CPU from the
+     * client's start to its end, set-up, warm-up and a JVM server's JIT compilation included.
      */
     static final class ServerCpu {
         static long listenerPid(String hostPort) {
@@ -218,10 +233,10 @@ public final class ZkLoad {
             return -1;
         }
 
-        /** User + system CPU seconds of pid (0 when unknown). */
+        /** User + system CPU seconds of pid (-1 when unknown). */
         static double seconds(long pid) {
             if (pid <= 0) {
-                return 0;
+                return -1;
             }
             try {
                 String stat = new String(java.nio.file.Files.readAllBytes(
@@ -229,7 +244,7 @@ public final class ZkLoad {
                 String[] f = stat.substring(stat.lastIndexOf(')') + 2).split(" ");
                 return (Long.parseLong(f[11]) + Long.parseLong(f[12])) / 100.0;
             } catch (Exception e) {
-                return 0;
+                return -1;
             }
         }
     }
