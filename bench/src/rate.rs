@@ -81,6 +81,11 @@ impl Budget {
         }
     }
 
+    /// True once a bounded budget has been taken in full.
+    pub fn spent(&self) -> bool {
+        self.left.load(Ordering::Relaxed) == 0
+    }
+
     /// Takes up to `n` operations; returns how many were granted (0 = budget spent).
     pub fn take(&self, n: u64) -> u64 {
         let mut cur = self.left.load(Ordering::Relaxed);
@@ -158,7 +163,12 @@ mod tests {
         assert_eq!(b.take(10), 10);
         assert_eq!(b.take(10), 5);
         assert_eq!(b.take(10), 0);
+        assert!(b.spent());
+        let exact = Budget::new(Some(20));
+        assert_eq!(exact.take(20), 20);
+        assert!(exact.spent());
         let unlimited = Budget::new(None);
+        assert!(!unlimited.spent());
         assert_eq!(unlimited.take(7), 7);
         assert_eq!(unlimited.take(7), 7);
     }

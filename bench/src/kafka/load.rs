@@ -781,8 +781,10 @@ fn consume_loop(
             out.last_data = got;
             if !e2e {
                 let granted = sh.budget.take(n_records);
-                if granted < n_records {
-                    n_records = granted;
+                n_records = granted;
+                // Stop every consumer once the records asked for were read, also when the
+                // last fetch took exactly what was left (else the others idle out).
+                if sh.budget.spent() {
                     sh.live.request_stop();
                 }
             }
