@@ -6,16 +6,20 @@
 //!    durability settings for every server (the workload's `fsync`); Apache Kafka 4.x and 3.9
 //!    run in KRaft combined mode (broker and controller in one JVM);
 //! 2. wait until it serves, let it settle, and read its idle RSS;
-//! 3. run Kiln's load generator (a child `load` process of this binary) on `client_core`, with
+//! 3. give the server an unmeasured warm-up pass of `server_warmup_s` seconds (default 10, 1 in
+//!    smoke mode) with Kiln's load generator, so a JVM server's JIT compilation is not charged to
+//!    the first measured client: for ZooKeeper the workload's own operations, for Kafka a
+//!    produce run to a topic of its own that is then consumed back;
+//! 4. run Kiln's load generator (a child `load` process of this binary) on `client_core`, with
 //!    the workload's warm-up, then the reference tool (Kafka's ProducerPerformance,
 //!    ConsumerPerformance, EndToEndLatency; for ZooKeeper the Java client program
 //!    `bench/reference/zk-java/ZkLoad.java`); around each run read the server's CPU time
 //!    (`/proc/<pid>/stat`) and sample its RSS;
-//! 4. stop the server.
+//! 5. stop the server.
 //!
 //! A workload with `rate_of_kafka_peak = F` first measures Apache Kafka's peak produce rate
-//! with its producer settings (a short as-fast-as-possible run, reported as its own row) and
-//! then runs every server at F times that rate.
+//! with its producer settings (a short as-fast-as-possible run on a server warmed as in 3,
+//! reported as its own row) and then runs every server at F times that rate.
 //!
 //! Then it writes `results.json`, `report.md` and SVG charts under the output directory.
 
@@ -739,6 +743,72 @@ const ZK_SHAPE_FLAGS: [(&str, &str); 5] = [
     ("keys", "--keys"),
 ];
 
+/// Seconds of unmeasured load a freshly started server gets before the measured clients
+/// (`server_warmup_s`, default 10 s, 1 s in smoke mode; 0 turns the pass off).
+pub(crate) fn server_warmup_s(cfg: &CompareConfig, w: &Workload) -> Result<f64> {
+    let s: f64 = w.num("server_warmup_s", if cfg.smoke { 1.0 } else { 10.0 })?;
+    if !s.is_finite() || s < 0.0 {
+        return Err(LoadError::Config(format!(
+            "{}: server_warmup_s must be a number of seconds >= 0",
+            w.name
+        )));
+    }
+    Ok(s)
+}
+
+/// The topic of a Kafka workload's server warm-up pass: none of the measured runs reads or
+/// writes it.
+fn warmup_topic(w: &Workload) -> String {
+    format!("{}-server-warmup", w.name)
+}
+
+/// The unmeasured server warm-up pass of a Kafka workload: Kiln's load generator produces for
+/// `secs` seconds with the workload's producer settings (and rate) to a topic of its own
+/// ([`warmup_topic`]), then consumes back everything it produced, so a JVM server has compiled
+/// its produce and fetch paths before the first measured client. The measured topics are not
+/// touched (the consume workload still reads exactly what it pre-produced). Returns the pass's
+/// wall time in seconds.
+fn kafka_server_warmup(
+    cfg: &CompareConfig,
+    w: &Workload,
+    addr: &str,
+    logs: &Path,
+    tag: &str,
+    secs: f64,
+    timeout: Duration,
+) -> Result<f64> {
+    let t0 = Instant::now();
+    let topic = warmup_topic(w);
+    let mut pass = w.clone();
+    pass.set("warmup_s", "0");
+    pass.set("duration_s", secs.to_string());
+    let json = logs.join(format!("{tag}-server-warmup-produce.json"));
+    let a = kafka_load_args(&pass, "produce", addr, &topic, &json, &[])?;
+    run_logged(
+        load_cmd(cfg, &a),
+        &logs.join(format!("{tag}-server-warmup-produce.log")),
+        timeout,
+    )?;
+    let n = read_result(&json)?.ops;
+    if n > 0 {
+        let json = logs.join(format!("{tag}-server-warmup-consume.json"));
+        let a = kafka_load_args(
+            &pass,
+            "consume",
+            addr,
+            &topic,
+            &json,
+            &["--records".into(), n.to_string()],
+        )?;
+        run_logged(
+            load_cmd(cfg, &a),
+            &logs.join(format!("{tag}-server-warmup-consume.log")),
+            timeout,
+        )?;
+    }
+    Ok(t0.elapsed().as_secs_f64())
+}
+
 /// Runs one workload against one server; returns the rows it measured and, when a run
 /// failed, the error (the rows measured before the failure are kept).
 fn run_one(
@@ -753,17 +823,24 @@ fn run_one(
         Err(e) => return (Vec::new(), Some(e)),
     };
     let mut rows = Vec::new();
-    let result = run_on(cfg, w, &mut server, logs, &mut rows);
+    let mut warmed_s = 0.0;
+    let result = run_on(cfg, w, &mut server, logs, &mut rows, &mut warmed_s);
     server.stop();
+    for r in &mut rows {
+        r.server_warmup_s = warmed_s;
+    }
     (rows, result.err())
 }
 
+/// Runs `w`'s clients on `server`; sets `warmed_s` to the wall time of the unmeasured server
+/// warm-up pass (0 when there was none).
 fn run_on(
     cfg: &CompareConfig,
     w: &Workload,
     server: &mut Server,
     logs: &Path,
     rows: &mut Vec<Row>,
+    warmed_s: &mut f64,
 ) -> Result<()> {
     std::thread::sleep(Duration::from_secs(if cfg.smoke { 1 } else { 3 }));
     let idle = rss_bytes(server.pid).unwrap_or(0);
@@ -801,8 +878,9 @@ fn run_on(
         // An unmeasured pass first, on every server alike: a JVM server just started spends its
         // first seconds compiling (about 9 s for ZooKeeper on the benchmark VM), and without this
         // pass the first measured client would be charged with that time and CPU.
-        let server_warmup: f64 = w.num("server_warmup_s", if cfg.smoke { 1.0 } else { 10.0 })?;
+        let server_warmup = server_warmup_s(cfg, w)?;
         if server_warmup > 0.0 {
+            let t0 = Instant::now();
             let pass = zk_args(
                 &logs.join(format!("{tag}-server-warmup.json")),
                 "0".into(),
@@ -810,6 +888,7 @@ fn run_on(
             );
             let log = logs.join(format!("{tag}-server-warmup.log"));
             run_logged(load_cmd(cfg, &pass), &log, timeout)?;
+            *warmed_s = t0.elapsed().as_secs_f64();
         }
         let a = zk_args(
             &json,
@@ -854,6 +933,12 @@ fn run_on(
             rows.push(row);
         }
         return Ok(());
+    }
+    // The same unmeasured pass for the Kafka servers (a JVM broker compiles its produce and
+    // fetch paths in its first seconds), on a topic no measured run uses.
+    let server_warmup = server_warmup_s(cfg, w)?;
+    if server_warmup > 0.0 {
+        *warmed_s = kafka_server_warmup(cfg, w, &server.addr, logs, &tag, server_warmup, timeout)?;
     }
     let kind = w.str_or("kind", "produce");
     let lib = if cfg.reference_tools {
@@ -1040,6 +1125,23 @@ fn pace_from_peak(cfg: &CompareConfig, w: &mut Workload, work: &Path, logs: &Pat
         std::thread::sleep(Duration::from_secs(if cfg.smoke { 1 } else { 3 }));
         let idle = rss_bytes(server.pid).unwrap_or(0);
         let tag = format!("{}-{name}-peak", w.name);
+        let timeout = Duration::from_secs(if cfg.smoke { 120 } else { 600 });
+        // The peak is a warm server's: the same unmeasured pass as before the measured runs
+        // (as fast as possible, like the probe).
+        let server_warmup = server_warmup_s(cfg, w)?;
+        let warmed_s = if server_warmup > 0.0 {
+            kafka_server_warmup(
+                cfg,
+                &probe,
+                &server.addr,
+                logs,
+                &tag,
+                server_warmup,
+                timeout,
+            )?
+        } else {
+            0.0
+        };
         let json = logs.join(format!("{tag}.json"));
         let a = kafka_load_args(
             &probe,
@@ -1049,12 +1151,11 @@ fn pace_from_peak(cfg: &CompareConfig, w: &mut Workload, work: &Path, logs: &Pat
             &json,
             &[],
         )?;
-        let timeout = Duration::from_secs(if cfg.smoke { 120 } else { 600 });
         let log = logs.join(format!("{tag}.log"));
         let (_, cpu, wall, peak) =
             measured(&server, || run_logged(load_cmd(cfg, &a), &log, timeout))?;
         let r = read_result(&json)?;
-        Ok(row_from(
+        let mut row = row_from(
             &probe,
             &server,
             "kiln-load (peak probe)",
@@ -1063,7 +1164,9 @@ fn pace_from_peak(cfg: &CompareConfig, w: &mut Workload, work: &Path, logs: &Pat
             wall,
             idle,
             peak,
-        ))
+        );
+        row.server_warmup_s = warmed_s;
+        Ok(row)
     })();
     server.stop();
     let mut row = result?;

@@ -77,6 +77,50 @@ fn cpu_cell(r: &Row) -> String {
     format!("{cpu:.2} {mark}")
 }
 
+/// What the report says about a workload's unmeasured server warm-up pass: how it loaded the
+/// server, for how long it was configured and how long it took on each server.
+fn warmup_text(cfg: &CompareConfig, workload: &str, rows: &[Row]) -> Option<String> {
+    let w = cfg.workloads.iter().find(|x| x.name == workload);
+    let mut took: Vec<String> = Vec::new();
+    for r in rows
+        .iter()
+        .filter(|r| r.workload == workload && r.server_warmup_s > 0.0)
+    {
+        let probe = r.client.contains("peak probe");
+        let t = format!(
+            "{}{} {:.1} s",
+            r.server,
+            if probe { " (peak probe)" } else { "" },
+            r.server_warmup_s
+        );
+        if !took.contains(&t) {
+            took.push(t);
+        }
+    }
+    let configured = w.and_then(|w| crate::compare::server_warmup_s(cfg, w).ok());
+    let zk = w.is_some_and(|w| w.get("system") == Some("zk"));
+    if took.is_empty() {
+        return (configured == Some(0.0)).then(|| {
+            "No server warm-up pass ran (`server_warmup_s = 0`): on a freshly started JVM server \
+             the first client's row includes the server's JIT warm-up."
+                .to_owned()
+        });
+    }
+    let how = if zk {
+        "the workload's own operations"
+    } else {
+        "produce with the workload's producer settings to a topic of its own, then consume \
+         everything produced back; the measured topics are untouched"
+    };
+    let secs = configured.map_or_else(String::new, |s| format!(" for {s} s"));
+    Some(format!(
+        "Server warm-up: every server got an unmeasured pass of Kiln's load generator{secs} \
+         after it started and before the measured clients ({how}), so a JVM server's JIT \
+         compilation is not charged to the first client. Wall time of the pass: {}.",
+        took.join(", ")
+    ))
+}
+
 fn label(r: &Row) -> String {
     format!("{} / {}", r.server, r.client)
 }
@@ -125,6 +169,9 @@ pub fn write(cfg: &CompareConfig, rows: &[Row], failures: &[String]) -> Result<(
             .map(|x| x.description.clone())
             .unwrap_or_default();
         let _ = writeln!(md, "## {w}\n\n{desc}\n");
+        if let Some(text) = warmup_text(cfg, w, rows) {
+            let _ = writeln!(md, "{text}\n");
+        }
         let _ = writeln!(
             md,
             "| server | client | throughput | MB/s | p50 | p90 | p99 | p99.9 | p99.99 | max | server CPU us/op | server cores | RSS idle MB | RSS load MB | note |"
@@ -334,7 +381,15 @@ mod tests {
     fn writes_markdown_json_and_charts() {
         let dir = tempfile::tempdir().unwrap();
         let cfg = CompareConfig {
-            workloads: Vec::new(),
+            workloads: vec![
+                crate::workload::Workload::parse(
+                    "w",
+                    Path::new("w.conf"),
+                    "# A test workload.\nsystem = kafka\n",
+                    true,
+                )
+                .unwrap(),
+            ],
             servers: vec!["kiln".into()],
             smoke: true,
             out_dir: dir.path().to_owned(),
@@ -367,8 +422,10 @@ mod tests {
         let mut kiln = row("kiln", 1000.0);
         kiln.server_cpu_us_per_op = 52.25;
         kiln.server_cpu_us_per_op_window = Some(41.5);
+        kiln.server_warmup_s = 1.04;
         let mut kafka = row("kafka-4", 500.0);
         kafka.server_cpu_us_per_op = 3.125;
+        kafka.server_warmup_s = 2.5;
         write(&cfg, &[kiln, kafka], &[]).unwrap();
         let md = std::fs::read_to_string(dir.path().join("report.md")).unwrap();
         assert!(md.contains("| kiln | kiln-load | 1,000 records/s"), "{md}");
@@ -380,6 +437,12 @@ mod tests {
             "{md}"
         );
         assert!(md.contains("marked `w`"), "{md}");
+        assert!(
+            md.contains("unmeasured pass of Kiln's load generator for 1 s")
+                && md.contains("topic of its own")
+                && md.contains("kiln 1.0 s, kafka-4 2.5 s"),
+            "{md}"
+        );
         let svg = std::fs::read_to_string(dir.path().join("w-throughput.svg")).unwrap();
         assert!(svg.contains("<svg"));
         assert!(dir.path().join("w-latency.svg").exists());
@@ -393,5 +456,42 @@ mod tests {
         assert_eq!(rows[0]["server_cpu_us_per_op"], 52.25);
         assert_eq!(rows[0]["server_cpu_us_per_op_window"], 41.5);
         assert!(rows[1]["server_cpu_us_per_op_window"].is_null());
+    }
+
+    #[test]
+    fn says_when_no_warmup_pass_ran() {
+        let zk = |text: &str| {
+            crate::workload::Workload::parse("z", Path::new("z.conf"), text, false).unwrap()
+        };
+        let mut cfg = CompareConfig {
+            workloads: vec![zk("system = zk\nserver_warmup_s = 0\n")],
+            servers: vec!["kiln".into()],
+            smoke: false,
+            out_dir: ".".into(),
+            kiln_bin: "kiln".into(),
+            load_bin: "kiln".into(),
+            root: ".".into(),
+            server_core: "0".into(),
+            client_core: "1".into(),
+            reference_tools: false,
+        };
+        let row = Row {
+            workload: "z".into(),
+            server: "zookeeper".into(),
+            ..Default::default()
+        };
+        let text = warmup_text(&cfg, "z", std::slice::from_ref(&row)).unwrap();
+        assert!(text.starts_with("No server warm-up pass ran"), "{text}");
+        cfg.workloads = vec![zk("system = zk\n")];
+        let warmed = Row {
+            server_warmup_s: 10.2,
+            ..row
+        };
+        let text = warmup_text(&cfg, "z", &[warmed]).unwrap();
+        assert!(
+            text.contains("for 10 s") && text.contains("the workload's own operations"),
+            "{text}"
+        );
+        assert!(text.contains("zookeeper 10.2 s"), "{text}");
     }
 }
