@@ -135,8 +135,15 @@ async fn append_pipelined(log: &SegmentedLog, batch: &[u8], n: u64, window: usiz
     }
 }
 
-/// Appends in flight in the pipelined benchmarks.
+/// Appends in flight in the pipelined benchmarks (`KILN_BENCH_WINDOW` overrides it in the
+/// report, for A/B runs of how much a producer keeps outstanding).
 const WINDOW: usize = 16;
+
+fn window() -> usize {
+    env_parse("KILN_BENCH_WINDOW")
+        .filter(|&w| w > 0)
+        .unwrap_or(WINDOW)
+}
 
 fn criterion_benches(c: &mut Criterion) {
     let runtime = rt::Runtime::new().unwrap();
@@ -388,7 +395,7 @@ fn report(smoke: bool) {
         let (bps, t_append) = runtime.block_on(async {
             let log = open(Durability::KAFKA_DEFAULT, &tmp).await;
             let t = Instant::now();
-            append_pipelined(&log, &batch, n, WINDOW).await;
+            append_pipelined(&log, &batch, n, window()).await;
             let t_append = t.elapsed();
             log.flush().await.unwrap();
             (
@@ -409,8 +416,9 @@ fn report(smoke: bool) {
             })
             .unwrap_or_default();
         println!(
-            "append {name} interval, {WINDOW} in flight: {:.1} MiB/s ({n} appends in {:.2} s, \
+            "append {name} interval, {} in flight: {:.1} MiB/s ({n} appends in {:.2} s, \
              then the final flush){ratio}",
+            window(),
             mib(bps),
             t_append.as_secs_f64()
         );
@@ -524,8 +532,9 @@ fn report(smoke: bool) {
     match &dev {
         Some(d) => {
             println!(
-                "64 KiB interval appends, {WINDOW} in flight / device sequential write = {:.2} \
+                "64 KiB interval appends, {} in flight / device sequential write = {:.2} \
                  (target >= 0.80)",
+                window(),
                 interval_64k / d.seq_write_bytes_per_s
             );
             println!(

@@ -198,6 +198,17 @@ impl<D: Disk> CommitGroup<D> {
         self.inner.sync_passes.get()
     }
 
+    /// Logs of this group still alive (a dropped log must not be kept open by the group's
+    /// tasks).
+    pub fn live_logs(&self) -> usize {
+        self.inner
+            .logs
+            .borrow()
+            .iter()
+            .filter(|w| w.strong_count() > 0)
+            .count()
+    }
+
     pub(crate) fn register(&self, log: &Rc<LogShared<D>>) {
         let mut logs = self.inner.logs.borrow_mut();
         logs.retain(|w| w.strong_count() > 0);
@@ -298,13 +309,14 @@ async fn syncer_loop<D: Disk>(g: Rc<GroupInner<D>>) {
     let _guard = TaskGuard(g.clone());
     loop {
         let now = g.disk.now_ms();
-        let logs: Vec<Rc<LogShared<D>>> =
-            g.logs.borrow().iter().filter_map(Weak::upgrade).collect();
         let mut work = Vec::new();
         let mut next_deadline: Option<i64> = None;
-        for log in &logs {
+        // Only logs with work stay referenced across the waits below: holding every log while
+        // idle kept a dropped log (and its open files) alive until the next wake-up, which then
+        // paid for closing it (evicting a deleted file's cached pages) inside someone's flush.
+        for log in g.logs.borrow().iter().filter_map(Weak::upgrade) {
             match log.sync_work(now) {
-                crate::log::SyncDecision::Sync(w) => work.push((log.clone(), w)),
+                crate::log::SyncDecision::Sync(w) => work.push((log, w)),
                 crate::log::SyncDecision::At(t) => {
                     next_deadline = Some(next_deadline.map_or(t, |d| d.min(t)));
                 }

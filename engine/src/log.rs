@@ -4092,6 +4092,21 @@ mod tests {
     }
 
     #[test]
+    fn a_dropped_log_is_not_kept_open_by_the_idle_syncer() {
+        run(async {
+            let (_disk, group, log) = sim_log(1_000, cfg(Durability::Durable)).await;
+            log.append(&rec(0, 1_000)).await.unwrap();
+            // The syncer has gone idle, waiting for the next request.
+            crate::rt::sleep(std::time::Duration::from_millis(1)).await;
+            assert_eq!(group.live_logs(), 1);
+            drop(log);
+            crate::rt::sleep(std::time::Duration::from_millis(1)).await;
+            // Closed now, not at the syncer's next wake-up (inside some other log's flush).
+            assert_eq!(group.live_logs(), 0);
+        });
+    }
+
+    #[test]
     fn close_completes_the_active_segments_indexes() {
         run(async {
             let mut c = cfg(Durability::KAFKA_DEFAULT);
