@@ -781,7 +781,7 @@ pub fn run(cfg: &ZkLoad) -> Result<RunResult> {
     let server = server_cpu::resolve(&cfg.server, cfg.server_pid)?;
     prepare(cfg)?;
     let result = if cfg.watchers > 0 {
-        run_watch(cfg)?
+        run_watch(cfg, server)?
     } else {
         run_mix(cfg, server)?
     };
@@ -918,7 +918,7 @@ fn fill_params(cfg: &ZkLoad, res: &mut RunResult) {
 }
 
 /// Watch fan-out: one writer, `cfg.watchers` watcher sessions.
-fn run_watch(cfg: &ZkLoad) -> Result<RunResult> {
+fn run_watch(cfg: &ZkLoad, server: Option<server_cpu::ServerPid>) -> Result<RunResult> {
     if cfg.rate <= 0.0 {
         return Err(LoadError::Config(
             "watch fan-out needs --rate (sets per second)".into(),
@@ -933,6 +933,7 @@ fn run_watch(cfg: &ZkLoad) -> Result<RunResult> {
     let writer = open_session(&cfg.server)?;
     let progress = spawn_progress(live.clone(), "notifications", cfg.quiet);
     let window = Window::new(cfg.warmup, cfg.duration);
+    let window_cpu = server_cpu::WindowCpu::start(server, window.measure_from, window.end);
     let schedule = Schedule::new(window.start, cfg.rate);
     let mut handles = Vec::new();
     for s in watchers {
@@ -1040,6 +1041,8 @@ fn run_watch(cfg: &ZkLoad) -> Result<RunResult> {
         }),
     );
     fill_params(cfg, &mut res);
+    // Per notification, like the run's throughput.
+    add_window_cpu(&mut res, window_cpu);
     if let Err(e) = cleanup(cfg, Vec::new()) {
         eprintln!("kiln load zk: cleanup: {e}");
     }
