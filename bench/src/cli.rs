@@ -127,6 +127,11 @@ pub struct KafkaOpts {
     /// Topic configs for creation, `key=value` (repeatable).
     #[arg(long = "topic-config")]
     pub topic_configs: Vec<String>,
+    /// The broker's process id on this machine: its CPU over the measured window of a produce
+    /// or e2e run is read from /proc/<pid>/stat (default: the process listening on the
+    /// bootstrap port, when visible).
+    #[arg(long)]
+    pub server_pid: Option<u32>,
     #[command(flatten)]
     pub common: CommonArgs,
 }
@@ -239,6 +244,7 @@ pub fn run_load(args: LoadArgs) -> ExitCode {
                 fetch_max_wait_ms: o.fetch_max_wait_ms,
                 topic_configs,
                 quiet: o.common.quiet,
+                server_pid: o.server_pid,
             };
             finish(crate::kafka::run(&cfg), o.common.json.as_ref())
         }

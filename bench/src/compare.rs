@@ -468,7 +468,7 @@ fn load_cmd(cfg: &CompareConfig, args: &[String]) -> Command {
 fn kafka_load_args(
     w: &Workload,
     mode: &str,
-    addr: &str,
+    server: &Server,
     topic: &str,
     json: &Path,
     extra: &[String],
@@ -477,7 +477,10 @@ fn kafka_load_args(
         "kafka".into(),
         mode.into(),
         "--bootstrap".into(),
-        addr.into(),
+        server.addr.clone(),
+        // The broker this harness started: its window CPU is read directly, no socket scan.
+        "--server-pid".into(),
+        server.pid.to_string(),
         "--topic".into(),
         topic.into(),
         "--json".into(),
@@ -771,7 +774,7 @@ fn warmup_topic(w: &Workload) -> String {
 fn kafka_server_warmup(
     cfg: &CompareConfig,
     w: &Workload,
-    addr: &str,
+    server: &Server,
     logs: &Path,
     tag: &str,
     secs: f64,
@@ -783,7 +786,7 @@ fn kafka_server_warmup(
     pass.set("warmup_s", "0");
     pass.set("duration_s", secs.to_string());
     let json = logs.join(format!("{tag}-server-warmup-produce.json"));
-    let a = kafka_load_args(&pass, "produce", addr, &topic, &json, &[])?;
+    let a = kafka_load_args(&pass, "produce", server, &topic, &json, &[])?;
     run_logged(
         load_cmd(cfg, &a),
         &logs.join(format!("{tag}-server-warmup-produce.log")),
@@ -795,7 +798,7 @@ fn kafka_server_warmup(
         let a = kafka_load_args(
             &pass,
             "consume",
-            addr,
+            server,
             &topic,
             &json,
             &["--records".into(), n.to_string()],
@@ -938,7 +941,7 @@ fn run_on(
     // fetch paths in its first seconds), on a topic no measured run uses.
     let server_warmup = server_warmup_s(cfg, w)?;
     if server_warmup > 0.0 {
-        *warmed_s = kafka_server_warmup(cfg, w, &server.addr, logs, &tag, server_warmup, timeout)?;
+        *warmed_s = kafka_server_warmup(cfg, w, server, logs, &tag, server_warmup, timeout)?;
     }
     let kind = w.str_or("kind", "produce");
     let lib = if cfg.reference_tools {
@@ -955,7 +958,7 @@ fn run_on(
     match kind.as_str() {
         "produce" | "e2e" => {
             let topic = format!("{}-kiln-load", w.name);
-            let a = kafka_load_args(w, &kind, &server.addr, &topic, &json, &[])?;
+            let a = kafka_load_args(w, &kind, server, &topic, &json, &[])?;
             let log = logs.join(format!("{tag}-kiln-load.log"));
             let (_, cpu, wall, peak) =
                 measured(server, || run_logged(load_cmd(cfg, &a), &log, timeout))?;
@@ -1035,7 +1038,7 @@ fn run_on(
             let n: u64 = w.num("records", 1_000_000)?;
             // Pre-fill with Kiln's load generator (not measured).
             let fill_json = logs.join(format!("{tag}-fill.json"));
-            let mut fill = kafka_load_args(w, "produce", &server.addr, &topic, &fill_json, &[])?;
+            let mut fill = kafka_load_args(w, "produce", server, &topic, &fill_json, &[])?;
             // Replace the duration with a record count.
             if let Some(i) = fill.iter().position(|s| s == "--duration") {
                 fill.drain(i..i + 2);
@@ -1051,7 +1054,7 @@ fn run_on(
             let a = kafka_load_args(
                 w,
                 "consume",
-                &server.addr,
+                server,
                 &topic,
                 &json,
                 &["--records".into(), n.to_string()],
@@ -1130,15 +1133,7 @@ fn pace_from_peak(cfg: &CompareConfig, w: &mut Workload, work: &Path, logs: &Pat
         // (as fast as possible, like the probe).
         let server_warmup = server_warmup_s(cfg, w)?;
         let warmed_s = if server_warmup > 0.0 {
-            kafka_server_warmup(
-                cfg,
-                &probe,
-                &server.addr,
-                logs,
-                &tag,
-                server_warmup,
-                timeout,
-            )?
+            kafka_server_warmup(cfg, &probe, &server, logs, &tag, server_warmup, timeout)?
         } else {
             0.0
         };
@@ -1146,7 +1141,7 @@ fn pace_from_peak(cfg: &CompareConfig, w: &mut Workload, work: &Path, logs: &Pat
         let a = kafka_load_args(
             &probe,
             "produce",
-            &server.addr,
+            &server,
             &format!("{}-peak", w.name),
             &json,
             &[],

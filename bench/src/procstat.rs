@@ -80,6 +80,150 @@ impl RssSampler {
     }
 }
 
+/// The server's CPU over the measured window only. `kiln bench compare` charges a client run
+/// with all the server CPU from the client's start to its end (set-up, warm-up and a JVM
+/// server's JIT compilation included); this samples `/proc/<pid>/stat` at the window's start
+/// and end, for a server on this machine: the process `--server-pid` names (the harness passes
+/// the pid of the server it started) or, without it, the one listening on the server's port.
+pub mod server_cpu {
+    use std::time::Instant;
+
+    use crate::error::{LoadError, Result};
+
+    /// Which process the window's CPU is read from, and how it was found.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct ServerPid {
+        pub pid: u32,
+        /// True when given (`--server-pid`), false when found by the listening socket.
+        pub given: bool,
+    }
+
+    /// The server process: `given` when set (an error when its `/proc/<pid>/stat` cannot be
+    /// read, so a wrong pid fails the run before it starts), else the process listening on
+    /// `addr`'s port (None when it is not visible, e.g. a remote server).
+    pub fn resolve(addr: &str, given: Option<u32>) -> Result<Option<ServerPid>> {
+        match given {
+            Some(pid) => {
+                crate::procstat::read_cpu_seconds(pid).map_err(|e| {
+                    LoadError::Config(format!("--server-pid {pid}: cannot read its CPU time: {e}"))
+                })?;
+                Ok(Some(ServerPid { pid, given: true }))
+            }
+            None => Ok(listener_pid(addr).map(|pid| ServerPid { pid, given: false })),
+        }
+    }
+
+    /// The pid of the process listening on `addr`'s TCP port on this machine, if visible.
+    pub fn listener_pid(addr: &str) -> Option<u32> {
+        let port: u16 = addr
+            .rsplit(':')
+            .next()?
+            .trim_end_matches(']')
+            .parse()
+            .ok()?;
+        let mut inodes = Vec::new();
+        for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+            let Ok(text) = std::fs::read_to_string(table) else {
+                continue;
+            };
+            for line in text.lines().skip(1) {
+                let f: Vec<&str> = line.split_whitespace().collect();
+                // local_address is "ADDR:PORT" in hex; st 0A = LISTEN; inode is field 10.
+                let local_port = f
+                    .get(1)
+                    .and_then(|a| a.rsplit(':').next())
+                    .and_then(|p| u16::from_str_radix(p, 16).ok());
+                if local_port == Some(port)
+                    && f.get(3) == Some(&"0A")
+                    && let Some(inode) = f.get(9).filter(|i| **i != "0")
+                {
+                    inodes.push(format!("socket:[{inode}]"));
+                }
+            }
+        }
+        if inodes.is_empty() {
+            return None;
+        }
+        for proc_entry in std::fs::read_dir("/proc").ok()?.flatten() {
+            let Some(pid) = proc_entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            let Ok(fds) = std::fs::read_dir(proc_entry.path().join("fd")) else {
+                continue;
+            };
+            for fd in fds.flatten() {
+                if let Ok(target) = std::fs::read_link(fd.path())
+                    && inodes.iter().any(|i| target.as_os_str() == i.as_str())
+                {
+                    return Some(pid);
+                }
+            }
+        }
+        None
+    }
+
+    /// Samples the server's CPU seconds at `from` and at `to` on a thread of its own.
+    pub struct WindowCpu {
+        server: ServerPid,
+        handle: std::thread::JoinHandle<Option<f64>>,
+    }
+
+    impl WindowCpu {
+        pub fn start(
+            server: Option<ServerPid>,
+            from: Instant,
+            to: Option<Instant>,
+        ) -> Option<Self> {
+            let server = server?;
+            let to = to?;
+            let pid = server.pid;
+            let handle = std::thread::spawn(move || {
+                crate::rate::wait_until(from);
+                let c0 = crate::procstat::cpu_seconds(pid)?;
+                crate::rate::wait_until(to);
+                let c1 = crate::procstat::cpu_seconds(pid)?;
+                Some(c1 - c0)
+            });
+            Some(Self { server, handle })
+        }
+
+        /// (server, CPU seconds in the window), once the window has ended.
+        pub fn finish(self) -> Option<(ServerPid, f64)> {
+            let cpu = self.handle.join().ok().flatten()?;
+            Some((self.server, cpu))
+        }
+    }
+}
+
+/// Adds the server's own CPU over the measured window to `res` (see [`server_cpu`]).
+pub fn add_window_cpu(res: &mut crate::stats::RunResult, sampled: Option<server_cpu::WindowCpu>) {
+    let Some((server, cpu)) = sampled.and_then(server_cpu::WindowCpu::finish) else {
+        return;
+    };
+    res.extra
+        .insert("server_pid".into(), serde_json::json!(server.pid));
+    res.extra.insert(
+        "server_pid_from".into(),
+        serde_json::json!(if server.given {
+            "--server-pid"
+        } else {
+            "listening socket"
+        }),
+    );
+    res.extra
+        .insert("server_cpu_s_window".into(), serde_json::json!(cpu));
+    if res.ops > 0 {
+        res.extra.insert(
+            "server_cpu_us_per_op_window".into(),
+            serde_json::json!(cpu * 1e6 / res.ops as f64),
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -18,6 +18,7 @@ use kiln_kafka_codec::{ApiKey, RequestBody, ResponseBody, frame};
 use super::batch::{BatchBuilder, Compression, batches, for_each_stamp};
 use super::client::{Client, TopicLayout, ensure_topic, list_offsets};
 use crate::error::{FastRng, LoadError, Result};
+use crate::procstat::{add_window_cpu, server_cpu};
 use crate::rate::{Budget, Schedule, Window, wait_until};
 use crate::stats::{Live, Percentiles, Recorder, RunResult, spawn_progress};
 
@@ -59,6 +60,9 @@ pub struct KafkaLoad {
     pub fetch_max_wait_ms: i32,
     pub topic_configs: Vec<(String, String)>,
     pub quiet: bool,
+    /// The broker's process id on this machine, for its CPU over the measured window of a
+    /// produce or e2e run (None: the process listening on the bootstrap port, when visible).
+    pub server_pid: Option<u32>,
 }
 
 /// How long a consumer waits for new records before it decides the topic is drained.
@@ -80,6 +84,8 @@ pub fn run(cfg: &KafkaLoad) -> Result<RunResult> {
     if cfg.duration.is_none() && cfg.records.is_none() {
         return Err(LoadError::Config("give --duration or --records".into()));
     }
+    // Checked first, so a wrong --server-pid fails the run before it creates anything.
+    let server = server_cpu::resolve(&cfg.bootstrap, cfg.server_pid)?;
     let layout = ensure_topic(
         &cfg.bootstrap,
         &cfg.topic,
@@ -87,9 +93,10 @@ pub fn run(cfg: &KafkaLoad) -> Result<RunResult> {
         &cfg.topic_configs,
     )?;
     let mut res = match cfg.mode {
-        Mode::Produce => run_produce(cfg, &layout)?,
+        Mode::Produce => run_produce(cfg, &layout, server)?,
+        // A consume run's window ends when the last data arrives, known only afterwards.
         Mode::Consume => run_consume(cfg, &layout)?,
-        Mode::E2e => run_e2e(cfg, &layout)?,
+        Mode::E2e => run_e2e(cfg, &layout, server)?,
     };
     res.params = serde_json::json!({
         "bootstrap": cfg.bootstrap, "topic": cfg.topic, "partitions": cfg.partitions,
@@ -566,8 +573,13 @@ fn shared(cfg: &KafkaLoad, budget: Option<u64>) -> Arc<Shared> {
     })
 }
 
-fn run_produce(cfg: &KafkaLoad, layout: &TopicLayout) -> Result<RunResult> {
+fn run_produce(
+    cfg: &KafkaLoad,
+    layout: &TopicLayout,
+    server: Option<server_cpu::ServerPid>,
+) -> Result<RunResult> {
     let sh = shared(cfg, cfg.records);
+    let window_cpu = server_cpu::WindowCpu::start(server, sh.window.measure_from, sh.window.end);
     let progress = spawn_progress(sh.live.clone(), "records", cfg.quiet);
     let handles = spawn_producers(&sh, layout);
     let total = handles.and_then(join_all);
@@ -582,6 +594,7 @@ fn run_produce(cfg: &KafkaLoad, layout: &TopicLayout) -> Result<RunResult> {
     } else {
         "intended send -> ack".into()
     };
+    add_window_cpu(&mut res, window_cpu);
     Ok(res)
 }
 
@@ -803,7 +816,11 @@ fn consume_loop(
     Ok(out)
 }
 
-fn run_e2e(cfg: &KafkaLoad, layout: &TopicLayout) -> Result<RunResult> {
+fn run_e2e(
+    cfg: &KafkaLoad,
+    layout: &TopicLayout,
+    server: Option<server_cpu::ServerPid>,
+) -> Result<RunResult> {
     if cfg.rate <= 0.0 {
         return Err(LoadError::Config(
             "e2e needs --rate (records per second)".into(),
@@ -811,6 +828,7 @@ fn run_e2e(cfg: &KafkaLoad, layout: &TopicLayout) -> Result<RunResult> {
     }
     // The producers' budget is the record count; consumers count into `live`.
     let sh = shared(cfg, cfg.records);
+    let window_cpu = server_cpu::WindowCpu::start(server, sh.window.measure_from, sh.window.end);
     let progress = spawn_progress(sh.live.clone(), "records", cfg.quiet);
     let consumers = spawn_consumers(&sh, layout, cfg.consumers.max(1), -1);
     let consumers = match consumers {
@@ -853,5 +871,7 @@ fn run_e2e(cfg: &KafkaLoad, layout: &TopicLayout) -> Result<RunResult> {
         "produce_ack_latency_us".into(),
         serde_json::json!({"p50": p.p50, "p99": p.p99, "p999": p.p999, "max": p.max}),
     );
+    // Per record received in the window, like the run's throughput.
+    add_window_cpu(&mut res, window_cpu);
     Ok(res)
 }
