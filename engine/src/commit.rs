@@ -20,7 +20,7 @@
 //!    each with one positional write (io_uring), then the new sparse index entries. When a write
 //!    completes, the log's *written* watermark advances: readers can see those offsets, and
 //!    `Interval` appends complete. Everything appended while a log's write was in flight goes out
-//!    next, as back-to-back writes of runs of at most 128 KiB, so pipelined appends become
+//!    next, as back-to-back writes of runs of at most 1 MiB, so pipelined appends become
 //!    sequential writes without a round trip each. Under `Interval`,
 //!    each 4 MiB written to a segment starts write-back of those bytes (no durability promise;
 //!    it keeps the device busy and the dirty page cache small, see `DiskFile::write_back`).

@@ -179,11 +179,12 @@ impl rt::buf::IoBuf for AlignedBuf {
 }
 
 /// Largest single write [`UringFile::write_all_at`] submits; a larger buffer is written as
-/// consecutive pieces. Buffered writes are copied into the page cache by the kernel, and on the
-/// machine Kiln is measured on (a KVM guest whose page cache is mostly full) a 1 MiB `pwrite`
-/// runs at a fraction of the speed of 64-128 KiB ones (page reclaim per call: `dd` to ext4 gave
-/// 35-41 MB/s with 1 MiB blocks, 150-300 MB/s with 64-128 KiB), so big coalesced appends are cut.
-pub const WRITE_PIECE_BYTES: usize = 128 << 10;
+/// consecutive pieces. Buffered writes to ext4 are handed by io_uring to a worker thread, and
+/// waking that worker for each write (an inter-processor interrupt, costly in a VM) dominated the
+/// shard's time with small pieces: 64 KiB appends with 16 in flight ran at 450-480 MiB/s with
+/// 128 KiB pieces and 1,270-1,600 MiB/s with 1 MiB ones, the page cache full or not
+/// (`bench/results/2026-11-28-engine-chunks.md`).
+pub const WRITE_PIECE_BYTES: usize = 1 << 20;
 
 /// The real disk: io_uring for data, direct system calls for rare metadata changes.
 #[derive(Clone, Copy, Debug, Default)]

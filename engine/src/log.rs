@@ -75,9 +75,9 @@ const SCAN_CHUNK_BYTES: usize = 1 << 20;
 /// Index entries of the active segment are written to its files in groups of this many.
 const INDEX_WRITE_ENTRIES: usize = 64;
 /// A run of pending bytes is closed at this size and a new one started: the writer then writes
-/// the runs back to back. Measured on the benchmark machine: coalescing 16 appends of 64 KiB into
-/// one 1 MiB run was several times slower than writing them as runs of at most this size.
-const CHUNK_BYTES_MAX: usize = 128 << 10;
+/// the runs back to back, one write each (see [`crate::disk::WRITE_PIECE_BYTES`] for why runs
+/// are this large).
+const CHUNK_BYTES_MAX: usize = 1 << 20;
 /// Most zeros [`LogConfig::zero_fill`] writes before one write (a bounded pause of the writer).
 pub const ZERO_FILL_STEP_BYTES: u64 = 1 << 20;
 /// Under `Durability::Interval`, write-back of a segment's written bytes is started every this
