@@ -8,7 +8,8 @@
 # Steps:
 #   1. fio: sequential O_DIRECT write, 1 MiB blocks (device bandwidth);
 #   2. fio: 4 KiB writes each followed by fdatasync (durable-write latency);
-#   3. `cargo bench -p kiln-engine --bench engine` with KILN_BENCH_REPORT=1: appends, group commit
+#   3. `cargo bench -p kiln-engine --bench engine` with KILN_BENCH_REPORT=1: appends (pipelined
+#      64 KiB first, next to the fio figure it is compared with), group commit
 #      and reads on the same directory, with ratios to (1) and (2).
 # The device figures are written to target/device.json.
 set -euo pipefail
@@ -49,3 +50,11 @@ PY
 
 KILN_BENCH_REPORT=1 KILN_DEVICE_JSON="$ROOT/target/device.json" KILN_BENCH_DIR="$BENCH_DIR" \
     cargo bench -q -p kiln-engine --bench engine
+
+# The device's speed drifts on a VM once a few GiB were written: measure it again after the
+# report so the drift is visible next to the ratios (they use the first measurement).
+fio --name=seqwrite --directory="$BENCH_DIR" --rw=write --bs=1M --size="$SIZE" --direct=1 \
+    --ioengine=libaio --iodepth=16 --runtime="$RUNTIME" --time_based=0 --end_fsync=1 \
+    --output-format=json --output=target/fio-seqwrite-after.json >/dev/null
+rm -f "$BENCH_DIR"/seqwrite.*
+python3 -c 'import json; print("fio again after the report: sequential O_DIRECT 1 MiB write %.1f MiB/s" % (json.load(open("target/fio-seqwrite-after.json"))["jobs"][0]["write"]["bw_bytes"] / 2**20))'
