@@ -287,6 +287,17 @@ fn device() -> Option<Device> {
     })
 }
 
+/// " = N% of device sequential write" when the device was measured, else nothing.
+fn device_share(dev: Option<&Device>, bytes_per_s: f64) -> String {
+    dev.map(|d| {
+        format!(
+            " = {:.0}% of device sequential write",
+            100.0 * bytes_per_s / d.seq_write_bytes_per_s
+        )
+    })
+    .unwrap_or_default()
+}
+
 fn pct(v: &mut [u64], p: f64) -> u64 {
     if v.is_empty() {
         return 0;
@@ -364,15 +375,7 @@ fn report(smoke: bool) {
         if name == "64KiB" {
             interval_64k = bps;
         }
-        let ratio = dev
-            .as_ref()
-            .map(|d| {
-                format!(
-                    " = {:.0}% of device sequential write",
-                    100.0 * bps / d.seq_write_bytes_per_s
-                )
-            })
-            .unwrap_or_default();
+        let ratio = device_share(dev.as_ref(), bps);
         println!(
             "append {name} interval, {} in flight: {:.1} MiB/s ({n} appends in {:.2} s, \
              then the final flush){ratio}",
@@ -410,15 +413,7 @@ fn report(smoke: bool) {
             if name == "64KiB" && dname == "interval" {
                 interval_64k_one = bps;
             }
-            let ratio = dev
-                .as_ref()
-                .map(|d| {
-                    format!(
-                        " = {:.0}% of device sequential write",
-                        100.0 * bps / d.seq_write_bytes_per_s
-                    )
-                })
-                .unwrap_or_default();
+            let ratio = device_share(dev.as_ref(), bps);
             println!(
                 "append {name} {dname}: {:.1} MiB/s ({n} appends incl. final flush){ratio}",
                 mib(bps)

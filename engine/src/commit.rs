@@ -200,7 +200,8 @@ impl<D: Disk> CommitGroup<D> {
 
     /// Logs of this group still alive (a dropped log must not be kept open by the group's
     /// tasks).
-    pub fn live_logs(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn live_logs(&self) -> usize {
         self.inner
             .logs
             .borrow()

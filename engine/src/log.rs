@@ -1626,8 +1626,9 @@ impl<D: Disk> LogShared<D> {
     }
 
     /// Reserves blocks `reserve_ahead_bytes` beyond `end` when the reservation falls short of it
-    /// (see [`LogConfig::reserve_ahead_bytes`]). Best effort: a file system without `fallocate`
-    /// is asked once per step and the write goes on regardless.
+    /// (see [`LogConfig::reserve_ahead_bytes`]), or writes zeros there with
+    /// [`LogConfig::zero_fill`]. Best effort: a file system without `fallocate` is asked once per
+    /// step and the write goes on regardless.
     fn reserve_ahead(&self, seg_base: u64, file: &D::File, end: u64) {
         if self.state.borrow().config.zero_fill {
             self.zero_fill_ahead(seg_base, file, end);
@@ -1657,19 +1658,13 @@ impl<D: Disk> LogShared<D> {
         if to <= from {
             return;
         }
-        match file.write_zeros(from, to - from) {
-            Ok(()) => {
-                seg.reserved_len = to;
-                // The file now ends at `to`: cut back to the last batch at roll and close.
-                seg.padded_len = seg.padded_len.max(to);
-            }
-            Err(e) => {
-                // Not asked again below this point: the writes simply extend the file.
-                seg.reserved_len = to;
-                seg.padded_len = seg.padded_len.max(to);
-                tracing::debug!(error = %e, "could not write zeros ahead of the writes");
-            }
+        if let Err(e) = file.write_zeros(from, to - from) {
+            // Not asked again below `to`: the writes there simply extend the file.
+            tracing::debug!(error = %e, "could not write zeros ahead of the writes");
         }
+        seg.reserved_len = to;
+        // The file may now end at `to`: cut back to the last batch at roll and close.
+        seg.padded_len = seg.padded_len.max(to);
     }
 
     /// [`LogShared::reserve_ahead`]; with `extend` (direct writes) the reservation also extends
