@@ -43,6 +43,12 @@ pub trait Disk: Clone + 'static {
     /// File names (not paths) directly under `dir`.
     fn list_dir(&self, dir: &Path) -> io::Result<Vec<String>>;
     fn remove_file(&self, path: &Path) -> io::Result<()>;
+    /// Removes the files at `paths`; a missing one is not an error. Unlinking the last name of a
+    /// file nobody has open frees its cached pages in the calling thread, hundreds of
+    /// milliseconds for a cached 1 GiB segment, so callers close the files first and the io_uring
+    /// disk unlinks on the blocking pool, never on the shard thread. Stops at the first failure
+    /// and names its path.
+    async fn remove_files(&self, paths: Vec<PathBuf>) -> Result<(), (PathBuf, io::Error)>;
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
     /// Opens a file like [`Disk::open`], plus a descriptor for [`DiskFile::write_direct_at`]
     /// (`O_DIRECT`). Fails where the file system refuses direct I/O (tmpfs and others answer
@@ -93,6 +99,21 @@ pub trait DiskFile: Clone + 'static {
     /// survives a crash of the process once this returns, and power loss only after
     /// [`DiskFile::sync_data`] (the device's cache and the file size).
     async fn write_direct_at(&self, buf: AlignedBuf, pos: u64) -> (io::Result<()>, AlignedBuf);
+}
+
+/// Removes each of `paths` with `remove`, skipping missing files; stops at the first failure.
+fn remove_each(
+    paths: &[PathBuf],
+    mut remove: impl FnMut(&Path) -> io::Result<()>,
+) -> Result<(), (PathBuf, io::Error)> {
+    for p in paths {
+        match remove(p) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err((p.clone(), e)),
+        }
+    }
+    Ok(())
 }
 
 /// Source of [`DiskFile::write_zeros`] (in the zero-initialized data section: no binary size).
@@ -240,6 +261,16 @@ impl Disk for UringDisk {
     }
     fn remove_file(&self, path: &Path) -> io::Result<()> {
         std::fs::remove_file(path)
+    }
+    async fn remove_files(&self, paths: Vec<PathBuf>) -> Result<(), (PathBuf, io::Error)> {
+        rt::spawn_blocking(move || remove_each(&paths, |p| std::fs::remove_file(p)))
+            .await
+            .unwrap_or_else(|_| {
+                Err((
+                    PathBuf::new(),
+                    io::Error::other("file removal task panicked"),
+                ))
+            })
     }
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
         std::fs::rename(from, to)
@@ -606,6 +637,9 @@ impl Disk for SimDisk {
             .filter(|p| p.parent() == Some(dir))
             .filter_map(|p| p.file_name().and_then(|n| n.to_str()).map(str::to_string))
             .collect())
+    }
+    async fn remove_files(&self, paths: Vec<PathBuf>) -> Result<(), (PathBuf, io::Error)> {
+        remove_each(&paths, |p| self.remove_file(p))
     }
     fn remove_file(&self, path: &Path) -> io::Result<()> {
         let mut st = self.state.borrow_mut();

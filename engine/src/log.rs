@@ -68,6 +68,8 @@ use crate::watermark::Watermark;
 
 /// Kafka's `log.start.offset` checkpoint file name inside a log directory.
 pub const LOG_START_CHECKPOINT: &str = "log-start-offset";
+/// The files of one segment, by extension.
+const SEGMENT_FILES: [&str; 3] = ["log", "index", "timeindex"];
 const INDEX_ENTRY: usize = 8;
 const TIME_ENTRY: usize = 12;
 /// Bytes read at a time while scanning a segment during recovery.
@@ -2595,7 +2597,7 @@ impl<D: Disk> SegmentedLog<D> {
 
     fn remove_segment_files(&self, base: u64) -> Result<(), LogError> {
         let st = self.shared.state.borrow();
-        for ext in ["log", "index", "timeindex"] {
+        for ext in SEGMENT_FILES {
             let p = st.path(base, ext);
             match self.shared.disk.remove_file(&p) {
                 Ok(()) => {}
@@ -2686,11 +2688,28 @@ impl<D: Disk> SegmentedLog<D> {
         if doomed.is_empty() {
             return Ok(());
         }
-        self.shared.state.borrow_mut().cache.drop_segments(doomed);
-        for b in doomed {
-            self.remove_segment_files(*b)?;
-            self.shared.state.borrow_mut().segments.remove(b);
-        }
+        // Close first, unlink after, off the shard thread: the unlink of a closed file is where
+        // the kernel frees its cached pages (see `Disk::remove_files`). A segment left on disk
+        // by a failure here lies below the checkpointed log start, and recovery removes it.
+        let paths = {
+            let mut st = self.shared.state.borrow_mut();
+            st.cache.drop_segments(doomed);
+            let mut paths = Vec::with_capacity(doomed.len() * SEGMENT_FILES.len());
+            for b in doomed {
+                st.segments.remove(b);
+                paths.extend(SEGMENT_FILES.map(|ext| st.path(*b, ext)));
+            }
+            paths
+        };
+        self.shared
+            .disk
+            .remove_files(paths)
+            .await
+            .map_err(|(path, source)| LogError::Io {
+                op: "remove",
+                path,
+                source,
+            })?;
         self.sync_dir().await
     }
 
@@ -2916,7 +2935,7 @@ async fn recover<D: Disk>(
     if let Some(start) = checkpoint {
         let keep_from = bases.iter().rposition(|&b| b <= start).unwrap_or(0);
         for &b in bases.iter().take(keep_from) {
-            for ext in ["log", "index", "timeindex"] {
+            for ext in SEGMENT_FILES {
                 let _ = disk.remove_file(&state.path(b, ext));
             }
         }
@@ -2930,7 +2949,7 @@ async fn recover<D: Disk>(
         if cut_rest || expected.is_some_and(|e| e != base) {
             // A hole before this segment: it cannot continue the log.
             tracing::warn!(dir = %dir.display(), base, "removing segment after a gap in the log");
-            for ext in ["log", "index", "timeindex"] {
+            for ext in SEGMENT_FILES {
                 let _ = disk.remove_file(&state.path(base, ext));
             }
             cut_rest = true;
