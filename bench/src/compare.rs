@@ -1201,6 +1201,11 @@ pub fn run(cfg: &CompareConfig) -> Result<(Vec<Row>, bool)> {
     std::fs::create_dir_all(&logs).map_err(LoadError::io("create logs dir"))?;
     let work = std::env::temp_dir().join(format!("kiln-bench-{}", std::process::id()));
     std::fs::create_dir_all(&work).map_err(LoadError::io("create work dir"))?;
+    // Read before the run loads the machine. A guest whose freed memory goes back to the
+    // hypervisor pays a host fault on every first touch of it, page cache included: say so
+    // before the figures it lowers.
+    let machine = crate::report::machine();
+    eprintln!("{}", crate::report::guest_memory());
     let mut rows = Vec::new();
     let mut failures = Vec::new();
     for w in &cfg.workloads {
@@ -1270,7 +1275,7 @@ pub fn run(cfg: &CompareConfig) -> Result<(Vec<Row>, bool)> {
         }
     }
     let _ = std::fs::remove_dir_all(&work);
-    crate::report::write(cfg, &rows, &failures)?;
+    crate::report::write(cfg, &machine, &rows, &failures)?;
     let mut f = std::io::stderr();
     let _ = writeln!(f, "report: {}", cfg.out_dir.join("report.md").display());
     Ok((rows, failures.is_empty()))

@@ -9,7 +9,9 @@ use plotters::prelude::*;
 use crate::compare::{CompareConfig, CpuBasis, Row};
 use crate::error::{LoadError, Result};
 
-fn machine() -> String {
+/// The machine description, read when a run starts (its load average is the machine's before
+/// the run loads it).
+pub(crate) fn machine() -> String {
     let cmd = |c: &str, args: &[&str]| {
         std::process::Command::new(c)
             .args(args)
@@ -40,9 +42,10 @@ fn machine() -> String {
         .and_then(|m| m.lines().next().map(str::to_owned))
         .unwrap_or_default();
     format!(
-        "{}\n{}\nkernel: {}\ndisk (/tmp): {}\nload average at start: {}",
+        "{}\n{}\n{}\nkernel: {}\ndisk (/tmp): {}\nload average at start: {}",
         cpu.join("\n"),
         mem,
+        guest_memory(),
         cmd("uname", &["-srm"]),
         cmd(
             "sh",
@@ -55,6 +58,44 @@ fn machine() -> String {
             .unwrap_or_default()
             .trim()
     )
+}
+
+/// Where the kernel reports free pages to a hypervisor (virtio balloon free page reporting).
+const PAGE_REPORTING_ORDER: &str = "/sys/module/page_reporting/parameters/page_reporting_order";
+
+/// The buddy allocator's largest block order on Linux x86-64 (`MAX_PAGE_ORDER`); a reporting
+/// order above it reports nothing.
+const MAX_PAGE_ORDER: u32 = 10;
+
+/// One line on the guest's free memory: whether freed memory goes back to the hypervisor, which
+/// makes every first touch of it (page cache included) fault on the host. Measured on the
+/// benchmark VM: 216-392 MB/s for a first touch of reported memory, 1.2 GB/s when it stayed
+/// backed (see `bench/vm-memory.sh`).
+pub(crate) fn guest_memory() -> String {
+    let free_kb = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines().find(|l| l.starts_with("MemFree:")).and_then(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .and_then(|v| v.parse::<u64>().ok())
+            })
+        })
+        .unwrap_or(0);
+    let reporting = match std::fs::read_to_string(PAGE_REPORTING_ORDER) {
+        Err(_) => "no free page reporting".to_owned(),
+        Ok(v) => match v.trim().parse::<u32>() {
+            Ok(order) if order > MAX_PAGE_ORDER => {
+                format!("free page reporting off (order {order})")
+            }
+            Ok(order) => format!(
+                "free page reporting ON (order {order}): freed memory returns to the host, \
+                 first touches fault there (bench/vm-memory.sh)"
+            ),
+            Err(_) => format!("free page reporting order {:?}", v.trim()),
+        },
+    };
+    format!("guest memory: MemFree {} MiB, {reporting}", free_kb / 1024)
 }
 
 /// How the report's CPU columns were measured.
@@ -126,13 +167,15 @@ fn label(r: &Row) -> String {
 }
 
 /// Writes everything under `cfg.out_dir`.
-pub fn write(cfg: &CompareConfig, rows: &[Row], failures: &[String]) -> Result<()> {
+pub fn write(cfg: &CompareConfig, machine: &str, rows: &[Row], failures: &[String]) -> Result<()> {
+    let loadavg = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let machine = format!("{machine}\nload average at end: {}", loadavg.trim());
     let dir = &cfg.out_dir;
     let json = serde_json::json!({
         "smoke": cfg.smoke,
         "server_core": cfg.server_core,
         "client_core": cfg.client_core,
-        "machine": machine(),
+        "machine": machine,
         "rows": rows,
         "failures": failures,
     });
@@ -158,7 +201,7 @@ pub fn write(cfg: &CompareConfig, rows: &[Row], failures: &[String]) -> Result<(
         cfg.server_core, cfg.client_core
     );
     let _ = writeln!(md, "{CPU_LEGEND}\n");
-    let _ = writeln!(md, "## Machine\n\n```\n{}\n```\n", machine());
+    let _ = writeln!(md, "## Machine\n\n```\n{machine}\n```\n");
     let mut workloads: Vec<&str> = rows.iter().map(|r| r.workload.as_str()).collect();
     workloads.dedup();
     for w in &workloads {
@@ -426,7 +469,7 @@ mod tests {
         let mut kafka = row("kafka-4", 500.0);
         kafka.server_cpu_us_per_op = 3.125;
         kafka.server_warmup_s = 2.5;
-        write(&cfg, &[kiln, kafka], &[]).unwrap();
+        write(&cfg, &machine(), &[kiln, kafka], &[]).unwrap();
         let md = std::fs::read_to_string(dir.path().join("report.md")).unwrap();
         assert!(md.contains("| kiln | kiln-load | 1,000 records/s"), "{md}");
         // The window figure when the client reported one, else the whole-run figure; marked.
