@@ -472,6 +472,11 @@ struct SimState {
     writebacks: u64,
     preallocated: u64,
     zero_filled: u64,
+    /// One entry per open (clones of a [`SimFile`] share it): which inode it refers to, alive
+    /// while any clone is.
+    handles: Vec<(u64, std::rc::Weak<()>)>,
+    /// Files [`Disk::remove_files`] unlinked while some handle still had them open.
+    unlinked_open: u64,
 }
 
 /// In-memory disk that loses un-synced data on [`SimDisk::crash`]. Single-threaded.
@@ -486,6 +491,9 @@ pub struct SimFile {
     state: Rc<RefCell<SimState>>,
     inode: u64,
     direct: bool,
+    /// Alive while this open (any clone of it) is: see `SimState::handles`. Never read; only
+    /// its reference count matters.
+    _handle: Rc<()>,
 }
 
 impl SimDisk {
@@ -531,6 +539,11 @@ impl SimDisk {
     /// Bytes written as zeros ahead of the writes so far ([`DiskFile::write_zeros`]).
     pub fn zero_filled_bytes(&self) -> u64 {
         self.state.borrow().zero_filled
+    }
+    /// Files that [`Disk::remove_files`] unlinked while a [`SimFile`] still had them open (on
+    /// a real disk, the last close of such a file frees its cached pages in the closing thread).
+    pub fn unlinked_while_open(&self) -> u64 {
+        self.state.borrow().unlinked_open
     }
     /// Current contents of a file, if it exists.
     pub fn contents(&self, path: &Path) -> Option<Vec<u8>> {
@@ -586,11 +599,15 @@ impl Disk for SimDisk {
 
     async fn open(&self, path: &Path, create: bool) -> io::Result<SimFile> {
         let mut st = self.state.borrow_mut();
+        st.handles.retain(|(_, h)| h.strong_count() > 0);
         if let Some(&inode) = st.entries.get(path) {
+            let handle = Rc::new(());
+            st.handles.push((inode, Rc::downgrade(&handle)));
             return Ok(SimFile {
                 state: self.state.clone(),
                 inode,
                 direct: false,
+                _handle: handle,
             });
         }
         if !create {
@@ -604,10 +621,13 @@ impl Disk for SimDisk {
         let inode = st.next_inode;
         st.inodes.insert(inode, Inode::default());
         st.entries.insert(path.to_path_buf(), inode);
+        let handle = Rc::new(());
+        st.handles.push((inode, Rc::downgrade(&handle)));
         Ok(SimFile {
             state: self.state.clone(),
             inode,
             direct: false,
+            _handle: handle,
         })
     }
     async fn open_direct(&self, path: &Path, create: bool) -> io::Result<SimFile> {
@@ -639,7 +659,19 @@ impl Disk for SimDisk {
             .collect())
     }
     async fn remove_files(&self, paths: Vec<PathBuf>) -> Result<(), (PathBuf, io::Error)> {
-        remove_each(&paths, |p| self.remove_file(p))
+        remove_each(&paths, |p| {
+            let mut st = self.state.borrow_mut();
+            if let Some(&inode) = st.entries.get(p)
+                && st
+                    .handles
+                    .iter()
+                    .any(|(i, h)| *i == inode && h.strong_count() > 0)
+            {
+                st.unlinked_open += 1;
+            }
+            drop(st);
+            self.remove_file(p)
+        })
     }
     fn remove_file(&self, path: &Path) -> io::Result<()> {
         let mut st = self.state.borrow_mut();

@@ -3683,6 +3683,34 @@ mod tests {
     }
 
     #[test]
+    fn deleted_segments_are_closed_before_they_are_unlinked() {
+        // The last close of an unlinked file frees its cached pages in the closing thread: the
+        // shard closes deleted segments first, so the unlink (on the blocking pool) is last.
+        run(async {
+            let mut c = cfg(Durability::Durable);
+            c.retention_ms = Some(5_000);
+            let (disk, _group, log) = sim_log(10_000, c).await;
+            for i in 0..40 {
+                log.append(&rec(i, 10_000 + i as i64 * 100)).await.unwrap();
+            }
+            // Reads leave nothing open behind them either.
+            assert_eq!(read_all(&log).await.len(), 40);
+            let segs = log.segment_bases();
+            assert!(segs.len() >= 4, "{segs:?}");
+            disk.set_now_ms(10_000 + 100 * (segs[2] as i64 - 1) + 5_001);
+            let out = log.apply_retention().await.unwrap();
+            assert_eq!(out.deleted_segments, segs[..2].to_vec());
+            let out = log.delete_records(segs[3]).await.unwrap();
+            assert_eq!(out.deleted_segments, vec![segs[2]]);
+            for b in &segs[..3] {
+                let p = log.dir().join(format!("{b:020}.log"));
+                assert!(disk.contents(&p).is_none(), "{} still exists", p.display());
+            }
+            assert_eq!(disk.unlinked_while_open(), 0);
+        });
+    }
+
+    #[test]
     fn bytes_written_before_an_exclusive_operation_still_become_durable() {
         // A write completes just before a truncation, retention or delete_records pass takes the
         // log, and the syncer's pass runs while the log is exclusive (it skips busy logs). Nothing
