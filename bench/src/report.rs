@@ -69,7 +69,7 @@ const MAX_PAGE_ORDER: u32 = 10;
 
 /// One line on the guest's free memory: whether freed memory goes back to the hypervisor, which
 /// makes every first touch of it (page cache included) fault on the host. Measured on the
-/// benchmark VM: 216-392 MB/s for a first touch of reported memory, 1.2 GB/s when it stayed
+/// benchmark VM: 216-457 MB/s for a first touch of reported memory, 1.2-1.6 GB/s when it stayed
 /// backed (see `bench/vm-memory.sh`).
 pub(crate) fn guest_memory() -> String {
     let free_kb = std::fs::read_to_string("/proc/meminfo")

@@ -263,14 +263,10 @@ impl Disk for UringDisk {
         std::fs::remove_file(path)
     }
     async fn remove_files(&self, paths: Vec<PathBuf>) -> Result<(), (PathBuf, io::Error)> {
+        let first = paths.first().cloned().unwrap_or_default();
         rt::spawn_blocking(move || remove_each(&paths, |p| std::fs::remove_file(p)))
             .await
-            .unwrap_or_else(|_| {
-                Err((
-                    PathBuf::new(),
-                    io::Error::other("file removal task panicked"),
-                ))
-            })
+            .unwrap_or_else(|_| Err((first, io::Error::other("file removal task panicked"))))
     }
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
         std::fs::rename(from, to)
