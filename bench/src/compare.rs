@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{FastRng, LoadError, Result};
-use crate::procstat::{RssSampler, cpu_seconds, rss_bytes};
+use crate::procstat::{RssSampler, children_cpu_seconds, cpu_seconds, rss_bytes};
 use crate::stats::{Percentiles, RunResult};
 use crate::workload::Workload;
 
@@ -57,6 +57,9 @@ pub struct Row {
     pub server_cpu_us_per_op_window: Option<f64>,
     /// Server CPU use during the whole client run, in cores.
     pub server_cpu_cores: f64,
+    /// The client process's CPU use during its whole run, in cores (`None`: not measured).
+    #[serde(default)]
+    pub client_cpu_cores: Option<f64>,
     /// Seconds of unmeasured warm-up load the server got after it started, before any measured
     /// client ran (0: none).
     #[serde(default)]
@@ -412,16 +415,45 @@ fn start_server(cfg: &CompareConfig, name: &str, w: &Workload, work: &Path) -> R
     Ok(s)
 }
 
-/// Runs `cmd` (already pinned), measuring the server around it.
-fn measured<T>(server: &Server, run: impl FnOnce() -> Result<T>) -> Result<(T, f64, f64, u64)> {
+/// What the harness measured around one client process.
+#[derive(Debug, Clone, Copy)]
+struct Span {
+    /// Server CPU seconds.
+    cpu: f64,
+    /// Wall seconds.
+    wall: f64,
+    /// Peak server RSS, bytes.
+    peak: u64,
+    /// CPU seconds of the client process (and any children it waited for), from the harness's
+    /// reaped-children times; `None` when they could not be read.
+    client_cpu: Option<f64>,
+}
+
+/// Runs `cmd` (already pinned), measuring the server and the client around it. The client's
+/// CPU is the growth of this process's reaped-children CPU time: the client is the only child
+/// reaped meanwhile (servers are reaped when they stop, outside any measured span).
+fn measured<T>(server: &Server, run: impl FnOnce() -> Result<T>) -> Result<(T, Span)> {
     let cpu0 = cpu_seconds(server.pid).unwrap_or(0.0);
+    let children0 = children_cpu_seconds();
     let sampler = RssSampler::start(server.pid);
     let t0 = Instant::now();
     let out = run();
     let wall = t0.elapsed().as_secs_f64();
     let peak = sampler.finish();
     let cpu = cpu_seconds(server.pid).unwrap_or(0.0) - cpu0;
-    Ok((out?, cpu, wall, peak))
+    let client_cpu = match (children0, children_cpu_seconds()) {
+        (Some(a), Some(b)) if b >= a => Some(b - a),
+        _ => None,
+    };
+    Ok((
+        out?,
+        Span {
+            cpu,
+            wall,
+            peak,
+            client_cpu,
+        },
+    ))
 }
 
 fn run_logged(mut cmd: Command, log: &Path, timeout: Duration) -> Result<String> {
@@ -529,12 +561,16 @@ fn row_from(
     server: &Server,
     client: &str,
     r: &RunResult,
-    cpu: f64,
-    wall: f64,
+    span: &Span,
     idle: u64,
-    peak: u64,
 ) -> Row {
     let ops = r.ops.max(1) as f64;
+    let Span {
+        cpu,
+        wall,
+        peak,
+        client_cpu,
+    } = *span;
     Row {
         workload: w.name.clone(),
         server: server.name.clone(),
@@ -547,6 +583,7 @@ fn row_from(
         server_cpu_us_per_op: cpu * 1e6 / ops,
         server_cpu_us_per_op_window: window_cpu_us_per_op(r),
         server_cpu_cores: cpu / wall.max(1e-9),
+        client_cpu_cores: client_cpu.map(|c| c / wall.max(1e-9)),
         server_warmup_s: 0.0,
         rss_idle_mb: idle as f64 / 1e6,
         rss_load_mb: peak as f64 / 1e6,
@@ -899,10 +936,9 @@ fn run_on(
             w.str_or("duration_s", "10"),
         );
         let log = logs.join(format!("{tag}-kiln-load.log"));
-        let (_, cpu, wall, peak) =
-            measured(server, || run_logged(load_cmd(cfg, &a), &log, timeout))?;
+        let (_, span) = measured(server, || run_logged(load_cmd(cfg, &a), &log, timeout))?;
         let r = read_result(&json)?;
-        rows.push(row_from(w, server, "kiln-load", &r, cpu, wall, idle, peak));
+        rows.push(row_from(w, server, "kiln-load", &r, &span, idle));
         // The Java ZooKeeper client (async API), for the request/response workloads.
         if cfg.reference_tools && w.get("watchers").is_none() && w.str_or("java_client", "1") != "0"
         {
@@ -921,13 +957,13 @@ fn run_on(
                 }
             }
             let log = logs.join(format!("{tag}-zk-java.log"));
-            let (out, cpu, wall, peak) = measured(server, || run_logged(c, &log, timeout))?;
+            let (out, span) = measured(server, || run_logged(c, &log, timeout))?;
             let r = parse_zk_java(&out).ok_or_else(|| {
                 LoadError::Protocol(format!("cannot parse ZkLoad output in {}", log.display()))
             })?;
             // The report shows ZkLoad's measured-window server CPU; results.json also keeps the
             // harness's whole-run figure (set-up and warm-up included).
-            let mut row = row_from(w, server, "zookeeper-java", &r, cpu, wall, idle, peak);
+            let mut row = row_from(w, server, "zookeeper-java", &r, &span, idle);
             row.note = format!(
                 "closed loop per in-flight slot, latency from send{}{}",
                 if row.note.is_empty() { "" } else { "; " },
@@ -960,10 +996,9 @@ fn run_on(
             let topic = format!("{}-kiln-load", w.name);
             let a = kafka_load_args(w, &kind, server, &topic, &json, &[])?;
             let log = logs.join(format!("{tag}-kiln-load.log"));
-            let (_, cpu, wall, peak) =
-                measured(server, || run_logged(load_cmd(cfg, &a), &log, timeout))?;
+            let (_, span) = measured(server, || run_logged(load_cmd(cfg, &a), &log, timeout))?;
             let r = read_result(&json)?;
-            let mut row = row_from(w, server, "kiln-load", &r, cpu, wall, idle, peak);
+            let mut row = row_from(w, server, "kiln-load", &r, &span, idle);
             if let Some(n) = w.get("rate_note") {
                 row.note = if row.note.is_empty() {
                     n.to_owned()
@@ -1013,7 +1048,7 @@ fn run_on(
                         .arg(w.str_or("record_size", "100"));
                     (c, "EndToEndLatency")
                 };
-                let (out, cpu, wall, peak) = measured(server, || run_logged(cmd, &log, timeout))?;
+                let (out, span) = measured(server, || run_logged(cmd, &log, timeout))?;
                 let r = if kind == "produce" {
                     parse_producer_performance(&out)
                 } else {
@@ -1025,9 +1060,9 @@ fn run_on(
                         log.display()
                     ))
                 })?;
-                let mut row = row_from(w, server, client, &r, cpu, wall, idle, peak);
+                let mut row = row_from(w, server, client, &r, &span, idle);
                 if kind == "e2e" {
-                    row.throughput_ops = n as f64 / wall.max(1e-9);
+                    row.throughput_ops = n as f64 / span.wall.max(1e-9);
                     row.note = "closed loop: one record in flight".into();
                 }
                 rows.push(row);
@@ -1060,23 +1095,22 @@ fn run_on(
                 &["--records".into(), n.to_string()],
             )?;
             let log = logs.join(format!("{tag}-kiln-load.log"));
-            let (_, cpu, wall, peak) =
-                measured(server, || run_logged(load_cmd(cfg, &a), &log, timeout))?;
+            let (_, span) = measured(server, || run_logged(load_cmd(cfg, &a), &log, timeout))?;
             let r = read_result(&json)?;
-            rows.push(row_from(w, server, "kiln-load", &r, cpu, wall, idle, peak));
+            rows.push(row_from(w, server, "kiln-load", &r, &span, idle));
             if let Some(lib) = lib {
                 let log = logs.join(format!("{tag}-kafka-tool.log"));
                 let mut c = java_tool(cfg, &lib, "org.apache.kafka.tools.ConsumerPerformance");
                 c.args(["--bootstrap-server", &server.addr, "--topic", &topic])
                     .args(["--messages", &n.to_string(), "--timeout", "60000"]);
-                let (out, cpu, wall, peak) = measured(server, || run_logged(c, &log, timeout))?;
+                let (out, span) = measured(server, || run_logged(c, &log, timeout))?;
                 let r = parse_consumer_performance(&out).ok_or_else(|| {
                     LoadError::Protocol(format!(
                         "cannot parse ConsumerPerformance output in {}",
                         log.display()
                     ))
                 })?;
-                let mut row = row_from(w, server, "ConsumerPerformance", &r, cpu, wall, idle, peak);
+                let mut row = row_from(w, server, "ConsumerPerformance", &r, &span, idle);
                 row.note = "fetch.nMsg.sec (group join excluded)".into();
                 if r.ops < n {
                     row.ok = false;
@@ -1147,19 +1181,9 @@ fn pace_from_peak(cfg: &CompareConfig, w: &mut Workload, work: &Path, logs: &Pat
             &[],
         )?;
         let log = logs.join(format!("{tag}.log"));
-        let (_, cpu, wall, peak) =
-            measured(&server, || run_logged(load_cmd(cfg, &a), &log, timeout))?;
+        let (_, span) = measured(&server, || run_logged(load_cmd(cfg, &a), &log, timeout))?;
         let r = read_result(&json)?;
-        let mut row = row_from(
-            &probe,
-            &server,
-            "kiln-load (peak probe)",
-            &r,
-            cpu,
-            wall,
-            idle,
-            peak,
-        );
+        let mut row = row_from(&probe, &server, "kiln-load (peak probe)", &r, &span, idle);
         row.server_warmup_s = warmed_s;
         Ok(row)
     })();

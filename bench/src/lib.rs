@@ -19,5 +19,6 @@ pub mod procstat;
 pub mod rate;
 pub mod report;
 pub mod stats;
+pub mod targets;
 pub mod workload;
 pub mod zk;

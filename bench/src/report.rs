@@ -106,7 +106,8 @@ const CPU_LEGEND: &str = "Server CPU us/op is the server's user+system time per 
      the client process (its connection set-up and warm-up included); the harness uses it when the \
      client did not report a window figure. `results.json` keeps both \
      (`server_cpu_us_per_op_window`, `server_cpu_us_per_op`). Server cores is CPU time over the \
-     whole client run divided by its wall time.";
+     whole client run divided by its wall time; client cores the same for the client process (the \
+     harness's reaped-children CPU time across it; its JVM start-up included for Java tools).";
 
 /// The CPU column's text: the figure and which span it covers (see [`CPU_LEGEND`]).
 fn cpu_cell(r: &Row) -> String {
@@ -171,11 +172,13 @@ pub fn write(cfg: &CompareConfig, machine: &str, rows: &[Row], failures: &[Strin
     let loadavg = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     let machine = format!("{machine}\nload average at end: {}", loadavg.trim());
     let dir = &cfg.out_dir;
+    let checks = crate::targets::check(&cfg.workloads, rows);
     let json = serde_json::json!({
         "smoke": cfg.smoke,
         "server_core": cfg.server_core,
         "client_core": cfg.client_core,
         "machine": machine,
+        "targets": checks,
         "rows": rows,
         "failures": failures,
     });
@@ -202,6 +205,7 @@ pub fn write(cfg: &CompareConfig, machine: &str, rows: &[Row], failures: &[Strin
     );
     let _ = writeln!(md, "{CPU_LEGEND}\n");
     let _ = writeln!(md, "## Machine\n\n```\n{machine}\n```\n");
+    md.push_str(&crate::targets::markdown(&checks));
     let mut workloads: Vec<&str> = rows.iter().map(|r| r.workload.as_str()).collect();
     workloads.dedup();
     for w in &workloads {
@@ -217,11 +221,11 @@ pub fn write(cfg: &CompareConfig, machine: &str, rows: &[Row], failures: &[Strin
         }
         let _ = writeln!(
             md,
-            "| server | client | throughput | MB/s | p50 | p90 | p99 | p99.9 | p99.99 | max | server CPU us/op | server cores | RSS idle MB | RSS load MB | note |"
+            "| server | client | throughput | MB/s | p50 | p90 | p99 | p99.9 | p99.99 | max | server CPU us/op | server cores | client cores | RSS idle MB | RSS load MB | note |"
         );
         let _ = writeln!(
             md,
-            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
         );
         for r in rows.iter().filter(|r| r.workload == *w) {
             let l = &r.latency_us;
@@ -234,7 +238,7 @@ pub fn write(cfg: &CompareConfig, machine: &str, rows: &[Row], failures: &[Strin
             };
             let _ = writeln!(
                 md,
-                "| {} | {} | {} {}/s | {:.1} | {} | {} | {} | {} | {} | {} | {} | {:.2} | {:.0} | {:.0} | {} |",
+                "| {} | {} | {} {}/s | {:.1} | {} | {} | {} | {} | {} | {} | {} | {:.2} | {} | {:.0} | {:.0} | {} |",
                 r.server,
                 r.client,
                 crate::stats::format_count(r.throughput_ops),
@@ -248,6 +252,8 @@ pub fn write(cfg: &CompareConfig, machine: &str, rows: &[Row], failures: &[Strin
                 f(l.max),
                 cpu_cell(r),
                 r.server_cpu_cores,
+                r.client_cpu_cores
+                    .map_or_else(|| "-".to_owned(), |c| format!("{c:.2}")),
                 r.rss_idle_mb,
                 r.rss_load_mb,
                 if r.ok {
