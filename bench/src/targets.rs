@@ -40,10 +40,12 @@ impl Check {
         if self.met {
             String::new()
         } else if self.at_least {
-            format!(
-                "{:.0}% short",
-                (1.0 - self.measured / self.target.max(f64::MIN_POSITIVE)) * 100.0
-            )
+            let short = (1.0 - self.measured / self.target.max(f64::MIN_POSITIVE)) * 100.0;
+            if short < 1.0 {
+                format!("{short:.1}% short")
+            } else {
+                format!("{short:.0}% short")
+            }
         } else {
             format!(
                 "{:.1}x over",
@@ -309,6 +311,12 @@ mod tests {
         let r = find("ProducerPerformance", "throughput ratio");
         assert!(!r.met);
         assert_eq!(r.by(), "60% short");
+        let close = Check {
+            measured: 1.992,
+            target: 2.0,
+            ..r.clone()
+        };
+        assert_eq!(close.by(), "0.4% short");
         assert!(
             r.limit.starts_with("client: the client used 0.97"),
             "{}",
