@@ -24,15 +24,21 @@ pub fn read_cpu_seconds(pid: u32) -> Result<f64> {
         .ok_or_else(|| LoadError::Protocol(format!("{path}: no utime/stime fields")))
 }
 
-/// utime + stime of a `/proc/<pid>/stat` line, in seconds.
-fn parse_stat_cpu_seconds(text: &str) -> Option<f64> {
-    // Fields after the command name, which is in parentheses and may contain spaces.
+/// The sum of two tick counts of a `/proc/<pid>/stat` line, in seconds; `first` is the
+/// field's 1-based number in the whole line (`man 5 proc`), and `first + 1` is the second.
+fn stat_tick_pair_seconds(text: &str, first: usize) -> Option<f64> {
+    // Fields after the command name, which is in parentheses and may contain spaces; the name
+    // is field 2, so field n of the line is index n - 3 after it.
     let rest = text.get(text.rfind(')')? + 2..)?;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // utime and stime are fields 14 and 15 of the whole line: 12 and 13 after the name.
-    let utime: f64 = fields.get(11)?.parse().ok()?;
-    let stime: f64 = fields.get(12)?.parse().ok()?;
-    Some((utime + stime) / TICKS_PER_S)
+    let mut fields = rest.split_whitespace().skip(first.checked_sub(3)?);
+    let a: f64 = fields.next()?.parse().ok()?;
+    let b: f64 = fields.next()?.parse().ok()?;
+    Some((a + b) / TICKS_PER_S)
+}
+
+/// utime + stime (fields 14 and 15) of a `/proc/<pid>/stat` line, in seconds.
+fn parse_stat_cpu_seconds(text: &str) -> Option<f64> {
+    stat_tick_pair_seconds(text, 14)
 }
 
 /// User + system CPU seconds of this process's children that it has waited for (cutime +
@@ -42,14 +48,9 @@ pub fn children_cpu_seconds() -> Option<f64> {
     parse_stat_children_cpu_seconds(&text)
 }
 
-/// cutime + cstime of a `/proc/<pid>/stat` line, in seconds.
+/// cutime + cstime (fields 16 and 17) of a `/proc/<pid>/stat` line, in seconds.
 fn parse_stat_children_cpu_seconds(text: &str) -> Option<f64> {
-    let rest = text.get(text.rfind(')')? + 2..)?;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // cutime and cstime are fields 16 and 17 of the whole line: 14 and 15 after the name.
-    let cutime: f64 = fields.get(13)?.parse().ok()?;
-    let cstime: f64 = fields.get(14)?.parse().ok()?;
-    Some((cutime + cstime) / TICKS_PER_S)
+    stat_tick_pair_seconds(text, 16)
 }
 
 /// Resident set size of `pid` in bytes.
