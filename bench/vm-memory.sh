@@ -14,6 +14,13 @@
 #   bash bench/vm-memory.sh            stop reporting, back the free memory
 #   bash bench/vm-memory.sh --restore  report again (order 9, the kernel's default)
 set -euo pipefail
+case "${1:-}" in
+    "" | --restore) ;;
+    *)
+        echo "vm-memory: unknown argument '$1' (usage: bash bench/vm-memory.sh [--restore])" >&2
+        exit 2
+        ;;
+esac
 P=/sys/module/page_reporting/parameters/page_reporting_order
 if [ ! -e "$P" ]; then
     echo "vm-memory: no free page reporting on this kernel ($P): nothing to do"
@@ -28,9 +35,17 @@ if [ "${1:-}" = "--restore" ]; then
     echo "vm-memory: free page reporting order $(cat "$P")"
     exit 0
 fi
+# The touch goes through a shared-memory file: no more than /dev/shm can hold.
+shm_mb=$(df -Pm /dev/shm 2>/dev/null | awk 'NR == 2 {print $4}')
+if [ -z "$shm_mb" ]; then
+    echo "vm-memory: /dev/shm is not available to touch the free memory through" >&2
+    exit 1
+fi
 echo 11 > "$P"
 free_mb=$(( $(awk '/^MemFree:/ {print $2}' /proc/meminfo) / 1024 ))
 touch_mb=$(( free_mb > 1024 ? free_mb - 1024 : 0 ))
+touch_mb=$(( touch_mb < shm_mb - 64 ? touch_mb : shm_mb - 64 ))
+touch_mb=$(( touch_mb > 0 ? touch_mb : 0 ))
 shm=/dev/shm/kiln-vm-memory.$$
 trap 'rm -f "$shm"' EXIT
 start=$(date +%s.%N)

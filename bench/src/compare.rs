@@ -1219,6 +1219,8 @@ fn pace_from_peak(cfg: &CompareConfig, w: &mut Workload, work: &Path, logs: &Pat
 
 /// Runs everything and writes the report; returns the rows and whether every run worked.
 pub fn run(cfg: &CompareConfig) -> Result<(Vec<Row>, bool)> {
+    // A mistyped target fails now, not after the whole run.
+    crate::targets::validate(&cfg.workloads)?;
     std::fs::create_dir_all(&cfg.out_dir)
         .map_err(LoadError::io(format!("create {}", cfg.out_dir.display())))?;
     let logs = cfg.out_dir.join("logs");
@@ -1229,7 +1231,9 @@ pub fn run(cfg: &CompareConfig) -> Result<(Vec<Row>, bool)> {
     // hypervisor pays a host fault on every first touch of it, page cache included: say so
     // before the figures it lowers.
     let machine = crate::report::machine();
-    eprintln!("{}", crate::report::guest_memory());
+    if let Some(line) = machine.lines().find(|l| l.starts_with("guest memory:")) {
+        eprintln!("{line}");
+    }
     let mut rows = Vec::new();
     let mut failures = Vec::new();
     for w in &cfg.workloads {

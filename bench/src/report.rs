@@ -72,19 +72,25 @@ const MAX_PAGE_ORDER: u32 = 10;
 /// benchmark VM: 216-457 MB/s for a first touch of reported memory, 1.2-1.6 GB/s when it stayed
 /// backed (see `bench/vm-memory.sh`).
 pub(crate) fn guest_memory() -> String {
-    let free_kb = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|m| {
-            m.lines().find(|l| l.starts_with("MemFree:")).and_then(|l| {
-                l.split_whitespace()
-                    .nth(1)
-                    .and_then(|v| v.parse::<u64>().ok())
-            })
-        })
+    describe_guest_memory(
+        &std::fs::read_to_string("/proc/meminfo").unwrap_or_default(),
+        std::fs::read_to_string(PAGE_REPORTING_ORDER)
+            .ok()
+            .as_deref(),
+    )
+}
+
+/// [`guest_memory`]'s line from `/proc/meminfo`'s text and the reporting order's file, if any.
+fn describe_guest_memory(meminfo: &str, order: Option<&str>) -> String {
+    let free_kb = meminfo
+        .lines()
+        .find(|l| l.starts_with("MemFree:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse::<u64>().ok())
         .unwrap_or(0);
-    let reporting = match std::fs::read_to_string(PAGE_REPORTING_ORDER) {
-        Err(_) => "no free page reporting".to_owned(),
-        Ok(v) => match v.trim().parse::<u32>() {
+    let reporting = match order.map(str::trim) {
+        None => "no free page reporting".to_owned(),
+        Some(v) => match v.parse::<u32>() {
             Ok(order) if order > MAX_PAGE_ORDER => {
                 format!("free page reporting off (order {order})")
             }
@@ -92,7 +98,7 @@ pub(crate) fn guest_memory() -> String {
                 "free page reporting ON (order {order}): freed memory returns to the host, \
                  first touches fault there (bench/vm-memory.sh)"
             ),
-            Err(_) => format!("free page reporting order {:?}", v.trim()),
+            Err(_) => format!("free page reporting order {v:?}"),
         },
     };
     format!("guest memory: MemFree {} MiB, {reporting}", free_kb / 1024)
@@ -425,6 +431,25 @@ fn latency_chart(path: &Path, title: &str, rows: &[&Row]) -> Result<()> {
 mod tests {
     use super::*;
     use crate::stats::Percentiles;
+
+    #[test]
+    fn guest_memory_says_whether_freed_memory_returns_to_the_host() {
+        let meminfo = "MemTotal:       24684092 kB\nMemFree:        2097152 kB\n";
+        let on = describe_guest_memory(meminfo, Some("9\n"));
+        assert!(
+            on.starts_with("guest memory: MemFree 2048 MiB, free page reporting ON (order 9)"),
+            "{on}"
+        );
+        assert_eq!(
+            describe_guest_memory(meminfo, Some("11\n")),
+            "guest memory: MemFree 2048 MiB, free page reporting off (order 11)"
+        );
+        assert_eq!(
+            describe_guest_memory("", None),
+            "guest memory: MemFree 0 MiB, no free page reporting"
+        );
+        assert!(describe_guest_memory(meminfo, Some("x")).ends_with("order \"x\""));
+    }
 
     #[test]
     fn writes_markdown_json_and_charts() {

@@ -8,6 +8,7 @@
 use serde::Serialize;
 
 use crate::compare::Row;
+use crate::error::{LoadError, Result};
 use crate::workload::Workload;
 
 /// Kiln's idle RSS over each reference server's, at most.
@@ -55,10 +56,37 @@ impl Check {
     }
 }
 
-fn target(w: &Workload, key: &str) -> Option<f64> {
-    w.get(key)
-        .and_then(|v| v.parse::<f64>().ok())
+/// The workload keys that name targets.
+const TARGET_KEYS: [&str; 3] = ["target_ratio", "target_p99_ratio", "target_min_ops"];
+
+/// A target's value: a finite number above 0.
+fn parse_target(v: &str) -> Option<f64> {
+    v.trim()
+        .parse::<f64>()
+        .ok()
         .filter(|v| v.is_finite() && *v > 0.0)
+}
+
+/// Refuses a target that is not a finite number above 0, naming the file, key and value.
+pub fn validate(workloads: &[Workload]) -> Result<()> {
+    for w in workloads {
+        for key in TARGET_KEYS {
+            if let Some(v) = w.get(key)
+                && parse_target(v).is_none()
+            {
+                return Err(LoadError::Config(format!(
+                    "{}: {key} = {v:?} is not a number above 0",
+                    w.path.display()
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A target the workload names ([`validate`] has refused bad values before the run).
+fn target(w: &Workload, key: &str) -> Option<f64> {
+    w.get(key).and_then(parse_target)
 }
 
 /// Whether the workload's writes wait for an fsync on the server.
@@ -336,6 +364,21 @@ mod tests {
         let md = markdown(&checks);
         assert!(md.contains("missed, 60% short"), "{md}");
         assert!(md.starts_with("## Targets"));
+    }
+
+    #[test]
+    fn a_bad_target_is_refused_naming_file_key_and_value() {
+        assert!(validate(&[wl("w", "target_ratio = 3\ntarget_min_ops = 1500000\n")]).is_ok());
+        for bad in ["abc", "0", "-2", "inf", "NaN", ""] {
+            let w = wl("w", &format!("target_p99_ratio = {bad}\n"));
+            let e = validate(&[w]).unwrap_err().to_string();
+            assert!(
+                e.contains("w.conf")
+                    && e.contains("target_p99_ratio")
+                    && e.contains(&format!("{bad:?}")),
+                "{e}"
+            );
+        }
     }
 
     #[test]

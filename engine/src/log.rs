@@ -2462,9 +2462,7 @@ impl<D: Disk> SegmentedLog<D> {
                 seg_base,
             )
         };
-        for b in &doomed {
-            self.remove_segment_files(*b)?;
-        }
+        self.remove_segment_files(&doomed).await?;
         let (file, path, from, limit) = {
             let st = self.shared.state.borrow();
             let Some(seg) = st.segments.get(&seg_base) else {
@@ -2566,10 +2564,7 @@ impl<D: Disk> SegmentedLog<D> {
     }
 
     async fn truncate_fully(&self, offset: u64) -> Result<(), LogError> {
-        let bases = self.segment_bases();
-        for b in &bases {
-            self.remove_segment_files(*b)?;
-        }
+        self.remove_segment_files(&self.segment_bases()).await?;
         {
             let mut st = self.shared.state.borrow_mut();
             st.direct_tail = None;
@@ -2595,23 +2590,26 @@ impl<D: Disk> SegmentedLog<D> {
         self.shared.create_segment_files(base, &dir).await
     }
 
-    fn remove_segment_files(&self, base: u64) -> Result<(), LogError> {
-        let st = self.shared.state.borrow();
-        for ext in SEGMENT_FILES {
-            let p = st.path(base, ext);
-            match self.shared.disk.remove_file(&p) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => {
-                    return Err(LogError::Io {
-                        op: "remove",
-                        path: p,
-                        source: e,
-                    });
-                }
+    /// Removes the files of the segments at `bases` (see [`Disk::remove_files`]: off the shard
+    /// thread; a missing file is not an error).
+    async fn remove_segment_files(&self, bases: &[u64]) -> Result<(), LogError> {
+        let paths = {
+            let st = self.shared.state.borrow();
+            let mut paths = Vec::with_capacity(bases.len() * SEGMENT_FILES.len());
+            for b in bases {
+                paths.extend(SEGMENT_FILES.map(|ext| st.path(*b, ext)));
             }
-        }
-        Ok(())
+            paths
+        };
+        self.shared
+            .disk
+            .remove_files(paths)
+            .await
+            .map_err(|(path, source)| LogError::Io {
+                op: "remove",
+                path,
+                source,
+            })
     }
 
     async fn sync_dir(&self) -> Result<(), LogError> {
@@ -2691,25 +2689,14 @@ impl<D: Disk> SegmentedLog<D> {
         // Close first, unlink after, off the shard thread: the unlink of a closed file is where
         // the kernel frees its cached pages (see `Disk::remove_files`). A segment left on disk
         // by a failure here lies below the checkpointed log start, and recovery removes it.
-        let paths = {
+        {
             let mut st = self.shared.state.borrow_mut();
             st.cache.drop_segments(doomed);
-            let mut paths = Vec::with_capacity(doomed.len() * SEGMENT_FILES.len());
             for b in doomed {
                 st.segments.remove(b);
-                paths.extend(SEGMENT_FILES.map(|ext| st.path(*b, ext)));
             }
-            paths
-        };
-        self.shared
-            .disk
-            .remove_files(paths)
-            .await
-            .map_err(|(path, source)| LogError::Io {
-                op: "remove",
-                path,
-                source,
-            })?;
+        }
+        self.remove_segment_files(doomed).await?;
         self.sync_dir().await
     }
 
