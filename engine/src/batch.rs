@@ -32,6 +32,7 @@
 //! Parsing is bounds-checked everywhere and never panics: every length is checked against the
 //! bytes actually present before use.
 
+use crate::invariant;
 use thiserror::Error;
 
 /// Size of the fixed RecordBatch v2 header.
@@ -129,16 +130,18 @@ impl Compression {
 }
 
 fn get<const N: usize>(bytes: &[u8], at: usize) -> [u8; N] {
-    // Callers check `bytes.len() >= HEADER_LEN` first; a short slice yields zeros, never a panic.
+    // Callers check `bytes.len() >= HEADER_LEN` first (asserted in tests; zeros in release).
     let mut out = [0u8; N];
-    if let Some(src) = bytes.get(at..at + N) {
+    let src = invariant::bytes(bytes, at..at + N);
+    if src.len() == N {
         out.copy_from_slice(src);
     }
     out
 }
 
 fn put(bytes: &mut [u8], at: usize, src: &[u8]) {
-    if let Some(dst) = bytes.get_mut(at..at + src.len()) {
+    let dst = invariant::bytes_mut(bytes, at..at + src.len());
+    if dst.len() == src.len() {
         dst.copy_from_slice(src);
     }
 }
@@ -271,7 +274,7 @@ impl<'a> BatchView<'a> {
     }
     /// CRC-32C of bytes 21..end.
     pub fn compute_crc(&self) -> u32 {
-        crc32c::crc32c(self.bytes.get(CRC_START..).unwrap_or(&[]))
+        crc32c::crc32c(invariant::bytes(self.bytes, CRC_START..))
     }
     pub fn crc_valid(&self) -> bool {
         self.crc() == self.compute_crc()
@@ -336,7 +339,7 @@ impl<'a> BatchView<'a> {
     }
     /// The records section (after the 61-byte header).
     pub fn records_bytes(&self) -> &'a [u8] {
-        self.bytes.get(HEADER_LEN..).unwrap_or(&[])
+        invariant::bytes(self.bytes, HEADER_LEN..)
     }
 
     /// Iterates the records of an uncompressed batch. Each item is bounds-checked.
@@ -738,7 +741,7 @@ impl BatchBuilder {
         put(b, OFF_PRODUCER_EPOCH, &self.producer_epoch.to_be_bytes());
         put(b, OFF_BASE_SEQUENCE, &self.base_sequence.to_be_bytes());
         put(b, OFF_RECORDS_COUNT, &self.count.to_be_bytes());
-        let crc = crc32c::crc32c(b.get(CRC_START..).unwrap_or(&[]));
+        let crc = crc32c::crc32c(invariant::bytes(b, CRC_START..));
         put(b, OFF_CRC, &crc.to_be_bytes());
         Ok(self.buf)
     }

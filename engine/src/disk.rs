@@ -441,7 +441,7 @@ impl DiskFile for UringFile {
 // Simulated disk
 // ----------------------------------------------------------------------------------------------
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct Inode {
     data: Vec<u8>,
     /// Bytes `..synced_len` survive a crash.
@@ -582,6 +582,25 @@ impl SimDisk {
                 }
             }
             inode.synced_len = inode.data.len();
+        }
+    }
+
+    /// A new disk holding a copy of this one's files and clock, with no open handles: the
+    /// machine restarted after [`SimDisk::crash`]. Tasks of the crashed process that still hold
+    /// handles of this disk cannot touch the copy.
+    pub fn fork(&self) -> SimDisk {
+        let st = self.state.borrow();
+        let copy = SimState {
+            inodes: st.inodes.clone(),
+            next_inode: st.next_inode,
+            entries: st.entries.clone(),
+            durable_entries: st.durable_entries.clone(),
+            dirs: st.dirs.clone(),
+            now_ms: st.now_ms,
+            ..SimState::default()
+        };
+        SimDisk {
+            state: Rc::new(RefCell::new(copy)),
         }
     }
 

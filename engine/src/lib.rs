@@ -16,9 +16,15 @@
 //! | [`uring_check`] | `check()` -> `Err(UringUnavailable)` whose message says what to change |
 //! | [`batch`] | RecordBatch v2: `BatchView` (parse/validate/CRC, header fields), `Batches` iterator, `records()`, `BatchBuilder`, stamping |
 //! | [`log`] | `SegmentedLog`: open/recover, append, read, truncate, retention, delete-records, live `set_config`, `offset_for_timestamp` / `max_timestamp` (ListOffsets) |
+//! | [`clock`] | wall and monotonic time and sleeps for the servers; a thread can switch to simulated time |
+//! | [`prng`] | random bytes for the servers (ids); a thread can make them a seeded sequence |
+//! | [`invariant`] | ranges the caller has checked: a panic in tests, a safe default in release |
+//! | [`accept`] | `AcceptBackoff`: back-off and rate-limited logging for a failing accept loop (EMFILE) |
+//! | [`ratelog`] | `LogLimiter`: a per-key budget for repeated log lines (pure; the caller passes the time) |
 //! | [`commit`] | group commit per shard (`CommitGroup`), `Durability`, **the durability contract** |
 //! | [`tail_cache`] | a log's recently written batches as shared buffers: tail reads without a system call |
 //! | [`snapshot`] | `SnapshotStore`: atomic save, keep newest N, load newest valid |
+//! | [`fatal`] | fail-stop: `fatal(reason)` logs and exits; `capture` records instead, for tests |
 //! | [`disk`] | the storage seam: `Disk`/`DiskFile` traits, `UringDisk` (real), `SimDisk` (crash simulation) |
 //!
 //! # Using it from a server
@@ -65,12 +71,19 @@
 //!
 //! Logs are shard-local (`!Send`); open them on the shard that owns them. Handles are cheap
 //! clones. Errors are typed (`LogError`, `BatchError`, `SnapshotError`, `ShardError`) with the
-//! operation and path. A failed fsync marks the log failed (`LogError::Failed`); it is never retried.
+//! operation and path. A failed fsync is fatal: the process logs the path and errno and exits (see [`fatal`]);
+//! it is never retried.
 
+pub mod accept;
 pub mod batch;
+pub mod clock;
 pub mod commit;
 pub mod disk;
+pub mod fatal;
+pub mod invariant;
 pub mod log;
+pub mod prng;
+pub mod ratelog;
 pub mod rt;
 pub mod shard;
 pub mod shutdown;

@@ -12,6 +12,7 @@
 //! <dir>/00000000000000000000.timeindex  sparse time index
 //! <dir>/00000000000000001234.log        next segment: name = base offset, 20 digits
 //! <dir>/log-start-offset                 checkpoint of the log start offset (delete-records)
+//! <dir>/recovery-point                   every offset below it was made durable (see Lifecycle)
 //! ```
 //!
 //! `.index` entry (8 bytes, big-endian), one per `index_interval_bytes` of log (Kafka's rule: an
@@ -42,6 +43,12 @@
 //!    from its last index entry to its end (a torn tail can only be at the end of a file), with a
 //!    full scan when its index is missing or inconsistent. A cut segment drops every later segment
 //!    (they cannot continue a log with a hole). Indexes are rebuilt where needed.
+//!    **The recovery point bounds what recovery may cut.** `recovery-point` holds an offset below
+//!    which a completed fsync covered every byte: it is written when a clean close made the
+//!    whole log durable (so after a clean stop it is the log end: nothing may be cut) and when
+//!    a rolled segment became durable (its base offset), and lowered durably before a truncation.
+//!    Invalid bytes, a gap or a missing segment below it are damage, not a torn tail: `open` fails
+//!    with [`LogError::Corrupt`] naming the file, byte position and offset, and deletes nothing.
 //! 2. Appends: see [`crate::commit`] for the write and sync steps and the durability contract.
 //! 3. Segments roll when the next batch would exceed `segment_bytes`, when `segment_ms` passed
 //!    since the segment's first batch, when the index is full, or when relative offsets would
@@ -68,6 +75,9 @@ use crate::watermark::Watermark;
 
 /// Kafka's `log.start.offset` checkpoint file name inside a log directory.
 pub const LOG_START_CHECKPOINT: &str = "log-start-offset";
+
+/// The recovery point file name inside a log directory (see the module's Lifecycle).
+pub const RECOVERY_POINT: &str = "recovery-point";
 /// The files of one segment, by extension.
 const SEGMENT_FILES: [&str; 3] = ["log", "index", "timeindex"];
 const INDEX_ENTRY: usize = 8;
@@ -184,6 +194,23 @@ impl Default for LogConfig {
     }
 }
 
+/// Where and why a log failed its check below the recovery point (see [`LogError::Corrupt`]).
+#[derive(Debug, Error)]
+#[error(
+    "{path}: damaged at byte {position} (offset {offset}): {reason}; every offset below the \
+     recovery point {recovery_point} was made durable, so this is not a torn write and \
+     nothing was cut. Inspect it with `kiln inspect log {dir}`; restore the segment from a \
+     replica or a backup, or move the log directory away to start it empty"
+)]
+pub struct Corruption {
+    pub path: PathBuf,
+    pub dir: String,
+    pub position: u64,
+    pub offset: u64,
+    pub recovery_point: u64,
+    pub reason: String,
+}
+
 /// Errors of log operations. I/O errors carry the operation and the path.
 #[derive(Debug, Error)]
 pub enum LogError {
@@ -209,18 +236,51 @@ pub enum LogError {
     NonContiguous { expected: u64, got: i64 },
     #[error("invalid configuration: {0}")]
     Config(&'static str),
+    /// The log cannot accept a batch without waiting (a truncation or deletion is running, or the
+    /// pending bytes are over `pending_bytes_max`): retriable.
+    #[error("log busy: {0}")]
+    Busy(&'static str),
+    /// An internal invariant does not hold (a bug): the operation is refused, nothing changed.
+    #[error("internal error: {0}")]
+    Invariant(&'static str),
     #[error("log {dir} failed earlier and accepts no more writes: {reason}")]
     Failed { dir: PathBuf, reason: String },
     #[error("offsets from {offset} were truncated before the append completed")]
     Truncated { offset: u64 },
+    /// Damage below the recovery point: bytes a completed fsync covered no longer read back as
+    /// valid batches. Nothing was deleted.
+    #[error("{0}")]
+    Corrupt(Box<Corruption>),
+    #[error("{path} is not a valid {what} file ({found:?})")]
+    BadCheckpoint {
+        path: PathBuf,
+        what: &'static str,
+        found: String,
+    },
 }
 
+/// Operations whose failure leaves durability unknown: fatal (see [`crate::fatal`]).
+const SYNC_OPS: [&str; 2] = ["fdatasync", "fsync directory"];
+
 fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> LogError + 'a {
-    move |source| LogError::Io {
-        op,
-        path: path.to_path_buf(),
-        source,
+    move |source| {
+        if SYNC_OPS.contains(&op) {
+            crate::fatal::fatal(&format!("{op} {}: {source}", path.display()));
+        }
+        LogError::Io {
+            op,
+            path: path.to_path_buf(),
+            source,
+        }
     }
+}
+
+/// An append accepted by [`SegmentedLog::try_accept`]: offsets assigned, bytes queued.
+#[derive(Debug, Clone, Copy)]
+#[must_use = "an accepted append is complete only after `complete`"]
+pub struct Accepted {
+    pub info: AppendInfo,
+    truncations: u64,
 }
 
 /// Result of a successful append.
@@ -417,6 +477,8 @@ struct LogState<D: Disk> {
     sync_requested: u64,
     /// A truncation or deletion is running: appends wait.
     exclusive: bool,
+    /// The recovery point on disk: every offset below it is durable.
+    recovery_point: u64,
     /// Recently written batches (reads at the tail).
     cache: TailCache,
     /// Direct writes: the written bytes of the active segment's partial last block.
@@ -940,7 +1002,7 @@ impl<D: Disk> LogState<D> {
             }
             let interval = self.config.index_interval_bytes;
             let Some(seg) = self.segments.values_mut().next_back() else {
-                return Err(LogError::Config("log has no segment"));
+                return Err(LogError::Invariant("log has no segment"));
             };
             let pos = seg.size;
             if i == 0 {
@@ -1023,6 +1085,13 @@ impl<D: Disk> LogShared<D> {
         self.written.fail();
         self.durable.fail();
         self.progress.fail();
+    }
+
+    /// A failed sync: fatal for the process ([`crate::fatal`]); when a test captures fatal
+    /// errors, the log fails as [`Self::fail`] does.
+    fn fail_sync(&self, reason: String) {
+        crate::fatal::fatal(&reason);
+        self.fail(reason);
     }
 
     fn failed_error(&self) -> LogError {
@@ -1823,14 +1892,14 @@ impl<D: Disk> LogShared<D> {
         let results = futures_util::future::join_all(jobs.iter().map(|(f, _)| f.sync_data())).await;
         for (r, (_, path)) in results.into_iter().zip(&jobs) {
             if let Err(e) = r {
-                self.fail(format!("fdatasync {}: {e}", path.display()));
+                self.fail_sync(format!("fdatasync {}: {e}", path.display()));
                 return;
             }
         }
         if work.sync_dir
             && let Err(e) = disk.sync_dir(&dir).await
         {
-            self.fail(format!("fsync directory {}: {e}", dir.display()));
+            self.fail_sync(format!("fsync directory {}: {e}", dir.display()));
             return;
         }
         {
@@ -1845,6 +1914,17 @@ impl<D: Disk> LogShared<D> {
             }
         }
         self.durable.advance(work.target);
+        // Every segment below the active one is now durable: raise the recovery point to the
+        // active segment's base (once per roll).
+        let active_base = {
+            let st = self.state.borrow();
+            st.segments.keys().next_back().copied().unwrap_or(0)
+        };
+        if active_base <= self.durable.get()
+            && let Err(e) = self.advance_recovery_point(active_base).await
+        {
+            self.fail(e.to_string());
+        }
     }
 
     /// On close (after a flush): adds the active segment's final time index entry (as Kafka does
@@ -1903,6 +1983,41 @@ impl<D: Disk> LogShared<D> {
                 f.sync_data().await.map_err(io_err("fdatasync", &p))?;
             }
         }
+        // Flushed: every written offset is durable, so the whole log is the recovery point.
+        let end = self.durable.get().min(self.written.get());
+        self.advance_recovery_point(end).await
+    }
+
+    /// Raises the recovery point on disk to `offset` (every offset below it must be durable).
+    async fn advance_recovery_point(&self, offset: u64) -> Result<(), LogError> {
+        let dir = {
+            let st = self.state.borrow();
+            if offset <= st.recovery_point {
+                return Ok(());
+            }
+            st.dir.clone()
+        };
+        debug_assert!(
+            offset <= self.durable.get(),
+            "recovery point above the durable offset"
+        );
+        write_recovery_point(&self.disk, &dir, offset).await?;
+        let mut st = self.state.borrow_mut();
+        st.recovery_point = st.recovery_point.max(offset);
+        Ok(())
+    }
+
+    /// Lowers the recovery point on disk to `offset` before offsets at or above it are removed.
+    async fn lower_recovery_point(&self, offset: u64) -> Result<(), LogError> {
+        let dir = {
+            let st = self.state.borrow();
+            if offset >= st.recovery_point {
+                return Ok(());
+            }
+            st.dir.clone()
+        };
+        write_recovery_point(&self.disk, &dir, offset).await?;
+        self.state.borrow_mut().recovery_point = offset;
         Ok(())
     }
 
@@ -2171,17 +2286,55 @@ impl<D: Disk> SegmentedLog<D> {
         records: &[u8],
         opts: AppendOptions,
     ) -> Result<AppendInfo, LogError> {
+        self.try_accept(records, opts).map(|a| a.info)
+    }
+
+    /// Waits until the log can accept a batch without waiting: no truncation or deletion is
+    /// running and the pending bytes are under `pending_bytes_max`. Until the caller's next
+    /// `.await`, [`Self::try_accept`] then fails only on an invalid batch or a failed log.
+    pub async fn ready(&self) -> Result<(), LogError> {
+        self.wait_not_exclusive().await
+    }
+
+    /// The synchronous part of an append: validates `records`, assigns their offsets and queues
+    /// them, with no I/O and no waiting. A caller that must decide and record something at the
+    /// moment offsets are assigned (the idempotent-producer check) does it around this call, with
+    /// no `.await` in between, then waits with [`Self::complete`].
+    pub fn try_accept(&self, records: &[u8], opts: AppendOptions) -> Result<Accepted, LogError> {
         let now = self.shared.disk.now_ms();
         let info = {
             let mut st = self.shared.state.borrow_mut();
-            if st.exclusive || st.pending_bytes > st.config.pending_bytes_max {
-                return Err(LogError::Config(
-                    "log busy: pending bytes over pending_bytes_max or truncation running",
-                ));
+            st.check_failed()?;
+            if st.exclusive {
+                return Err(LogError::Busy("a truncation or deletion is running"));
+            }
+            if st.pending_bytes > st.config.pending_bytes_max {
+                return Err(LogError::Busy("pending bytes over pending_bytes_max"));
             }
             st.append_sync(records, opts, now)?
         };
+        let truncations = self.shared.truncations.get();
         self.group.queue_write(&self.shared);
+        Ok(Accepted { info, truncations })
+    }
+
+    /// Waits for an accepted append according to the log's [`Durability`], as
+    /// [`Self::append_with`] does after accepting.
+    pub async fn complete(&self, accepted: Accepted) -> Result<AppendInfo, LogError> {
+        let Accepted { info, truncations } = accepted;
+        let durability = self.shared.state.borrow().config.durability;
+        match durability {
+            Durability::Durable => {}
+            Durability::Interval { .. } => {
+                self.wait_written(info.last_offset + 1).await?;
+                self.check_not_truncated(truncations, info.base_offset)?;
+                // An interval threshold may have been reached: let the syncer look.
+                self.group.request_sync();
+                return Ok(info);
+            }
+        }
+        self.wait_durable(info.last_offset + 1).await?;
+        self.check_not_truncated(truncations, info.base_offset)?;
         Ok(info)
     }
 
@@ -2197,29 +2350,9 @@ impl<D: Disk> SegmentedLog<D> {
         records: &[u8],
         opts: AppendOptions,
     ) -> Result<AppendInfo, LogError> {
-        self.wait_not_exclusive().await?;
-        let now = self.shared.disk.now_ms();
-        let info = self
-            .shared
-            .state
-            .borrow_mut()
-            .append_sync(records, opts, now)?;
-        let epoch = self.shared.truncations.get();
-        self.group.queue_write(&self.shared);
-        let durability = self.shared.state.borrow().config.durability;
-        match durability {
-            Durability::Durable => {}
-            Durability::Interval { .. } => {
-                self.wait_written(info.last_offset + 1).await?;
-                self.check_not_truncated(epoch, info.base_offset)?;
-                // An interval threshold may have been reached: let the syncer look.
-                self.group.request_sync();
-                return Ok(info);
-            }
-        }
-        self.wait_durable(info.last_offset + 1).await?;
-        self.check_not_truncated(epoch, info.base_offset)?;
-        Ok(info)
+        self.ready().await?;
+        let accepted = self.try_accept(records, opts)?;
+        self.complete(accepted).await
     }
 
     fn check_not_truncated(&self, epoch: u64, offset: u64) -> Result<(), LogError> {
@@ -2462,11 +2595,15 @@ impl<D: Disk> SegmentedLog<D> {
                 seg_base,
             )
         };
+        // The recovery point first drops below everything that may go (the containing segment's
+        // base: the cut may fall below `offset`), and is raised again once the cut is durable.
+        let old_recovery_point = self.shared.state.borrow().recovery_point;
+        self.shared.lower_recovery_point(seg_base).await?;
         self.remove_segment_files(&doomed).await?;
         let (file, path, from, limit) = {
             let st = self.shared.state.borrow();
             let Some(seg) = st.segments.get(&seg_base) else {
-                return Err(LogError::Config("segment vanished"));
+                return Err(LogError::Invariant("segment vanished"));
             };
             (
                 seg.log.clone(),
@@ -2505,7 +2642,7 @@ impl<D: Disk> SegmentedLog<D> {
                 st.segments.remove(b);
             }
             let Some(seg) = st.segments.get_mut(&seg_base) else {
-                return Err(LogError::Config("segment vanished"));
+                return Err(LogError::Invariant("segment vanished"));
             };
             seg.index.retain(|&(_, p)| u64::from(p) < cut);
             let end_rel = new_end.saturating_sub(seg_base);
@@ -2558,12 +2695,16 @@ impl<D: Disk> SegmentedLog<D> {
         self.shared
             .durable
             .set(self.shared.durable.get().min(new_end));
+        self.shared
+            .advance_recovery_point(old_recovery_point.min(new_end))
+            .await?;
         let mut st = self.shared.state.borrow_mut();
         st.sync_requested = st.sync_requested.min(new_end);
         Ok(new_end)
     }
 
     async fn truncate_fully(&self, offset: u64) -> Result<(), LogError> {
+        self.shared.lower_recovery_point(offset).await?;
         self.remove_segment_files(&self.segment_bases()).await?;
         {
             let mut st = self.shared.state.borrow_mut();
@@ -2764,16 +2905,85 @@ impl<D: Disk> Drop for ExclusiveGuard<'_, D> {
     }
 }
 
+fn corrupt(
+    path: &Path,
+    dir: &Path,
+    position: u64,
+    offset: u64,
+    recovery_point: u64,
+    reason: String,
+) -> LogError {
+    LogError::Corrupt(Box::new(Corruption {
+        path: path.to_path_buf(),
+        dir: dir.display().to_string(),
+        position,
+        offset,
+        recovery_point,
+        reason,
+    }))
+}
+
+/// The recovery point on disk, if the file exists. A file that exists but does not parse fails:
+/// it is written by rename, so it is never torn, and guessing could cut durable data.
+async fn read_recovery_point<D: Disk>(disk: &D, dir: &Path) -> Result<Option<u64>, LogError> {
+    let path = dir.join(RECOVERY_POINT);
+    if !disk
+        .list_dir(dir)
+        .map_err(io_err("list", dir))?
+        .iter()
+        .any(|n| n == RECOVERY_POINT)
+    {
+        return Ok(None);
+    }
+    let f = disk
+        .open(&path, false)
+        .await
+        .map_err(io_err("open", &path))?;
+    let bytes = f.read_at(64, 0).await.map_err(io_err("read", &path))?;
+    let text = String::from_utf8_lossy(&bytes);
+    let mut lines = text.split('\n');
+    let parsed = match (lines.next(), lines.next(), lines.next(), lines.next()) {
+        (Some("0"), Some(n), Some(""), None)
+            if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            n.parse::<u64>().ok()
+        }
+        _ => None,
+    };
+    match parsed {
+        Some(n) => Ok(Some(n)),
+        None => Err(LogError::BadCheckpoint {
+            path,
+            what: "recovery point",
+            found: text.chars().take(64).collect(),
+        }),
+    }
+}
+
+async fn write_recovery_point<D: Disk>(disk: &D, dir: &Path, offset: u64) -> Result<(), LogError> {
+    write_small_file(disk, dir, RECOVERY_POINT, format!("0\n{offset}\n")).await
+}
+
 async fn write_checkpoint<D: Disk>(disk: &D, dir: &Path, log_start: u64) -> Result<(), LogError> {
-    let tmp = dir.join(format!("{LOG_START_CHECKPOINT}.tmp"));
-    let path = dir.join(LOG_START_CHECKPOINT);
+    write_small_file(disk, dir, LOG_START_CHECKPOINT, format!("0\n{log_start}\n")).await
+}
+
+/// Replaces `dir/name` with `body` atomically and durably (write a temporary file, fdatasync,
+/// rename, fsync the directory).
+async fn write_small_file<D: Disk>(
+    disk: &D,
+    dir: &Path,
+    name: &str,
+    body: String,
+) -> Result<(), LogError> {
+    let tmp = dir.join(format!("{name}.tmp"));
+    let path = dir.join(name);
     let f = disk
         .open(&tmp, true)
         .await
         .map_err(io_err("create", &tmp))?;
     f.set_len(0).await.map_err(io_err("truncate", &tmp))?;
-    let body = format!("0\n{log_start}\n").into_bytes();
-    f.write_all_at(body, 0)
+    f.write_all_at(body.into_bytes(), 0)
         .await
         .0
         .map_err(io_err("write", &tmp))?;
@@ -2916,7 +3126,10 @@ async fn recover<D: Disk>(
         last_sync_ms: disk.now_ms(),
         sync_requested: 0,
         exclusive: false,
+        recovery_point: 0,
     };
+    let recovery_point = read_recovery_point(disk, dir).await?.unwrap_or(0);
+    state.recovery_point = recovery_point;
     let interval = state.config.index_interval_bytes;
     // Segments wholly below the checkpointed start are leftovers of an interrupted deletion.
     if let Some(start) = checkpoint {
@@ -2934,6 +3147,17 @@ async fn recover<D: Disk>(
     for (i, &base) in bases.iter().enumerate() {
         let is_last = i + 1 == count;
         if cut_rest || expected.is_some_and(|e| e != base) {
+            let hole_at = expected.unwrap_or(base);
+            if hole_at < recovery_point && !cut_rest {
+                return Err(corrupt(
+                    &state.path(base, "log"),
+                    dir,
+                    0,
+                    hole_at,
+                    recovery_point,
+                    format!("offsets {hole_at}..{base} are missing before this segment"),
+                ));
+            }
             // A hole before this segment: it cannot continue the log.
             tracing::warn!(dir = %dir.display(), base, "removing segment after a gap in the log");
             for ext in SEGMENT_FILES {
@@ -3043,6 +3267,19 @@ async fn recover<D: Disk>(
                 .map_err(io_err("truncate", &lp))?;
             log.sync_data().await.map_err(io_err("fdatasync", &lp))?;
         } else if outcome.valid_len < len {
+            if outcome.end_offset.max(base) < recovery_point {
+                return Err(corrupt(
+                    &lp,
+                    dir,
+                    outcome.valid_len,
+                    outcome.end_offset.max(base),
+                    recovery_point,
+                    outcome
+                        .stop_reason
+                        .clone()
+                        .unwrap_or_else(|| "incomplete batch".into()),
+                ));
+            }
             tracing::warn!(
                 path = %lp.display(),
                 valid = outcome.valid_len,
@@ -3076,6 +3313,20 @@ async fn recover<D: Disk>(
         seg.time_file = Some(time_file);
         expected = Some(seg.end_offset);
         state.segments.insert(base, seg);
+    }
+    // Segments missing at the end, below the recovery point: deleted by hand or lost.
+    let end = state.segments.values().next_back().map(|s| s.end_offset);
+    if let Some(end) = end
+        && end < recovery_point
+    {
+        return Err(corrupt(
+            &state.path(end, "log"),
+            dir,
+            0,
+            end,
+            recovery_point,
+            format!("the log ends at offset {end}; the segments after it are missing"),
+        ));
     }
     // Empty older segments (everything cut) would confuse reads; a log needs an active segment.
     let start = checkpoint.unwrap_or(0);
@@ -3219,6 +3470,147 @@ mod tests {
                 assert_eq!(idx.len() % 8, 0);
             }
         });
+    }
+
+    /// Flips 16 bytes inside the last batch of `segment` (the part recovery scans of an older
+    /// segment: from its last index entry to its end).
+    fn damage_last_batch(disk: &SimDisk, path: &Path) -> u64 {
+        let mut bytes = disk.contents(path).unwrap();
+        let mut pos = 0usize;
+        let mut last = 0usize;
+        while pos < bytes.len() {
+            last = pos;
+            pos += BatchView::parse_header(&bytes[pos..]).unwrap().size();
+        }
+        for b in &mut bytes[last + 30..last + 46] {
+            *b ^= 0xff;
+        }
+        disk.overwrite(path, bytes);
+        last as u64
+    }
+
+    #[test]
+    fn damage_below_the_recovery_point_stops_open_and_deletes_nothing() {
+        run(async {
+            let (disk, group, log) = sim_log(1000, cfg(Durability::Durable)).await;
+            for i in 0..80 {
+                log.append(&rec(i, 1000 + i as i64)).await.unwrap();
+            }
+            let bases = log.segment_bases();
+            assert!(bases.len() >= 7, "{bases:?}");
+            log.close().await.unwrap();
+            drop(log);
+            let victim = log_path(bases[1]);
+            let position = damage_last_batch(&disk, &victim);
+            let files_before = disk.list_dir(Path::new(LOG_DIR)).unwrap();
+            let err = SegmentedLog::open_with(group.clone(), LOG_DIR, cfg(Durability::Durable))
+                .await
+                .map(|_| ())
+                .unwrap_err();
+            let msg = err.to_string();
+            match &err {
+                LogError::Corrupt(c) => {
+                    assert_eq!(c.path, victim, "{msg}");
+                    assert_eq!(c.position, position, "{msg}");
+                    assert_eq!(c.recovery_point, 80, "{msg}");
+                }
+                other => panic!("expected Corrupt, got {other}"),
+            }
+            assert!(msg.contains(&victim.display().to_string()), "{msg}");
+            // Nothing was cut or deleted: every segment is still there, byte for byte.
+            let mut after = disk.list_dir(Path::new(LOG_DIR)).unwrap();
+            let mut before = files_before.clone();
+            after.sort();
+            before.sort();
+            assert_eq!(before, after);
+            for b in &bases[2..] {
+                assert!(!disk.contents(&log_path(*b)).unwrap().is_empty());
+            }
+        });
+    }
+
+    #[test]
+    fn missing_segments_below_the_recovery_point_stop_open() {
+        run(async {
+            let (disk, group, log) = sim_log(1000, cfg(Durability::Durable)).await;
+            for i in 0..40 {
+                log.append(&rec(i, 1000 + i as i64)).await.unwrap();
+            }
+            let bases = log.segment_bases();
+            log.close().await.unwrap();
+            drop(log);
+            let last = *bases.last().unwrap();
+            for ext in SEGMENT_FILES {
+                disk.remove_file(&Path::new(LOG_DIR).join(segment_file_name(last, ext)))
+                    .unwrap();
+            }
+            let err = SegmentedLog::open_with(group.clone(), LOG_DIR, cfg(Durability::Durable))
+                .await
+                .map(|_| ())
+                .unwrap_err();
+            assert!(matches!(err, LogError::Corrupt(_)), "{err}");
+        });
+    }
+
+    #[test]
+    fn a_torn_tail_above_the_recovery_point_is_still_cut() {
+        run(async {
+            let (disk, group, log) = sim_log(1000, cfg(Durability::Durable)).await;
+            for i in 0..40 {
+                log.append(&rec(i, 1000 + i as i64)).await.unwrap();
+            }
+            let bases = log.segment_bases();
+            drop(log); // no clean close: the recovery point is the active segment's base
+            let active = *bases.last().unwrap();
+            assert!(active < 40 && active > 0, "{bases:?}");
+            damage_last_batch(&disk, &log_path(active));
+            let log = reopen(&group, cfg(Durability::Durable)).await;
+            assert_eq!(log.log_end_offset(), 39);
+            assert_eq!(read_all(&log).await.len(), 39);
+        });
+    }
+
+    #[test]
+    fn truncation_lowers_the_recovery_point_first() {
+        run(async {
+            let (_disk, group, log) = sim_log(1000, cfg(Durability::Durable)).await;
+            for i in 0..40 {
+                log.append(&rec(i, 1000 + i as i64)).await.unwrap();
+            }
+            log.close().await.unwrap();
+            assert_eq!(log.truncate_to(12).await.unwrap(), 12);
+            drop(log);
+            let log = reopen(&group, cfg(Durability::Durable)).await;
+            assert_eq!(log.log_end_offset(), 12);
+            log.close().await.unwrap();
+            assert_eq!(log.truncate_to(0).await.unwrap(), 0);
+            drop(log);
+            let log = reopen(&group, cfg(Durability::Durable)).await;
+            assert_eq!(log.log_end_offset(), 0);
+        });
+    }
+
+    #[test]
+    fn a_garbled_recovery_point_file_stops_open() {
+        run(async {
+            let (disk, group, log) = sim_log(1000, cfg(Durability::Durable)).await;
+            log.append(&rec(0, 1000)).await.unwrap();
+            log.close().await.unwrap();
+            drop(log);
+            disk.overwrite(
+                &Path::new(LOG_DIR).join(RECOVERY_POINT),
+                b"0\n12x\n".to_vec(),
+            );
+            let err = SegmentedLog::open_with(group.clone(), LOG_DIR, cfg(Durability::Durable))
+                .await
+                .map(|_| ())
+                .unwrap_err();
+            assert!(err.to_string().contains(RECOVERY_POINT), "{err}");
+        });
+    }
+
+    fn log_path(base: u64) -> PathBuf {
+        Path::new(LOG_DIR).join(segment_file_name(base, "log"))
     }
 
     /// Reads every offset with several `max_bytes` from `a` (tail cache) and `b` (same appends,
@@ -3616,18 +4008,30 @@ mod tests {
     }
 
     #[test]
-    fn failed_fsync_fails_the_log_without_retry() {
-        run(async {
-            let (disk, _group, log) = sim_log(1000, cfg(Durability::Durable)).await;
-            log.append(&rec(0, 1)).await.unwrap();
-            disk.set_fail_syncs(true);
-            let e = log.append(&rec(1, 1)).await.unwrap_err();
-            assert!(matches!(e, LogError::Failed { .. }), "{e}");
-            disk.set_fail_syncs(false);
-            let e = log.append(&rec(2, 1)).await.unwrap_err();
-            assert!(e.to_string().contains("fdatasync"), "{e}");
-            assert!(log.failure().is_some());
+    fn failed_fsync_is_fatal_and_never_retried() {
+        let ((), reasons) = crate::fatal::capture(|| {
+            run(async {
+                let (disk, _group, log) = sim_log(1000, cfg(Durability::Durable)).await;
+                log.append(&rec(0, 1)).await.unwrap();
+                disk.set_fail_syncs(true);
+                let e = log.append(&rec(1, 1)).await.unwrap_err();
+                assert!(matches!(e, LogError::Failed { .. }), "{e}");
+                disk.set_fail_syncs(false);
+                // Not retried: the disk works again, the log still refuses.
+                let e = log.append(&rec(2, 1)).await.unwrap_err();
+                assert!(e.to_string().contains("fdatasync"), "{e}");
+                assert!(log.failure().is_some());
+                assert_eq!(log.durable_offset(), 1);
+            })
         });
+        // Outside a capture this exits the process; the reason names the file and the errno.
+        assert_eq!(reasons.len(), 1, "{reasons:?}");
+        assert!(reasons[0].starts_with("fdatasync "), "{reasons:?}");
+        assert!(
+            reasons[0].contains("00000000000000000000.log"),
+            "{reasons:?}"
+        );
+        assert!(reasons[0].contains("EIO"), "{reasons:?}");
     }
 
     #[test]

@@ -131,7 +131,7 @@ impl Shutdown {
                     }
                     seen += 1;
                     if seen > 1 {
-                        eprintln!("kiln: second signal, exiting now");
+                        crate::fatal::say(format_args!("kiln: second signal, exiting now"));
                         std::process::exit(130);
                     }
                     tracing::info!("signal received, shutting down (send again to exit at once)");
