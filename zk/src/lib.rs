@@ -60,4 +60,6 @@ pub mod snapshot;
 pub mod state;
 pub mod tree;
 pub mod txn;
+pub mod txnlog;
+pub mod visibility;
 pub mod watch;

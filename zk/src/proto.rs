@@ -40,6 +40,65 @@ pub mod op {
     pub const CREATE_SESSION: i32 = -10;
     pub const CLOSE_SESSION: i32 = -11;
     pub const ERROR: i32 = -1;
+
+    /// Whether `op` changes the tree and so is given a zxid before its body is read: a request of
+    /// one of these kinds consumes a zxid even when its body does not decode.
+    pub fn is_write(op: i32) -> bool {
+        matches!(
+            op,
+            CREATE
+                | CREATE2
+                | CREATE_CONTAINER
+                | CREATE_TTL
+                | DELETE
+                | DELETE_CONTAINER
+                | SET_DATA
+                | SET_ACL
+                | CHECK
+                | MULTI
+                | RECONFIG
+        )
+    }
+
+    /// Whether a client may send `op` as a request (the reference server's `Request.isValid`,
+    /// plus auth and SASL, which it handles before that check). Anything else is answered with
+    /// UNIMPLEMENTED and the connection is closed.
+    pub fn is_request(op: i32) -> bool {
+        matches!(
+            op,
+            CREATE
+                | DELETE
+                | EXISTS
+                | GET_DATA
+                | SET_DATA
+                | GET_ACL
+                | SET_ACL
+                | GET_CHILDREN
+                | SYNC
+                | PING
+                | GET_CHILDREN2
+                | CHECK
+                | MULTI
+                | CREATE2
+                | RECONFIG
+                | CHECK_WATCHES
+                | REMOVE_WATCHES
+                | CREATE_CONTAINER
+                | DELETE_CONTAINER
+                | CREATE_TTL
+                | MULTI_READ
+                | AUTH
+                | SET_WATCHES
+                | SASL
+                | GET_EPHEMERALS
+                | GET_ALL_CHILDREN_NUMBER
+                | SET_WATCHES2
+                | ADD_WATCH
+                | WHO_AM_I
+                | CREATE_SESSION
+                | CLOSE_SESSION
+        )
+    }
 }
 
 /// Special xids (`ClientCnxn`).

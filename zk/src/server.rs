@@ -22,7 +22,9 @@
 //!
 //! Reads are answered from the tree at once, but a read that looks at a path changed by a write
 //! whose fsync is still in flight is tagged with that write's zxid, so it waits for that fsync
-//! only; reads of other paths are not held back by unrelated writes.
+//! only; reads of other paths are not held back by unrelated writes. The header zxid of a reply
+//! that is not a write's (reads, pings) is the durable zxid, never a speculative one. The rule
+//! is [`crate::visibility`], which the simulator drives too.
 //!
 //! # Recovery
 //! Start-up loads the newest snapshot whose checksum verifies, then replays the log from the
@@ -46,9 +48,9 @@ use std::path::Path;
 use std::pin::pin;
 use std::rc::Rc;
 use std::task::{Poll, Waker};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use kiln_engine::batch::{self, BatchBuilder, Record};
+use kiln_engine::clock;
 use kiln_engine::commit::Durability;
 use kiln_engine::log::{AppendOptions, LogConfig, LogError, SegmentedLog};
 use kiln_engine::rt;
@@ -72,8 +74,10 @@ use crate::proto::{
 use crate::session::{ExpiryTracker, password};
 use crate::snapshot;
 use crate::state::{Client, Outcome, StateConfig, ZkState};
-use crate::tree::{SessionId, Zxid, parent_of};
-use crate::txn::{Txn, TxnOp};
+use crate::tree::{SessionId, Zxid};
+use crate::txn::Txn;
+use crate::txnlog;
+use crate::visibility::{self, Dirty};
 use crate::watch::Notification;
 
 /// Directory (under `dataDir`) holding snapshots.
@@ -84,6 +88,9 @@ pub const TXN_LOG_DIR: &str = "kiln-zk-txnlog";
 const LOG_BATCH_BYTES_MAX: usize = 16 << 20;
 /// Bytes read from a socket at a time.
 const READ_CHUNK_BYTES: usize = 64 << 10;
+/// How long a new connection may take to send its connect request (or four-letter word): the
+/// reference server's default sessionless-connection timeout.
+const SESSIONLESS_DEADLINE: Duration = Duration::from_millis(10_000);
 /// A connection's spare output buffer is dropped after a write larger than this (a big reply
 /// should not pin its memory for the connection's lifetime).
 const OUT_BUFFER_KEEP_BYTES: usize = 1 << 20;
@@ -113,10 +120,7 @@ fn io_err(
 }
 
 fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    clock::wall_ms()
 }
 
 /// A value that only grows, with tasks waiting for it to reach a target (the durable zxid).
@@ -298,6 +302,8 @@ struct Conn {
     last_op: Cell<i32>,
     last_cxid: Cell<i32>,
     last_zxid: Cell<i64>,
+    /// The header zxid of the newest reply queued (never reset): the next may not be lower.
+    reply_zxid: Cell<Zxid>,
     established_ms: i64,
     last_response_ms: Cell<i64>,
     latency: Cell<ConnLatency>,
@@ -355,6 +361,7 @@ impl Conn {
         started: Instant,
     ) {
         self.last_zxid.set(h.zxid);
+        self.reply_zxid.set(self.reply_zxid.get().max(h.zxid));
         self.push(wait, Some(started), |w| {
             h.encode(w);
             if let Some(b) = body {
@@ -394,16 +401,6 @@ impl Conn {
     }
 }
 
-/// Paths whose latest write is not yet known durable, so reads of them wait for it.
-#[derive(Default)]
-struct Dirty {
-    paths: HashMap<String, Zxid>,
-    /// A txn that may have touched any path (closeSession).
-    all: Zxid,
-    /// The newest zxid marked; once it is durable, nothing here makes a read wait.
-    newest: Zxid,
-}
-
 #[derive(Default)]
 struct Stats {
     received: u64,
@@ -433,12 +430,14 @@ struct Server {
     snapshot_threshold: Cell<u64>,
     snapshot_running: Rc<Cell<bool>>,
     started: Instant,
+    /// Budget for repeated warnings (a flood of bad clients logs a burst, then a count).
+    log_limit: RefCell<kiln_engine::ratelog::LogLimiter>,
     fatal: RefCell<Option<String>>,
     fatal_signal: (flume::Sender<()>, flume::Receiver<()>),
 }
 
 fn mono_ms(start: Instant) -> u64 {
-    start.elapsed().as_millis() as u64
+    clock::ms_since(start)
 }
 
 fn snapshot_threshold(snap_count: u64) -> u64 {
@@ -449,7 +448,25 @@ fn snapshot_threshold(snap_count: u64) -> u64 {
     half + 1 + jitter
 }
 
+/// Logs a warning that a [`kiln_engine::ratelog::LogLimiter`] let through.
+fn log_admitted(admit: kiln_engine::ratelog::Admit, line: std::fmt::Arguments<'_>) {
+    match admit.logged() {
+        Some(0) => warn!("{line}"),
+        Some(n) => warn!("{line} ({n} similar lines suppressed)"),
+        None => {}
+    }
+}
+
 impl Server {
+    /// Logs a warning under the per-key rate limit.
+    fn log_limited(&self, key: &'static str, line: std::fmt::Arguments<'_>) {
+        let admit = self
+            .log_limit
+            .borrow_mut()
+            .admit(key, mono_ms(self.started));
+        log_admitted(admit, line);
+    }
+
     fn report(&self) -> Report {
         let st = self.state.borrow();
         let stats = self.stats.borrow();
@@ -556,15 +573,7 @@ impl Server {
     fn sequence(&self, txn: Txn) -> Zxid {
         let z = txn.zxid;
         {
-            let mut d = self.dirty.borrow_mut();
-            let durable = self.durable.get();
-            if d.newest <= durable {
-                d.paths.clear();
-            } else if d.paths.len() > 4096 {
-                d.paths.retain(|_, v| *v > durable);
-            }
-            mark_dirty(&mut d, &txn.op, z);
-            d.newest = d.newest.max(z);
+            self.dirty.borrow_mut().mark(&txn.op, z, self.durable.get());
         }
         self.pending_log.borrow_mut().push_back(txn);
         let _ = self.log_signal.0.try_send(());
@@ -575,35 +584,18 @@ impl Server {
 
     /// The zxid a read must wait for: the newest non-durable write to a path it looks at.
     fn read_wait(&self, req: &Request) -> Option<Zxid> {
-        let d = self.dirty.borrow();
-        let durable = self.durable.get();
-        if d.newest <= durable {
-            // Every sequenced txn is durable (the common case for reads): no lookups.
-            return None;
-        }
-        let global = self.state.borrow().last_zxid();
-        let of = |p: &str| d.paths.get(p).copied().unwrap_or(0).max(d.all);
-        let z = match req {
-            Request::Exists { path, .. }
-            | Request::GetData { path, .. }
-            | Request::GetAcl { path }
-            | Request::GetChildren { path, .. }
-            | Request::GetChildren2 { path, .. } => of(path),
-            Request::MultiRead(ops) => ops
-                .iter()
-                .map(|o| match o {
-                    Request::GetData { path, .. } | Request::GetChildren { path, .. } => of(path),
-                    _ => global,
-                })
-                .max()
-                .unwrap_or(0),
-            Request::Sync { .. }
-            | Request::GetEphemerals { .. }
-            | Request::GetAllChildrenNumber { .. }
-            | Request::SetWatches(_) => global,
-            _ => 0,
-        };
-        (z > durable).then_some(z)
+        let last = self.state.borrow().last_zxid();
+        self.dirty.borrow().read_wait(req, last, self.durable.get())
+    }
+
+    /// The zxid a reply header of `conn` that no write waits for may carry (pings).
+    fn visible_zxid(&self, conn: &Conn) -> Zxid {
+        visibility::reply_zxid(
+            self.state.borrow().last_zxid(),
+            None,
+            self.durable.get(),
+            conn.reply_zxid.get(),
+        )
     }
 
     /// Sends an outcome: notifications first (a watch fired by a session's own write reaches it
@@ -614,9 +606,13 @@ impl Server {
         outcome: Outcome,
         read_wait: Option<Zxid>,
     ) {
-        let wait = match outcome.txn {
-            Some(txn) => Some(self.sequence(txn)),
-            None => read_wait,
+        let previous = origin.map_or(0, |(c, _, _)| c.reply_zxid.get());
+        let (wait, zxid) = match outcome.txn {
+            Some(txn) => (Some(self.sequence(txn)), outcome.zxid),
+            None => (
+                read_wait,
+                visibility::reply_zxid(outcome.zxid, read_wait, self.durable.get(), previous),
+            ),
         };
         if !outcome.notifications.is_empty() {
             let conns = self.conns.borrow();
@@ -630,7 +626,7 @@ impl Server {
         if let Some((c, xid, started)) = origin {
             let h = ReplyHeader {
                 xid,
-                zxid: outcome.zxid,
+                zxid,
                 err: outcome.err,
             };
             let body = (outcome.err == 0).then_some(&outcome.response);
@@ -670,31 +666,6 @@ impl Server {
             running.set(false);
         })
         .detach();
-    }
-}
-
-fn mark_dirty(d: &mut Dirty, op: &TxnOp, z: Zxid) {
-    let mut mark = |p: &str| match d.paths.get_mut(p) {
-        Some(v) => *v = z,
-        None => {
-            d.paths.insert(p.to_string(), z);
-        }
-    };
-    match op {
-        TxnOp::Create { path, .. } | TxnOp::Delete { path } => {
-            mark(path);
-            mark(parent_of(path));
-        }
-        TxnOp::SetData { path, .. } | TxnOp::SetAcl { path, .. } | TxnOp::Check { path, .. } => {
-            mark(path)
-        }
-        TxnOp::Multi(ops) => {
-            for o in ops {
-                mark_dirty(d, o, z);
-            }
-        }
-        TxnOp::CloseSession => d.all = z,
-        TxnOp::CreateSession { .. } | TxnOp::Error { .. } => {}
     }
 }
 
@@ -783,6 +754,16 @@ impl ServerHandle {
         self.addr
     }
 
+    /// Waits until the server stops on its own (its shutdown token was requested, for example by
+    /// SIGTERM, or it failed).
+    pub fn wait(mut self) -> Result<(), ZkError> {
+        match self.thread.take().map(std::thread::JoinHandle::join) {
+            Some(Ok(r)) => r,
+            Some(Err(_)) => Err(ZkError::Fatal("server thread panicked".into())),
+            None => Ok(()),
+        }
+    }
+
     /// Stops the server and waits for it (the log is flushed first).
     pub fn stop(mut self) -> Result<(), ZkError> {
         self.shutdown_and_join()
@@ -867,15 +848,26 @@ fn run_with_listener(
         let fatal_rx = srv.fatal_signal.1.clone();
         let accept_srv = srv.clone();
         let accept = async move {
+            let mut backoff = kiln_engine::accept::AcceptBackoff::default();
             loop {
                 match listener.accept().await {
                     Ok((stream, peer)) => {
+                        backoff.on_success();
                         let s = accept_srv.clone();
                         rt::spawn(serve_conn(s, stream, peer)).detach();
                     }
                     Err(e) => {
-                        warn!("zk: accept: {e}");
-                        rt::sleep(Duration::from_millis(50)).await;
+                        // Out of descriptors, the connection waits in the backlog; connections
+                        // without a session close at their handshake deadline and free some.
+                        let after = backoff.on_error(&e, mono_ms(accept_srv.started));
+                        log_admitted(
+                            after.log,
+                            format_args!(
+                                "zk: accept: {e}; retrying in {} ms",
+                                after.delay.as_millis()
+                            ),
+                        );
+                        clock::sleep(after.delay).await;
                     }
                 }
             }
@@ -889,7 +881,7 @@ fn run_with_listener(
             c.shut();
         }
         // Let writers drain what is already durable; the log is flushed after this returns.
-        rt::sleep(Duration::from_millis(50)).await;
+        clock::sleep(Duration::from_millis(50)).await;
         let fatal = srv.fatal.borrow().clone();
         match fatal {
             Some(why) => Err(ZkError::Fatal(why)),
@@ -977,47 +969,17 @@ async fn start_server(cfg: ZkConfig) -> Result<Rc<Server>, ZkError> {
             snap_dir.display()
         )));
     }
-    let mut offset = replay_from;
-    let end = log.log_end_offset();
-    let mut replayed = 0u64;
-    while offset < end {
-        let read = log.read(offset, 8 << 20).await?;
-        if read.next_offset <= offset {
-            break;
-        }
-        for b in batch::Batches::new(&read.records, true) {
-            let b = b.map_err(|e| ZkError::Corrupt {
-                offset,
-                reason: e.to_string(),
-            })?;
-            let records = b.records().map_err(|e| ZkError::Corrupt {
-                offset,
-                reason: e.to_string(),
-            })?;
-            for r in records {
-                let r = r.map_err(|e| ZkError::Corrupt {
-                    offset,
-                    reason: e.to_string(),
-                })?;
-                if (r.offset as u64) < offset {
-                    continue;
-                }
-                let value = r.value.unwrap_or_default();
-                let txn = Txn::from_bytes(value).map_err(|e| ZkError::Corrupt {
-                    offset: r.offset as u64,
-                    reason: e.to_string(),
-                })?;
-                state.apply(&txn);
-                replayed += 1;
-            }
-        }
-        offset = read.next_offset;
-    }
+    let replayed = txnlog::replay(&log, replay_from, &mut state)
+        .await
+        .map_err(|e| match e {
+            txnlog::ReplayError::Log(e) => ZkError::Log(e),
+            txnlog::ReplayError::Corrupt { offset, reason } => ZkError::Corrupt { offset, reason },
+        })?;
     info!(
         "zk: replayed {replayed} txns; last zxid 0x{:x}",
         state.last_zxid()
     );
-    let started = Instant::now();
+    let started = clock::now();
     let mut expiry = ExpiryTracker::default();
     for (s, meta) in state.sessions.iter() {
         expiry.touch(s, 0, meta.timeout_ms);
@@ -1025,6 +987,7 @@ async fn start_server(cfg: ZkConfig) -> Result<Rc<Server>, ZkError> {
     let durable = Rc::new(Watermark::default());
     durable.advance(state.last_zxid());
     Ok(Rc::new(Server {
+        log_limit: RefCell::new(kiln_engine::ratelog::LogLimiter::default()),
         snapshots: Rc::new(snapshots),
         snapshot_threshold: Cell::new(snapshot_threshold(cfg.snap_count)),
         cfg,
@@ -1068,30 +1031,15 @@ fn spawn_background(srv: &Rc<Server>) {
             let mut last_end = 0;
             let mut last_zxid = 0;
             while !txns.is_empty() {
-                let mut b = BatchBuilder::new();
-                let mut bytes = 0;
-                while let Some(t) = txns.pop_front() {
-                    let mut w = Writer::from_vec(std::mem::take(&mut scratch));
-                    t.encode(&mut w);
-                    scratch = w.into_inner();
-                    bytes += scratch.len();
-                    if let Err(e) = b.push(Record { key: None, value: Some(&scratch), headers: &[], timestamp: t.time }) {
-                        s.fail(format!("building a log batch: {e}"));
-                        return;
-                    }
-                    scratch.clear();
-                    last_zxid = t.zxid;
-                    if bytes >= LOG_BATCH_BYTES_MAX {
-                        break;
-                    }
-                }
-                let batch = match b.finish() {
-                    Ok(b) => b,
+                let (batch, zxid) = match txnlog::encode_batch(&mut txns, &mut scratch, LOG_BATCH_BYTES_MAX) {
+                    Ok(Some(b)) => b,
+                    Ok(None) => break,
                     Err(e) => {
                         s.fail(format!("building a log batch: {e}"));
                         return;
                     }
                 };
+                last_zxid = zxid;
                 loop {
                     match s.log.append_buffered(&batch, AppendOptions::default()) {
                         Ok(info) => {
@@ -1108,7 +1056,7 @@ fn spawn_background(srv: &Rc<Server>) {
                             // delete_records; wait a moment, never spin without yielding.
                             let end = s.log.log_end_offset();
                             if s.log.written_offset() >= end {
-                                rt::sleep(Duration::from_millis(1)).await;
+                                clock::sleep(Duration::from_millis(1)).await;
                             } else if s.log.wait_written(end).await.is_err() {
                                 s.fail("the transaction log failed while waiting for writes".into());
                                 return;
@@ -1139,7 +1087,7 @@ fn spawn_background(srv: &Rc<Server>) {
     rt::spawn(async move {
         let period = Duration::from_millis(u64::from(s.cfg.tick_time_ms / 2).clamp(20, 1000));
         loop {
-            rt::sleep(period).await;
+            clock::sleep(period).await;
             let now = mono_ms(s.started);
             let expired = s.expiry.borrow().expired(now);
             for sid in expired {
@@ -1175,7 +1123,7 @@ fn spawn_background(srv: &Rc<Server>) {
                     ),
                     Err(e) => warn!("zk: autopurge: {e}"),
                 }
-                rt::sleep(period).await;
+                clock::sleep(period).await;
             }
         })
         .detach();
@@ -1186,7 +1134,7 @@ fn spawn_background(srv: &Rc<Server>) {
     rt::spawn(async move {
         let period = Duration::from_millis(s.cfg.container_check_interval_ms.max(10));
         loop {
-            rt::sleep(period).await;
+            clock::sleep(period).await;
             let now = now_ms();
             let candidates = s.state.borrow().gc_candidates(now);
             for p in candidates {
@@ -1240,7 +1188,7 @@ impl FrameReader {
 
     fn take(&mut self, n: usize) -> &[u8] {
         let range = self.skip(n);
-        self.buf.get(range).unwrap_or_default()
+        kiln_engine::invariant::bytes(&self.buf, range)
     }
 
     /// Consumes `n` buffered bytes; returns where they are in `buf` (valid until the next fill).
@@ -1251,7 +1199,7 @@ impl FrameReader {
     }
 
     fn frame(&self, range: std::ops::Range<usize>) -> &[u8] {
-        self.buf.get(range).unwrap_or_default()
+        kiln_engine::invariant::bytes(&self.buf, range)
     }
 }
 
@@ -1261,9 +1209,12 @@ async fn serve_conn(srv: Rc<Server>, stream: rt::TcpStream, peer: SocketAddr) {
         let mut per_ip = srv.per_ip.borrow_mut();
         let n = per_ip.entry(ip).or_insert(0);
         if srv.cfg.max_client_cnxns > 0 && *n >= srv.cfg.max_client_cnxns {
-            warn!(
-                "zk: too many connections from {ip} - max is {}",
-                srv.cfg.max_client_cnxns
+            srv.log_limited(
+                "too-many-connections",
+                format_args!(
+                    "zk: too many connections from {ip} - max is {}",
+                    srv.cfg.max_client_cnxns
+                ),
             );
             return;
         }
@@ -1287,6 +1238,7 @@ async fn serve_conn(srv: Rc<Server>, stream: rt::TcpStream, peer: SocketAddr) {
         last_op: Cell::new(-1),
         last_cxid: Cell::new(-1),
         last_zxid: Cell::new(0),
+        reply_zxid: Cell::new(0),
         established_ms: now_ms(),
         last_response_ms: Cell::new(0),
         latency: Cell::new(ConnLatency::default()),
@@ -1385,7 +1337,7 @@ async fn write_loop(srv: Rc<Server>, mut wr: rt::TcpStream, conn: Rc<Conn>) {
 
 /// Counts the frames just written; a reply frees its request's place and records its latency.
 fn flush_stats(srv: &Server, conn: &Conn, started: &mut Vec<Option<Instant>>) {
-    let now = Instant::now();
+    let now = clock::now();
     let mut stats = srv.stats.borrow_mut();
     let mut lat = conn.latency.get();
     let mut replied = false;
@@ -1440,27 +1392,48 @@ async fn read_frame(
 }
 
 async fn read_loop(srv: &Rc<Server>, conn: &Rc<Conn>, r: &mut FrameReader) {
-    // A new connection may send a four-letter word instead of a length prefix.
-    if !r.fill(4).await {
-        return;
-    }
-    let first: [u8; 4] = match r.buf.get(r.pos..r.pos + 4).and_then(|s| s.try_into().ok()) {
-        Some(f) => f,
-        None => return,
+    // A connection without a session holds a descriptor and a slot of its address's
+    // maxClientCnxns: it gets a deadline for its connect request (or four-letter word), as the
+    // reference server closes sessionless connections.
+    let handshake = async {
+        // A new connection may send a four-letter word instead of a length prefix.
+        if !r.fill(4).await {
+            return None;
+        }
+        let first: [u8; 4] = r
+            .buf
+            .get(r.pos..r.pos + 4)
+            .and_then(|s| s.try_into().ok())?;
+        if let Some(cmd) = fourlw::command_of(first) {
+            let text = run_four_letter(srv, cmd);
+            conn.push_raw_and_close(text.as_bytes());
+            return None;
+        }
+        let range = read_frame(srv, r, conn.peer).await?;
+        let payload = r.frame(range);
+        match ConnectRequest::decode(&mut Reader::new(payload, srv.cfg.jute_maxbuffer)) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                srv.log_limited(
+                    "malformed-connect",
+                    format_args!("zk: closing {}: malformed connect request: {e}", conn.peer),
+                );
+                None
+            }
+        }
     };
-    if let Some(cmd) = fourlw::command_of(first) {
-        let text = run_four_letter(srv, cmd);
-        conn.push_raw_and_close(text.as_bytes());
-        return;
-    }
-    let Some(range) = read_frame(srv, r, conn.peer).await else {
-        return;
-    };
-    let payload = r.frame(range);
-    let connect = match ConnectRequest::decode(&mut Reader::new(payload, srv.cfg.jute_maxbuffer)) {
-        Ok(c) => c,
-        Err(e) => {
-            warn!("zk: closing {}: malformed connect request: {e}", conn.peer);
+    let connect = match clock::timeout(SESSIONLESS_DEADLINE, handshake).await {
+        Ok(Some(c)) => c,
+        Ok(None) => return,
+        Err(_) => {
+            srv.log_limited(
+                "handshake-deadline",
+                format_args!(
+                    "zk: closing {}: no connect request within {} ms",
+                    conn.peer,
+                    SESSIONLESS_DEADLINE.as_millis()
+                ),
+            );
             return;
         }
     };
@@ -1573,7 +1546,7 @@ fn bind_session(srv: &Server, conn: &Conn, sid: SessionId, timeout: i32, now: u6
 
 /// Handles one request frame; false when the connection must close.
 fn handle_request(srv: &Rc<Server>, conn: &Rc<Conn>, payload: &[u8]) -> bool {
-    let started = Instant::now();
+    let started = clock::now();
     let sid = conn.session.get();
     let mono = started.saturating_duration_since(srv.started).as_millis() as u64;
     srv.expiry
@@ -1595,7 +1568,7 @@ fn handle_request(srv: &Rc<Server>, conn: &Rc<Conn>, payload: &[u8]) -> bool {
     }
     match header.op {
         op::PING => {
-            let zxid = srv.state.borrow().last_zxid();
+            let zxid = srv.visible_zxid(conn);
             conn.reply(
                 ReplyHeader {
                     xid: header.xid,
@@ -1665,31 +1638,48 @@ fn handle_request(srv: &Rc<Server>, conn: &Rc<Conn>, payload: &[u8]) -> bool {
             conn.close_output();
             false
         }
-        opcode => {
-            let req = match Request::decode(opcode, &mut r) {
-                Ok(req) => req,
-                Err(e) => {
-                    warn!(
-                        "zk: closing {}: malformed request (op {opcode}): {e}",
-                        conn.peer
-                    );
-                    return false;
-                }
+        opcode if !op::is_request(opcode) => {
+            // The reference server answers UNIMPLEMENTED and closes the connection.
+            srv.log_limited(
+                "unknown-opcode",
+                format_args!("zk: closing {}: unknown request type {opcode}", conn.peer),
+            );
+            let h = ReplyHeader {
+                xid: header.xid,
+                zxid: srv.visible_zxid(conn),
+                err: Code::Unimplemented.as_i32(),
             };
+            conn.reply(h, None, None, started);
+            conn.close_output();
+            false
+        }
+        opcode => {
+            let decoded = Request::decode(opcode, &mut r);
+            if let Err(e) = &decoded {
+                // The reference server answers MARSHALLINGERROR and keeps the connection.
+                srv.log_limited(
+                    "malformed-request",
+                    format_args!(
+                        "zk: malformed request (op {opcode}) from {}: {e}",
+                        conn.peer
+                    ),
+                );
+            }
             let outcome = {
                 let auth = conn.auth.borrow();
                 let client = Client {
                     session: sid,
                     auth: &auth,
                 };
-                srv.state
-                    .borrow_mut()
-                    .process(&client, header.xid, &req, now_ms())
+                let mut state = srv.state.borrow_mut();
+                match &decoded {
+                    Ok(req) => state.process(&client, header.xid, req, now_ms()),
+                    Err(_) => state.malformed(&client, header.xid, opcode, now_ms()),
+                }
             };
-            let wait = if outcome.txn.is_none() {
-                srv.read_wait(&req)
-            } else {
-                None
+            let wait = match &decoded {
+                Ok(req) if outcome.txn.is_none() => srv.read_wait(req),
+                _ => None,
             };
             srv.dispatch(Some((conn, header.xid, started)), outcome, wait);
             true
@@ -1720,7 +1710,7 @@ fn spawn_admin(srv: &Rc<Server>) {
     rt::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else {
-                rt::sleep(Duration::from_millis(50)).await;
+                clock::sleep(Duration::from_millis(50)).await;
                 continue;
             };
             let s = s.clone();

@@ -74,9 +74,28 @@ impl Outcome {
     }
 }
 
+/// What applying a committed txn did ([`ZkState::apply`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Applied {
+    /// 0, or the error code the txn carries (an error txn) or met.
+    pub err: i32,
+    /// The txn is an error txn: its code was decided when it was sequenced.
+    pub logged_error: bool,
+    /// Watch events for the sessions that set the watches.
+    pub notifications: Vec<Notification>,
+}
+
+impl Applied {
+    /// A txn that was logged as successful but did not apply: the state diverged from the one
+    /// that sequenced it.
+    pub fn diverged(&self) -> bool {
+        self.err != 0 && !self.logged_error
+    }
+}
+
 /// What applying one txn op did.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Applied {
+enum OpApplied {
     Create {
         path: String,
         stat: crate::proto::Stat,
@@ -86,7 +105,7 @@ enum Applied {
     SetAcl(crate::proto::Stat),
     Check,
     Session,
-    Multi(Vec<Applied>),
+    Multi(Vec<OpApplied>),
     Error(i32),
 }
 
@@ -174,17 +193,32 @@ impl ZkState {
         self.last_zxid
     }
 
-    /// Replays a logged txn (start-up recovery). Txns at or below the current zxid are skipped.
-    pub fn apply(&mut self, txn: &Txn) {
+    /// Applies a committed txn: the one path for replay at start-up and (with an ensemble) for
+    /// followers. Fires the watches it triggers and returns what it did; `None` for a txn at or
+    /// below the current zxid (skipped). [`Self::process`] is "prepare + speculative apply" and
+    /// runs on the leader (or a single node) only.
+    pub fn apply(&mut self, txn: &Txn) -> Option<Applied> {
         if txn.zxid <= self.last_zxid {
-            return;
+            return None;
         }
         let mut events = Vec::new();
-        let _ = self.apply_op(txn.session, &txn.op, txn.zxid, txn.time, None, &mut events);
+        let result = self.apply_op(txn.session, &txn.op, txn.zxid, txn.time, None, &mut events);
         self.last_zxid = txn.zxid;
         if let TxnOp::CreateSession { .. } = txn.op {
             self.next_session_id = self.next_session_id.max(txn.session + 1);
         }
+        let mut notifications = Vec::new();
+        self.watches.trigger(&events, &mut notifications);
+        let err = match result {
+            Ok(OpApplied::Error(code)) => code,
+            Ok(_) => 0,
+            Err(code) => code.as_i32(),
+        };
+        Some(Applied {
+            err,
+            logged_error: matches!(txn.op, TxnOp::Error { .. }),
+            notifications,
+        })
     }
 
     fn apply_op(
@@ -195,7 +229,7 @@ impl ZkState {
         time: i64,
         mut journal: Option<&mut Journal>,
         events: &mut Vec<TreeEvent>,
-    ) -> Result<Applied, Code> {
+    ) -> Result<OpApplied, Code> {
         match op {
             TxnOp::CreateSession { timeout_ms } => {
                 self.sessions.insert(
@@ -204,14 +238,14 @@ impl ZkState {
                         timeout_ms: *timeout_ms,
                     },
                 );
-                Ok(Applied::Session)
+                Ok(OpApplied::Session)
             }
             TxnOp::CloseSession => {
                 for path in self.tree.ephemerals_of(session) {
                     let _ = self.tree.delete(&path, zxid, None, events);
                 }
                 self.sessions.remove(session);
-                Ok(Applied::Session)
+                Ok(OpApplied::Session)
             }
             TxnOp::Create {
                 path,
@@ -231,20 +265,20 @@ impl ZkState {
                     journal,
                     events,
                 )?;
-                Ok(Applied::Create {
+                Ok(OpApplied::Create {
                     path: path.clone(),
                     stat,
                 })
             }
             TxnOp::Delete { path } => {
                 self.tree.delete(path, zxid, journal, events)?;
-                Ok(Applied::Delete)
+                Ok(OpApplied::Delete)
             }
             TxnOp::SetData {
                 path,
                 data,
                 version,
-            } => Ok(Applied::SetData(self.tree.set_data(
+            } => Ok(OpApplied::SetData(self.tree.set_data(
                 path,
                 data.clone(),
                 *version,
@@ -257,24 +291,24 @@ impl ZkState {
                 path,
                 acl,
                 aversion,
-            } => Ok(Applied::SetAcl(self.tree.set_acl(
+            } => Ok(OpApplied::SetAcl(self.tree.set_acl(
                 path,
                 acl.clone(),
                 *aversion,
                 journal,
             )?)),
-            TxnOp::Check { .. } => Ok(Applied::Check),
+            TxnOp::Check { .. } => Ok(OpApplied::Check),
             TxnOp::Multi(ops) => {
                 let mut out = Vec::with_capacity(ops.len());
                 for o in ops {
                     out.push(
                         self.apply_op(session, o, zxid, time, journal.as_deref_mut(), events)
-                            .unwrap_or_else(|c| Applied::Error(c.as_i32())),
+                            .unwrap_or_else(|c| OpApplied::Error(c.as_i32())),
                     );
                 }
-                Ok(Applied::Multi(out))
+                Ok(OpApplied::Multi(out))
             }
-            TxnOp::Error { code } => Ok(Applied::Error(*code)),
+            TxnOp::Error { code } => Ok(OpApplied::Error(*code)),
         }
     }
 
@@ -485,21 +519,21 @@ impl ZkState {
         }
     }
 
-    fn op_result(opcode: i32, a: Applied) -> OpResult {
+    fn op_result(opcode: i32, a: OpApplied) -> OpResult {
         match a {
-            Applied::Create { path, stat } => {
+            OpApplied::Create { path, stat } => {
                 if opcode == op::CREATE {
                     OpResult::Create { path }
                 } else {
                     OpResult::Create2 { path, stat }
                 }
             }
-            Applied::Delete => OpResult::Delete,
-            Applied::SetData(stat) => OpResult::SetData { stat },
-            Applied::Check | Applied::SetAcl(_) | Applied::Session | Applied::Multi(_) => {
+            OpApplied::Delete => OpResult::Delete,
+            OpApplied::SetData(stat) => OpResult::SetData { stat },
+            OpApplied::Check | OpApplied::SetAcl(_) | OpApplied::Session | OpApplied::Multi(_) => {
                 OpResult::Check
             }
-            Applied::Error(e) => OpResult::Error(e),
+            OpApplied::Error(e) => OpResult::Error(e),
         }
     }
 
@@ -522,6 +556,31 @@ impl ZkState {
                 o.notifications = notifications;
                 o
             }
+        }
+    }
+
+    /// A request of a known opcode whose body did not decode: MARSHALLINGERROR, as the reference
+    /// server answers. A write (see [`op::is_write`]) consumes a zxid and logs an error txn, as the
+    /// reference server does; a read answers at the last zxid and changes nothing.
+    pub fn malformed(&mut self, c: &Client<'_>, cxid: i32, opcode: i32, now_ms: i64) -> Outcome {
+        if !op::is_write(opcode) {
+            return Outcome::read(self.last_zxid, Err(Code::MarshallingError));
+        }
+        let zxid = self.next_zxid();
+        Outcome {
+            zxid,
+            err: Code::MarshallingError.as_i32(),
+            response: Response::Empty,
+            txn: Some(Txn {
+                session: c.session,
+                cxid,
+                zxid,
+                time: now_ms,
+                op: TxnOp::Error {
+                    code: Code::MarshallingError.as_i32(),
+                },
+            }),
+            notifications: Vec::new(),
         }
     }
 
@@ -561,14 +620,14 @@ impl ZkState {
             Err(code) => (code.as_i32(), Response::Empty),
             Ok(a) => {
                 let response = match (req, a) {
-                    (Request::Create { op: opcode, .. }, Applied::Create { path, stat }) => {
+                    (Request::Create { op: opcode, .. }, OpApplied::Create { path, stat }) => {
                         if *opcode == op::CREATE {
                             Response::Create { path }
                         } else {
                             Response::Create2 { path, stat }
                         }
                     }
-                    (_, Applied::SetData(stat) | Applied::SetAcl(stat)) => Response::Stat(stat),
+                    (_, OpApplied::SetData(stat) | OpApplied::SetAcl(stat)) => Response::Stat(stat),
                     _ => Response::Empty,
                 };
                 (0, response)
@@ -1215,6 +1274,42 @@ mod tests {
             copy.tree.ephemerals_of(s),
             vec!["/a/s-0000000000".to_string(), "/b/c".to_string()]
         );
+    }
+
+    /// The follower's path: a copy that applies the leader's committed txns fires the watches
+    /// its own sessions set, as the leader's `process` does, and reports no divergence.
+    #[test]
+    fn applying_committed_txns_fires_the_same_watches_as_processing() {
+        let mut leader = state();
+        let mut follower = state();
+        let c = client(7);
+        let t = leader.process(&c, 1, &create("/w", 0), 0).txn.unwrap();
+        assert_eq!(follower.apply(&t).map(|a| a.err), Some(0));
+        let get = Request::GetData {
+            path: "/w".into(),
+            watch: true,
+        };
+        leader.process(&c, 2, &get, 0);
+        follower.process(&c, 2, &get, 0);
+        let set = Request::SetData {
+            path: "/w".into(),
+            data: Some(vec![1]),
+            version: -1,
+        };
+        let on_leader = leader.process(&c, 3, &set, 0);
+        let applied = follower.apply(on_leader.txn.as_ref().unwrap()).unwrap();
+        assert!(!applied.diverged());
+        assert_eq!(applied.notifications, on_leader.notifications);
+        assert_eq!(applied.notifications.len(), 1);
+        // Already applied: skipped.
+        assert!(follower.apply(on_leader.txn.as_ref().unwrap()).is_none());
+        // A logged success that no longer applies is a divergence.
+        let again = leader.process(&c, 4, &create("/w/x", 0), 0).txn.unwrap();
+        let mut bad = again.clone();
+        bad.op = TxnOp::Delete {
+            path: "/missing".into(),
+        };
+        assert!(follower.apply(&bad).unwrap().diverged());
     }
 
     #[test]

@@ -1,5 +1,8 @@
 //! End-to-end tests over TCP with a small blocking jute client: handshake, CRUD, watches,
 //! ephemerals, session expiry, restart durability, four-letter words and hostile frames.
+
+// Real processes and sockets on real time: the clock seam is for the servers' code.
+#![allow(clippy::disallowed_methods)]
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
 
 use std::io::{Read, Write};
@@ -193,10 +196,12 @@ fn create_get_set_delete_with_exact_stats() {
     });
     assert_eq!(h.err, -111);
     let (h, _) = c.call(&Request::Unimplemented(9999));
-    assert_eq!(
-        h.err, -6,
-        "unknown opcodes get UNIMPLEMENTED and the connection stays up"
-    );
+    assert_eq!(h.err, -6, "unknown opcodes get UNIMPLEMENTED");
+    // Then the connection closes, as the reference server closes it; the session lives on.
+    let mut rest = Vec::new();
+    let n = std::io::Read::read_to_end(&mut c.s, &mut rest).unwrap_or(0);
+    assert_eq!(n, 0, "nothing after UNIMPLEMENTED, then end of stream");
+    let mut c = Client::connect(srv.addr(), 0, vec![0; 16], 5000).unwrap();
     assert_eq!(c.exists("/a", false), 0);
     c.close();
     srv.stop().unwrap();

@@ -30,12 +30,15 @@ def test_second_process_on_the_same_data_dir_is_refused(zk_server_factory, tmp_p
     assert same.returncode != 0, same.stderr
     assert data in same.stderr and "in use" in same.stderr, same.stderr
     assert f"pid {first.proc.pid}" in same.stderr, same.stderr
+    # It never claimed to serve: that line comes only once the data directory is open.
+    assert "serving" not in same.stderr, same.stderr
 
     # Its own dataDir, but the first server's directory as dataLogDir.
     own = tmp_path / "own"
     shared_log = start_second(first, dataDir=str(own), dataLogDir=data)
     assert shared_log.returncode != 0, shared_log.stderr
     assert data in shared_log.stderr and "in use" in shared_log.stderr, shared_log.stderr
+    assert "serving" not in shared_log.stderr, shared_log.stderr
 
     # The first server was not disturbed.
     zk = KazooClient(hosts=first.hosts, timeout=10.0)

@@ -358,6 +358,32 @@ def script(conns: dict, log, new_conn) -> None:
     conns["t1"] = None
     do("s0", "ephemeral gone with its session", J.EXISTS, J.path_watch("/sess/e"))
 
+    # --- malformed request bodies: MARSHALLINGERROR and the connection stays; unknown opcode: UNIMPLEMENTED
+    # and the connection closes --------------------------------------------------------------------------
+    bomb = 0x7FFFFFFF
+    do("s0", "create: path length bomb", J.CREATE, bytes(J.Buf().int(bomb).b))
+    do("s0", "getData: truncated path", J.GET_DATA, bytes(J.Buf().int(5).b) + b"/d")
+    do("s0", "setData: data length bomb", J.SET_DATA, bytes(J.Buf().str("/d").int(bomb).b))
+    do("s0", "setACL: ACL count bomb", J.SET_ACL, bytes(J.Buf().str("/d").int(bomb).b))
+    do("s0", "create: ACL count bomb", J.CREATE, bytes(J.Buf().str("/d/aclbomb").buffer(b"").int(bomb).b))
+    no_end = J.Buf().int(J.CREATE).bool(False).int(-1)
+    no_end.b += J.create_body("/d/multi-no-end", b"")
+    do("s0", "multi without its end marker", J.MULTI, bytes(no_end.b))
+    bad_type = J.Buf().int(99).bool(False).int(-1).str("/d").int(-1).int(-1).bool(True).int(-1)
+    do("s0", "multi with a bad op type", J.MULTI, bytes(bad_type.b))
+    do("s0", "after malformed: connection still serves", J.EXISTS, J.path_watch("/d/multi-no-end"))
+    do("s0", "after malformed: a write still works", J.CREATE, J.create_body("/d/after-malformed", b"ok"))
+    odd = new_conn("so")
+    rep = odd.call(999, b"")
+    log("so", "unknown opcode 999", 999, rep)
+    try:
+        odd.call(J.EXISTS, J.path_watch("/"))
+        closed = False
+    except (ConnectionError, OSError):
+        closed = True
+    log("so", "connection closed after UNIMPLEMENTED", 0, J.Reply(0, 0, 0, {"closed": closed}))
+    odd.drop()
+
     # --- a failed auth ends the session: AUTHFAILED reply, then the connection is closed ------------------
     bad = new_conn("sx")
     rep = bad.call(J.AUTH, J.auth_body("bogus", b"x"), xid=-4)

@@ -6,6 +6,7 @@ Every server gets a random free port and its own data directory; callers stop wh
 from __future__ import annotations
 
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -63,13 +64,16 @@ def four_letter(port: int, word: str, timeout: float = 2.0) -> str:
 class ZkServer:
     """One server process (Apache ZooKeeper or Kiln) with a zoo.cfg in its own directory."""
 
-    def __init__(self, kind: str, workdir: Path | None = None, port: int | None = None, extra: dict | None = None):
+    def __init__(self, kind: str, workdir: Path | None = None, port: int | None = None, extra: dict | None = None,
+                 nofile: int | None = None):
         assert kind in KINDS, kind
         self.kind = kind
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix=f"zk-{kind}-"))
         self.datadir = self.workdir / "data"
         self.port = port or free_port()
         self.extra = extra or {}
+        # RLIMIT_NOFILE of the server process (None: inherited).
+        self.nofile = nofile
         self.proc: subprocess.Popen | None = None
         self.log = self.workdir / "server.log"
 
@@ -113,8 +117,14 @@ class ZkServer:
                 raise RuntimeError(f"KILN_BIN {KILN_BIN} does not exist (cargo build --release -p kiln)")
             args = [KILN_BIN, "zk", "--config", str(cfg)]
         logf = open(self.log, "ab")
+        nofile = self.nofile
+
+        def limits() -> None:
+            if nofile is not None:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+
         self.proc = subprocess.Popen(args, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                     cwd=self.workdir)
+                                     cwd=self.workdir, preexec_fn=limits)
         logf.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
