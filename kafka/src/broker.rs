@@ -375,7 +375,7 @@ async fn retention_loop(shard: std::rc::Weak<ShardState>) {
         else {
             return;
         };
-        rt::sleep(std::time::Duration::from_millis(interval)).await;
+        kiln_engine::clock::sleep(std::time::Duration::from_millis(interval)).await;
         let Some(s) = shard.upgrade() else { return };
         let parts: Vec<_> = s.partitions.borrow().values().cloned().collect();
         drop(s);
@@ -398,12 +398,24 @@ async fn retention_loop(shard: std::rc::Weak<ShardState>) {
 }
 
 async fn accept_loop(shard: &Rc<ShardState>, listener: &rt::TcpListener) {
+    use kiln_engine::ratelog::LogLimiter;
     let max = shard.shared.config.connections_max;
+    let started = kiln_engine::clock::now();
+    let mono_ms = || kiln_engine::clock::ms_since(started);
+    let mut backoff = kiln_engine::accept::AcceptBackoff::default();
+    let mut refusals = LogLimiter::default();
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
+                backoff.on_success();
                 if !admit_connection(&shard.shared.connections, max) {
-                    tracing::warn!(%peer, max, "max.connections reached: closing a new connection");
+                    if let Some(suppressed) = refusals.admit("max-connections", mono_ms()).logged()
+                    {
+                        tracing::warn!(
+                            %peer, max, suppressed,
+                            "max.connections reached: closing a new connection"
+                        );
+                    }
                     drop(stream);
                     continue;
                 }
@@ -411,8 +423,14 @@ async fn accept_loop(shard: &Rc<ShardState>, listener: &rt::TcpListener) {
                 rt::spawn(crate::conn::serve(shard.clone(), stream)).detach();
             }
             Err(e) => {
-                tracing::warn!(error = %e, "accept failed");
-                rt::sleep(std::time::Duration::from_millis(10)).await;
+                // Out of descriptors, the connection waits in the backlog; idle connections
+                // close at their deadline and free some.
+                let after = backoff.on_error(&e, mono_ms());
+                let delay_ms = after.delay.as_millis() as u64;
+                if let Some(suppressed) = after.log.logged() {
+                    tracing::warn!(error = %e, delay_ms, suppressed, "accept failed");
+                }
+                kiln_engine::clock::sleep(after.delay).await;
             }
         }
     }

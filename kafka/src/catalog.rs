@@ -258,6 +258,13 @@ pub enum StoreError {
         path: PathBuf,
         source: serde_json::Error,
     },
+    /// A persisted counter that does not parse: starting over would reuse ids.
+    #[error(
+        "{path} does not hold a valid counter ({found:?}); refusing to start, as continuing \
+         would reuse ids. Restore the file from a backup or, knowing the highest id ever issued, \
+         write a larger number into it"
+    )]
+    CorruptCounter { path: PathBuf, found: String },
 }
 
 /// Persistence of the catalog under a log directory.
@@ -401,7 +408,7 @@ pub fn base64_url(bytes: &[u8]) -> String {
 /// A fresh random topic id (never all zeros, which Kafka reserves).
 pub fn new_topic_id() -> [u8; 16] {
     loop {
-        let id: [u8; 16] = rand::random();
+        let id: [u8; 16] = kiln_engine::prng::bytes();
         if id != [0; 16] {
             return id;
         }

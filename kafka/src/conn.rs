@@ -17,7 +17,11 @@
 //!    queue order, so responses leave in request order whatever finishes first. Replies that are
 //!    complete when the writer gets to them leave together in one vectored write.
 //! 4. A frame that does not decode closes only this connection (Kafka does the same).
+//! 5. A connection that sends no request within `kiln.connection.first.request.timeout.ms`, or
+//!    nothing for `connections.max.idle.ms` after that, is closed: idle sockets cannot hold every
+//!    descriptor and `max.connections` slot.
 
+use std::cell::Cell;
 use std::rc::Rc;
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -64,6 +68,8 @@ pub enum ConnError {
     AcksZeroFailure,
     #[error("the broker is stopping")]
     Stopping,
+    #[error("nothing received for {ms} ms ({key})")]
+    Idle { ms: u64, key: &'static str },
 }
 
 /// Serves one accepted connection until it closes. Always releases its connection slot.
@@ -103,6 +109,18 @@ async fn read_loop(
     let max = shard.shared.config.request_bytes_max;
     let mut reader: &TcpStream = stream;
     let mut buf = BytesMut::with_capacity(READ_BYTES);
+    let activity = Rc::new(Activity {
+        last: Cell::new(kiln_engine::clock::now()),
+        requested: Cell::new(false),
+        expired: Cell::new(None),
+    });
+    // Dropped (and so cancelled) when this loop returns.
+    let _watchdog = rt::spawn(idle_watchdog(
+        Rc::downgrade(stream),
+        activity.clone(),
+        shard.shared.config.first_request_timeout_ms,
+        shard.shared.config.connections_max_idle_ms,
+    ));
     loop {
         // Dispatch every whole frame already received.
         let mut want = 4;
@@ -115,6 +133,7 @@ async fn read_loop(
             if buf.len() >= want {
                 let mut frame = buf.split_to(want);
                 frame.advance(4);
+                activity.requested.set(true);
                 let reply = handlers::dispatch(shard, peer_host, frame.freeze()).await?;
                 if tx.send_async(reply).await.is_err() {
                     // The writer failed; its error is reported by serve_inner.
@@ -132,12 +151,56 @@ async fn read_loop(
         let at = buf.len();
         let rt::BufResult(res, slice) = reader.read(buf.slice(at..)).await;
         buf = slice.into_inner();
+        if let Some((ms, key)) = activity.expired.get() {
+            return Err(ConnError::Idle { ms, key });
+        }
+        activity.last.set(kiln_engine::clock::now());
         match res {
             Ok(0) => return Ok(()),
             Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return Ok(()),
             Err(e) => return Err(e.into()),
         }
+    }
+}
+
+/// When a connection last received bytes, whether it sent a request yet, and whether the
+/// watchdog closed it (with the limit and its key).
+struct Activity {
+    last: Cell<std::time::Instant>,
+    requested: Cell<bool>,
+    expired: Cell<Option<(u64, &'static str)>>,
+}
+
+/// Closes a connection that received nothing for its deadline: `first_ms` until its first
+/// request, then `idle_ms`. It shuts the socket down, so the pending read returns. One timer per
+/// connection instead of one per read keeps the read path free of timer work.
+async fn idle_watchdog(
+    stream: std::rc::Weak<TcpStream>,
+    activity: Rc<Activity>,
+    first_ms: u64,
+    idle_ms: u64,
+) {
+    loop {
+        let (limit, key) = if activity.requested.get() {
+            (idle_ms, "connections.max.idle.ms")
+        } else {
+            (first_ms, "kiln.connection.first.request.timeout.ms")
+        };
+        let quiet = kiln_engine::clock::ms_since(activity.last.get());
+        if quiet >= limit {
+            let Some(stream) = stream.upgrade() else {
+                return;
+            };
+            activity.expired.set(Some((limit, key)));
+            let fd = std::os::fd::AsRawFd::as_raw_fd(&*stream);
+            // SAFETY: `fd` belongs to `stream`, which is alive here; shutdown(2) does not close it.
+            unsafe {
+                libc::shutdown(fd, libc::SHUT_RDWR);
+            }
+            return;
+        }
+        kiln_engine::clock::sleep(std::time::Duration::from_millis(limit - quiet)).await;
     }
 }
 

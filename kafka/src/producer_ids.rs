@@ -26,7 +26,10 @@ impl ProducerIds {
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
         let path = dir.join("kiln-producer-ids");
         let next = match std::fs::read_to_string(&path) {
-            Ok(text) => text.trim().parse::<i64>().unwrap_or(0).max(0),
+            Ok(text) => parse_counter(&text).ok_or_else(|| StoreError::CorruptCounter {
+                path: path.clone(),
+                found: text.chars().take(64).collect(),
+            })?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
             Err(source) => {
                 return Err(StoreError::Io {
@@ -73,6 +76,16 @@ impl ProducerIds {
     }
 }
 
+/// The block end in the file: one non-negative decimal number and a newline. Anything else (an
+/// empty file, a torn or garbled write, a negative number) is not a counter.
+fn parse_counter(text: &str) -> Option<i64> {
+    let digits = text.strip_suffix('\n')?;
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse::<i64>().ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -86,5 +99,33 @@ mod tests {
         drop(a);
         let mut b = ProducerIds::open(dir.path()).expect("reopen");
         assert_eq!(b.allocate().expect("id"), BLOCK_IDS);
+    }
+
+    #[test]
+    fn a_damaged_counter_file_stops_start_up_naming_the_file() {
+        for damaged in [
+            "",
+            "\n",
+            "12a4\n",
+            "-5\n",
+            "1000",
+            "99999999999999999999\n",
+            "\u{0}\u{0}\u{0}",
+        ] {
+            let dir = tempfile::tempdir().expect("tempdir");
+            std::fs::write(dir.path().join("kiln-producer-ids"), damaged).expect("write");
+            let err = ProducerIds::open(dir.path()).expect_err(damaged);
+            let msg = err.to_string();
+            assert!(msg.contains("kiln-producer-ids"), "{msg}");
+            assert!(matches!(err, StoreError::CorruptCounter { .. }), "{msg}");
+        }
+    }
+
+    #[test]
+    fn a_valid_counter_file_continues_after_its_block() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("kiln-producer-ids"), "5000\n").expect("write");
+        let mut ids = ProducerIds::open(dir.path()).expect("open");
+        assert_eq!(ids.allocate().expect("id"), 5000);
     }
 }

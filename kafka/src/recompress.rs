@@ -21,6 +21,7 @@
 //! each batch on its own (a v3+ idempotent produce carries one batch per partition anyway).
 
 use kiln_engine::batch::{self, BatchBuilder, BatchView, Record};
+use kiln_engine::invariant;
 use kiln_kafka_codec::compression::{self, Codec, CompressionError};
 
 use crate::config::topic::TopicConfig;
@@ -175,7 +176,7 @@ fn check_header(index: usize, b: &BatchView<'_>) -> Result<(), RecordError> {
 /// The batch's header (compression bits cleared, length adjusted) followed by `records`: an
 /// uncompressed batch the engine's record iterator can read. Its CRC is not valid.
 fn plain_batch(b: &BatchView<'_>, records: &[u8]) -> Vec<u8> {
-    let header = b.bytes().get(..batch::HEADER_LEN).unwrap_or(&[]);
+    let header = invariant::bytes(b.bytes(), ..batch::HEADER_LEN);
     let mut v = Vec::with_capacity(batch::HEADER_LEN + records.len());
     v.extend_from_slice(header);
     v.extend_from_slice(records);
@@ -195,7 +196,7 @@ fn set_length_and_attributes(v: &mut [u8], attributes: i16) {
 }
 
 fn set_crc(v: &mut [u8]) {
-    let crc = crc32c::crc32c(v.get(batch::CRC_START..).unwrap_or(&[]));
+    let crc = crc32c::crc32c(invariant::bytes(v, batch::CRC_START..));
     if let Some(dst) = v.get_mut(17..21) {
         dst.copy_from_slice(&crc.to_be_bytes());
     }
@@ -304,7 +305,7 @@ fn convert(
     if codec != Codec::None {
         let packed = compression::compress(
             codec,
-            rebuilt.get(batch::HEADER_LEN..).unwrap_or(&[]),
+            invariant::bytes(&rebuilt, batch::HEADER_LEN..),
             level,
         )
         .map_err(|source| RecordError::Compress {

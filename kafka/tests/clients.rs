@@ -1,6 +1,9 @@
 //! The broker with a real client: librdkafka through the `rdkafka` crate (produce, consume,
 //! groups, admin), including a restart on the same data directory.
 
+// Real processes and sockets on real time: the clock seam is for the servers' code.
+#![allow(clippy::disallowed_methods)]
+
 mod common;
 
 use std::collections::BTreeMap;

@@ -12,6 +12,7 @@ cd "$ROOT"
 PEERS="$ROOT/.peers"
 mkdir -p "$PEERS"
 SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
+. "$ROOT/tools/ci/deb-src.sh"
 
 # Python clients (pinned).
 if [ ! -x .venv/bin/python ]; then python3 -m venv .venv; fi
@@ -47,16 +48,7 @@ fi
 
 # librdkafka's test suite from Debian's source package (the version Debian ships: 2.0.2 on bookworm).
 if ! ls "$PEERS"/librdkafka-*/tests/test-runner >/dev/null 2>&1; then
-  if ! grep -rqs '^Types:.*deb-src' /etc/apt/sources.list.d/ && ! grep -qs '^deb-src' /etc/apt/sources.list; then
-    . /etc/os-release
-    $SUDO tee /etc/apt/sources.list.d/kiln-deb-src.sources >/dev/null <<EOF
-Types: deb-src
-URIs: http://deb.debian.org/debian
-Suites: ${VERSION_CODENAME}
-Components: main
-Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
-EOF
-  fi
+  enable_deb_src || true
   $SUDO apt-get update -q
   bdeps=()
   for p in build-essential libssl-dev zlib1g-dev libzstd-dev liblz4-dev libsasl2-dev dpkg-dev python3; do

@@ -83,6 +83,11 @@ pub struct BrokerConfig {
     pub request_bytes_max: i32,
     /// `max.connections`: accepted connections beyond this are closed at once.
     pub connections_max: u32,
+    /// `connections.max.idle.ms`: a connection that sends nothing for this long is closed.
+    pub connections_max_idle_ms: u64,
+    /// `kiln.connection.first.request.timeout.ms`: a new connection that sends no request within
+    /// this long is closed (it holds a descriptor and a `max.connections` slot).
+    pub first_request_timeout_ms: u64,
     /// `queued.max.requests`: pipelined requests one connection may have in flight.
     pub queued_requests_max: u32,
     /// `fetch.max.bytes`: cap on one Fetch response, whatever the client asks.
@@ -235,6 +240,13 @@ impl BrokerConfig {
                 i32::MAX as i64,
             )? as i32,
             connections_max: r.int("max.connections", 10_000, 1, i32::MAX as i64)? as u32,
+            connections_max_idle_ms: r.int("connections.max.idle.ms", 600_000, 1, i64::MAX)? as u64,
+            first_request_timeout_ms: r.int(
+                "kiln.connection.first.request.timeout.ms",
+                10_000,
+                1,
+                i64::MAX,
+            )? as u64,
             queued_requests_max: r.int("queued.max.requests", 500, 1, 100_000)? as u32,
             fetch_bytes_max: r.int("fetch.max.bytes", 57_671_680, 1024, i32::MAX as i64)? as i32,
             fetch_memory_bytes_max: r.int(
@@ -369,6 +381,8 @@ fn is_known_key(key: &str) -> bool {
         "socket.receive.buffer.bytes",
         "socket.request.max.bytes",
         "max.connections",
+        "connections.max.idle.ms",
+        "kiln.connection.first.request.timeout.ms",
         "queued.max.requests",
         "fetch.max.bytes",
         "kiln.fetch.memory.bytes.max",

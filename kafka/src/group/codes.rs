@@ -6,8 +6,14 @@ pub const NONE: i16 = 0;
 pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
 /// The committed metadata string is longer than `offset.metadata.max.bytes`.
 pub const OFFSET_METADATA_TOO_LARGE: i16 = 12;
-/// The coordinator is not available (only for groups being deleted at that instant).
+/// Unexpected failure on the broker (a bug).
+pub const UNKNOWN_SERVER_ERROR: i16 = -1;
+/// The coordinator is not available: a group being deleted at that instant, the offsets log
+/// busy, or the coordinator stopping. Retriable.
 pub const COORDINATOR_NOT_AVAILABLE: i16 = 15;
+/// This broker is not (or no longer) the group's coordinator: its offsets log failed, as Kafka
+/// answers after a storage error. The client finds the coordinator again.
+pub const NOT_COORDINATOR: i16 = 16;
 /// The generation id in the request is not the group's current generation.
 pub const ILLEGAL_GENERATION: i16 = 22;
 /// The member's protocol type or protocols do not match the group's.

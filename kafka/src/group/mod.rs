@@ -45,6 +45,7 @@
 pub mod codes;
 pub mod config;
 pub mod coordinator;
+pub mod error_response;
 pub mod record;
 pub mod service;
 pub mod subscription;

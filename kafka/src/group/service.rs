@@ -26,7 +26,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::rc::{Rc, Weak};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use bytes::Bytes;
 use kiln_engine::batch::{BatchBuilder, Batches, Record};
@@ -103,6 +103,9 @@ struct Inner {
     waiters: Waiters,
     next_token: Cell<Token>,
     partition_exists: PartitionExists,
+    /// Budget for the warning logged with each error response (a failed log fails every request).
+    log_limit: RefCell<kiln_engine::ratelog::LogLimiter>,
+    started: std::time::Instant,
 }
 
 /// Where the records of one request went, in one partition.
@@ -127,9 +130,7 @@ pub struct GroupService {
 }
 
 fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    u64::try_from(kiln_engine::clock::wall_ms()).unwrap_or(0)
 }
 
 impl GroupService {
@@ -182,6 +183,8 @@ impl GroupService {
             waiters: RefCell::new(HashMap::new()),
             next_token: Cell::new(1),
             partition_exists,
+            log_limit: RefCell::new(kiln_engine::ratelog::LogLimiter::default()),
+            started: kiln_engine::clock::now(),
         });
         rt::spawn(timer_loop(Rc::downgrade(&inner))).detach();
         Ok(Self { inner })
@@ -275,12 +278,46 @@ impl GroupService {
     /// [`Self::handle`] with the request header's client id and the peer's host (Kafka shows
     /// it as `/127.0.0.1`), which JoinGroup records for DescribeGroups and member ids.
     ///
+    /// A failure that is not the request's fault (the offsets log failed or is busy, the
+    /// service stopped) is answered with the Kafka error code for it in every group, partition
+    /// and member the request names (see [`super::error_response`]), as Kafka answers.
+    ///
     /// # Errors
     /// [`GroupError::UnsupportedApi`] for an API or version not in [`GROUP_API_VERSIONS`];
-    /// [`GroupError::Decode`] / [`GroupError::Encode`] for malformed bodies; [`GroupError::Storage`]
-    /// when the offsets log failed; [`GroupError::Closed`] if the service went away while the
-    /// request waited.
+    /// [`GroupError::Decode`] for a body that does not decode: the connection is closed.
     pub async fn handle_with_client(
+        &self,
+        api_key: i16,
+        api_version: i16,
+        body: Bytes,
+        client_id: &str,
+        client_host: &str,
+    ) -> Result<Vec<u8>, GroupError> {
+        let served = self
+            .serve(api_key, api_version, body.clone(), client_id, client_host)
+            .await;
+        let e = match served {
+            Ok(out) => return Ok(out),
+            Err(e) => e,
+        };
+        let Some(code) = e.kafka_code() else {
+            return Err(e);
+        };
+        let now = kiln_engine::clock::ms_since(self.inner.started);
+        let admit = self
+            .inner
+            .log_limit
+            .borrow_mut()
+            .admit("error-response", now);
+        if let Some(suppressed) = admit.logged() {
+            tracing::warn!(api_key, code, suppressed, error = %e, "group request failed");
+        }
+        let mut out = Vec::with_capacity(64);
+        super::error_response::encode(api_key, api_version, body, code, &e.to_string(), &mut out)?;
+        Ok(out)
+    }
+
+    async fn serve(
         &self,
         api_key: i16,
         api_version: i16,
@@ -1185,7 +1222,7 @@ async fn compact(
 
 async fn timer_loop(inner: Weak<Inner>) {
     loop {
-        rt::sleep(Duration::from_millis(TICK_MS)).await;
+        kiln_engine::clock::sleep(Duration::from_millis(TICK_MS)).await;
         let Some(inner) = inner.upgrade() else { return };
         inner.tick();
         let min = inner.core.borrow().config().offsets_compact_records_min;

@@ -1,6 +1,9 @@
 //! The service end to end on the real runtime and disk: wire bytes in, wire bytes out, offsets
 //! surviving a reopen, deferred JoinGroup responses, and the timer task expiring sessions.
 
+// Tests on the real runtime and real time: the clock seam is for the servers' code.
+#![allow(clippy::disallowed_methods)]
+
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -164,6 +167,19 @@ async fn fetch_all_v7_for(
     offset_fetch_response::OffsetFetchResponse::decode(&mut r, 7).expect("decodes")
 }
 
+/// FindCoordinator v2 for `group`.
+async fn find_coordinator_v2(
+    svc: &GroupService,
+    group: &str,
+) -> find_coordinator_response::FindCoordinatorResponse {
+    let req = find_coordinator_request::FindCoordinatorRequest {
+        key: group.into(),
+        ..Default::default()
+    };
+    let mut r = call(svc, 10, 2, enc(|w| req.encode(w, 2))).await;
+    find_coordinator_response::FindCoordinatorResponse::decode(&mut r, 2).expect("decodes")
+}
+
 async fn describe(svc: &GroupService, v: i16) -> describe_groups_response::DescribedGroup {
     let req = describe_groups_request::DescribeGroupsRequest {
         groups: vec!["g".into()],
@@ -305,13 +321,7 @@ fn find_coordinator_list_groups_and_bad_input() {
     let dir = tempfile::tempdir().expect("tempdir");
     rt::block_on(async {
         let svc = open(dir.path()).await;
-        let req = find_coordinator_request::FindCoordinatorRequest {
-            key: "g".into(),
-            ..Default::default()
-        };
-        let mut r = call(&svc, 10, 2, enc(|w| req.encode(w, 2))).await;
-        let resp =
-            find_coordinator_response::FindCoordinatorResponse::decode(&mut r, 2).expect("decodes");
+        let resp = find_coordinator_v2(&svc, "g").await;
         assert_eq!(
             (resp.error_code, resp.node_id, resp.host.as_str(), resp.port),
             (codes::NONE, 3, "broker.example", 19092)
@@ -584,4 +594,75 @@ fn concurrent_first_requests_create_the_topic_once() {
 /// (a dropped service's timer task holds the log until its current step ends).
 async fn settle() {
     rt::sleep(Duration::from_millis(300)).await;
+}
+
+/// An offsets log that cannot be created (here: a file where its directory must go) fails every
+/// group request with Kafka's code for it (NOT_COORDINATOR; COORDINATOR_NOT_AVAILABLE for
+/// FindCoordinator), not with an error that closes the client's connection.
+#[test]
+fn a_failed_offsets_log_is_answered_with_kafka_error_codes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(g_log_dir(dir.path()), b"not a directory").expect("blocker");
+    rt::block_on(async {
+        let svc = open(dir.path()).await;
+        let resp = find_coordinator_v2(&svc, "g").await;
+        assert_eq!(
+            (resp.error_code, resp.node_id),
+            (codes::COORDINATOR_NOT_AVAILABLE, -1)
+        );
+
+        assert_eq!(commit(&svc, 2, -1, "", 0, 5).await, codes::NOT_COORDINATOR);
+
+        let req = offset_fetch_request::OffsetFetchRequest {
+            group_id: "g".into(),
+            topics: Some(vec![offset_fetch_request::OffsetFetchRequestTopic {
+                name: "t".into(),
+                partition_indexes: vec![0, 1],
+            }]),
+            ..Default::default()
+        };
+        let mut r = call(&svc, 9, 5, enc(|w| req.encode(w, 5))).await;
+        let resp = offset_fetch_response::OffsetFetchResponse::decode(&mut r, 5).expect("decodes");
+        assert_eq!(resp.error_code, codes::NOT_COORDINATOR);
+        let parts: Vec<(i32, i64, i16)> = resp.topics[0]
+            .partitions
+            .iter()
+            .map(|p| (p.partition_index, p.committed_offset, p.error_code))
+            .collect();
+        assert_eq!(
+            parts,
+            [
+                (0, -1, codes::NOT_COORDINATOR),
+                (1, -1, codes::NOT_COORDINATOR)
+            ]
+        );
+
+        let mut r = call(&svc, 11, 5, join_body("", 5, 10_000)).await;
+        let resp = join_group_response::JoinGroupResponse::decode(&mut r, 5).expect("decodes");
+        assert_eq!(
+            (resp.error_code, resp.generation_id),
+            (codes::NOT_COORDINATOR, -1)
+        );
+
+        let req = describe_groups_request::DescribeGroupsRequest {
+            groups: vec!["g".into(), "h".into()],
+            ..Default::default()
+        };
+        let mut r = call(&svc, 15, 5, enc(|w| req.encode(w, 5))).await;
+        let resp =
+            describe_groups_response::DescribeGroupsResponse::decode(&mut r, 5).expect("decodes");
+        let codes_: Vec<i16> = resp.groups.iter().map(|g| g.error_code).collect();
+        assert_eq!(codes_, [codes::NOT_COORDINATOR, codes::NOT_COORDINATOR]);
+
+        // A request that does not decode still fails (the connection closes, as Kafka's does).
+        let bomb = svc
+            .handle(15, 0, Bytes::from_static(&[0x7f, 0xff, 0xff, 0xff]))
+            .await;
+        assert!(matches!(bomb, Err(GroupError::Decode(_))));
+
+        // Once the blocker is gone the same service creates the topic and serves.
+        std::fs::remove_file(g_log_dir(dir.path())).expect("remove blocker");
+        assert_eq!(commit(&svc, 2, -1, "", 0, 5).await, codes::NONE);
+    })
+    .expect("runtime");
 }

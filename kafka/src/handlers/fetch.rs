@@ -83,9 +83,7 @@ impl Got {
 }
 
 fn wall_clock_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+    u64::try_from(kiln_engine::clock::wall_ms()).unwrap_or(0)
 }
 
 fn error_response(code: i16) -> (ResponseBody, u64) {
@@ -223,7 +221,7 @@ pub async fn handle(
         .min(shard.shared.config.fetch_bytes_max)
         .max(0) as usize;
     let min_bytes = req.min_bytes.max(0) as usize;
-    let deadline = std::time::Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64);
+    let deadline = kiln_engine::clock::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64);
 
     // 3. Read; 4. wait and read again when there is not enough.
     let mut results = read_all(shard, &wants, budget).await?;
@@ -262,7 +260,13 @@ pub async fn handle(
                 uses_topic_ids,
                 created,
                 wall_clock_ms(),
-                || session::session_id_on(rand::random::<i32>(), me, shards),
+                || {
+                    session::session_id_on(
+                        i32::from_le_bytes(kiln_engine::prng::bytes()),
+                        me,
+                        shards,
+                    )
+                },
             );
             tracing::debug!(session_id = id, partitions = n, "fetch session created");
             (id, vec![true; parts.len()])
@@ -477,8 +481,8 @@ async fn wait_for_data(
         }));
     }
     drop(tx);
-    let left = deadline.saturating_duration_since(std::time::Instant::now());
-    let _ = rt::timeout(left, rx.recv_async()).await;
+    let left = deadline.saturating_duration_since(kiln_engine::clock::now());
+    let _ = kiln_engine::clock::timeout(left, rx.recv_async()).await;
     // Dropping the handles cancels local watchers; remote ones end at the deadline.
     drop(handles);
 }
@@ -502,16 +506,16 @@ async fn watch_local(
             }
         }));
     }
-    let left = deadline.saturating_duration_since(std::time::Instant::now());
+    let left = deadline.saturating_duration_since(kiln_engine::clock::now());
     // Ends at the deadline or when the requester stopped listening.
     let closed = async {
         while !tx.is_disconnected() {
-            rt::sleep(Duration::from_millis(50)).await;
+            kiln_engine::clock::sleep(Duration::from_millis(50)).await;
             if tx.is_full() {
                 break;
             }
         }
     };
-    let _ = rt::timeout(left, closed).await;
+    let _ = kiln_engine::clock::timeout(left, closed).await;
     drop(tasks);
 }

@@ -39,7 +39,18 @@ pub async fn handle(
                 Box::pin(async move {
                     let service = s.group.borrow().clone();
                     let Some(g) = service else {
-                        return Err("the group coordinator is not running".to_string());
+                        // Not open (yet, or any more): retriable, as Kafka answers it.
+                        let mut out = Vec::new();
+                        crate::group::error_response::encode(
+                            ctx.api_key,
+                            ctx.version,
+                            body,
+                            crate::group::codes::COORDINATOR_NOT_AVAILABLE,
+                            "the group coordinator is not running",
+                            &mut out,
+                        )
+                        .map_err(|e| e.to_string())?;
+                        return Ok(out);
                     };
                     if g.offsets_partitions() == 0 {
                         let c = &s.shared.config;
@@ -47,11 +58,11 @@ pub async fn handle(
                             partitions: c.offsets_topic_num_partitions,
                             segment_bytes: c.offsets_topic_segment_bytes,
                         };
-                        let (count, _) = g
-                            .ensure_offsets_topic(settings)
-                            .await
-                            .map_err(|e| e.to_string())?;
-                        s.shared.catalog().offsets_partitions = Some(count);
+                        // A failure here is answered by `handle_with_client`, which tries again
+                        // and turns it into the request's error response.
+                        if let Ok((count, _)) = g.ensure_offsets_topic(settings).await {
+                            s.shared.catalog().offsets_partitions = Some(count);
+                        }
                     }
                     g.handle_with_client(ctx.api_key, ctx.version, body, &client_id, &client_host)
                         .await

@@ -248,11 +248,67 @@ async fn append_local(
             );
         }
     };
-    // Idempotence.
+    // Compressed batches are validated and converted to the topic's compression.type.
+    let converted = crate::recompress::validate(&records, &part.config.borrow());
+    let records = match converted {
+        Ok(None) => records,
+        Ok(Some(bytes)) => Bytes::from(bytes),
+        Err(e) => {
+            return (
+                Outcome {
+                    log_start_offset: log_start,
+                    ..Outcome::error(e.code(), e.to_string())
+                },
+                None,
+            );
+        }
+    };
+    let timestamp_type = part.config.borrow().message_timestamp_type;
+    let mut append_time = -1;
+    let records = if timestamp_type == TimestampType::LogAppendTime {
+        append_time = now_ms();
+        let mut owned = records.to_vec();
+        stamp_log_append_time(&mut owned, append_time);
+        Bytes::from(owned)
+    } else {
+        records
+    };
+    let storage_error = |e: LogError| {
+        let code = match &e {
+            LogError::InvalidBatch(_) => error_code::CORRUPT_MESSAGE,
+            LogError::BatchTooLarge { .. } => error_code::MESSAGE_TOO_LARGE,
+            LogError::Empty => error_code::INVALID_RECORD,
+            _ => error_code::KAFKA_STORAGE_ERROR,
+        };
+        if code == error_code::KAFKA_STORAGE_ERROR {
+            tracing::error!(topic, partition, error = %e, "append failed");
+        }
+        (
+            Outcome {
+                log_start_offset: log_start,
+                ..Outcome::error(code, e.to_string())
+            },
+            None,
+        )
+    };
+    if let Err(e) = part.log.ready().await {
+        return storage_error(e);
+    }
+    // From here to `try_accept` there is no `.await`: the sequence check, the offset assignment
+    // and the recording of the producer's state happen as one step on this shard, so a retry of
+    // the same batch (say, on another connection) sees this one as a duplicate.
     if let Some(p) = &checked.producer {
-        match part.producers.borrow().check(p) {
+        // The borrow ends here: a duplicate waits below, and other batches must get at the table.
+        let decision = part.producers.borrow().check(p);
+        match decision {
             Ok(Decision::Append) => {}
             Ok(Decision::Duplicate { base_offset }) => {
+                let end = base_offset + i64::from(p.last_offset_delta) + 1;
+                // The original may still be in flight: answer once it is where an answer to it
+                // would wait (written; on the media for acks=-1).
+                if let Err(e) = part.log.wait_written(end.max(0) as u64).await {
+                    return storage_error(e);
+                }
                 let outcome = Outcome {
                     error_code: error_code::NONE,
                     error_message: None,
@@ -260,7 +316,7 @@ async fn append_local(
                     log_append_time_ms: -1,
                     log_start_offset: log_start,
                 };
-                return (outcome, durable_waiter(&part, base_offset + 1, acks));
+                return (outcome, durable_waiter(&part, end, acks));
             }
             Err(e) => {
                 let code = match e {
@@ -282,38 +338,21 @@ async fn append_local(
             }
         }
     }
-    // Compressed batches are validated and converted to the topic's compression.type.
-    let converted = crate::recompress::validate(&records, &part.config.borrow());
-    let records = match converted {
-        Ok(None) => records,
-        Ok(Some(bytes)) => Bytes::from(bytes),
-        Err(e) => {
-            return (
-                Outcome {
-                    log_start_offset: log_start,
-                    ..Outcome::error(e.code(), e.to_string())
-                },
-                None,
-            );
-        }
+    let opts = AppendOptions {
+        leader_epoch: Some(LEADER_EPOCH),
+        keep_offsets: false,
     };
-    let timestamp_type = part.config.borrow().message_timestamp_type;
-    let mut append_time = -1;
-    let result = if timestamp_type == TimestampType::LogAppendTime {
-        append_time = now_ms();
-        let mut owned = records.to_vec();
-        stamp_log_append_time(&mut owned, append_time);
-        append(&part, &owned).await
-    } else {
-        append(&part, &records).await
+    let accepted = match part.log.try_accept(&records, opts) {
+        Ok(a) => a,
+        Err(e) => return storage_error(e),
     };
-    match result {
+    if let Some(p) = &checked.producer {
+        part.producers
+            .borrow_mut()
+            .record(p, accepted.info.base_offset as i64);
+    }
+    match part.log.complete(accepted).await {
         Ok(info) => {
-            if let Some(p) = &checked.producer {
-                part.producers
-                    .borrow_mut()
-                    .record(p, info.base_offset as i64);
-            }
             let outcome = Outcome {
                 error_code: error_code::NONE,
                 error_message: None,
@@ -326,33 +365,8 @@ async fn append_local(
                 durable_waiter(&part, info.last_offset as i64 + 1, acks),
             )
         }
-        Err(e) => {
-            let code = match &e {
-                LogError::InvalidBatch(_) => error_code::CORRUPT_MESSAGE,
-                LogError::BatchTooLarge { .. } => error_code::MESSAGE_TOO_LARGE,
-                LogError::Empty => error_code::INVALID_RECORD,
-                _ => error_code::KAFKA_STORAGE_ERROR,
-            };
-            if code == error_code::KAFKA_STORAGE_ERROR {
-                tracing::error!(topic, partition, error = %e, "append failed");
-            }
-            (
-                Outcome {
-                    log_start_offset: log_start,
-                    ..Outcome::error(code, e.to_string())
-                },
-                None,
-            )
-        }
+        Err(e) => storage_error(e),
     }
-}
-
-async fn append(part: &Partition, bytes: &[u8]) -> Result<kiln_engine::log::AppendInfo, LogError> {
-    let opts = AppendOptions {
-        leader_epoch: Some(LEADER_EPOCH),
-        keep_offsets: false,
-    };
-    part.log.append_with(bytes, opts).await
 }
 
 /// For acks=-1, a receiver completed when offsets below `end` are on the media.
@@ -451,9 +465,7 @@ fn stamp_log_append_time(bytes: &mut [u8], now: i64) {
 }
 
 fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
+    kiln_engine::clock::wall_ms()
 }
 
 #[cfg(test)]

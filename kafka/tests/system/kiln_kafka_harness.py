@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import os
+import resource
 import signal
 import socket
 import struct
@@ -161,6 +162,8 @@ class Broker:
         self.proc: subprocess.Popen | None = None
         self.stdout_path = self.workdir / "broker.out"
         self.starts = 0
+        # RLIMIT_NOFILE of the broker process (None: inherited).
+        self.nofile: int | None = None
 
     @property
     def bootstrap(self) -> str:
@@ -202,8 +205,15 @@ class Broker:
         out = open(self.stdout_path, "ab")
         out.write(f"\n===== start {self.starts} =====\n".encode())
         out.flush()
+        nofile = self.nofile
+
+        def limits() -> None:
+            if nofile is not None:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+
         self.proc = subprocess.Popen(self.command(), stdout=out, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, cwd=self.workdir, start_new_session=True)
+                                     stdin=subprocess.DEVNULL, cwd=self.workdir, start_new_session=True,
+                                     preexec_fn=limits)
         out.close()
         self.wait_ready(timeout)
 
