@@ -4,13 +4,17 @@
 # on a broken harness (a load run, a tool-output parse or the report failing), never on a slow
 # machine: no figure is compared with anything.
 #
-#   - ZooKeeper workloads: Kiln and Apache ZooKeeper 3.8 (Debian), Kiln's load generator, and
-#     the Java ZooKeeper client program (bench/reference/zk-java, compiled with javac against
-#     Debian's zookeeper.jar) for zk-mixed;
-#   - Kafka workloads: Kiln with Kiln's load generator, and Apache Kafka 4.x (Maven Central, via
-#     bench/reference/fetch.sh) with both Kiln's load generator and Kafka's own tools for
-#     produce and consume (e2e and fsync produce are left to the full run to keep CI short);
-#     the e2e workload's peak probe runs on Kiln here (the run has no Apache Kafka).
+#   - ZooKeeper workloads: Kiln and Apache ZooKeeper 3.8 (Debian), Kiln's load generator, the
+#     neutral C client program (bench/reference/zk-c on Debian's libzookeeper_st) for the
+#     request/response workloads, and the Java ZooKeeper client program (bench/reference/zk-java,
+#     compiled with javac against Debian's zookeeper.jar) for zk-mixed;
+#   - Kafka workloads: Kiln with Kiln's load generator and rdkafka_performance, and Apache
+#     Kafka 4.x (Maven Central, via bench/reference/fetch.sh) with Kiln's load generator,
+#     rdkafka_performance and Kafka's own tools for produce and consume (e2e and fsync produce
+#     on Kafka are left to the full run to keep CI short); the e2e workload's peak probe runs on
+#     Kiln here (the run has no Apache Kafka). The neutral clients come from
+#     bench/tests/setup.sh; the report's generator parity section is written from the
+#     kafka-4 part (its figures mean nothing at these sizes).
 # KILN_BENCH_SMOKE_REFERENCE=0 skips the Apache Kafka part (no Maven download).
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"

@@ -310,15 +310,28 @@ pub struct CompareArgs {
     /// Repository root (default $KILN_ROOT or the current directory).
     #[arg(long)]
     pub root: Option<PathBuf>,
-    /// Core(s) for the servers.
-    #[arg(long, default_value = "0")]
+    /// Core(s) for the servers, a taskset list (e.g. 0 or 0-3).
+    #[arg(long = "server-cores", alias = "server-core", default_value = "0")]
     pub server_core: String,
-    /// Core(s) for the load generators and the reference tools.
-    #[arg(long, default_value = "1")]
+    /// Core(s) for the load generators and the reference tools, a taskset list.
+    #[arg(long = "client-cores", alias = "client-core", default_value = "1")]
     pub client_core: String,
-    /// Only Kiln's load generator (skip ProducerPerformance & co.).
+    /// Only Kiln's load generator and the neutral clients (skip Kafka's Java tools and the
+    /// Java ZooKeeper client).
     #[arg(long)]
     pub no_reference_tools: bool,
+    /// Skip the neutral clients (rdkafka_performance, the ZooKeeper C client program).
+    #[arg(long)]
+    pub no_neutral_clients: bool,
+    /// Rounds per workload: each round runs every server once, in the same order (Kiln and the
+    /// references alternate); the report shows medians, `rounds.json` every round.
+    #[arg(long, default_value_t = 1)]
+    pub rounds: usize,
+    /// Client processes per run of Kiln's load generator, rdkafka_performance (produce) and the
+    /// ZooKeeper C client, all on --client-cores (with --server-cores, a scaling run on a
+    /// larger host).
+    #[arg(long, default_value_t = 1)]
+    pub client_procs: usize,
 }
 
 fn today_and_host() -> String {
@@ -379,6 +392,9 @@ pub fn run_bench(args: BenchArgs) -> ExitCode {
         server_core: a.server_core,
         client_core: a.client_core,
         reference_tools: !a.no_reference_tools,
+        neutral_clients: !a.no_neutral_clients,
+        rounds: a.rounds.max(1),
+        client_procs: a.client_procs.max(1),
     };
     match crate::compare::run(&cfg) {
         Ok((_, true)) => ExitCode::SUCCESS,

@@ -68,6 +68,84 @@ pub struct Row {
     pub rss_load_mb: f64,
     pub ok: bool,
     pub note: String,
+    /// The round that measured it (1-based; 0 in a median row of several rounds).
+    #[serde(default)]
+    pub round: usize,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => v.get(n / 2).copied().unwrap_or(0.0),
+        n => {
+            (v.get(n / 2 - 1).copied().unwrap_or(0.0) + v.get(n / 2).copied().unwrap_or(0.0)) / 2.0
+        }
+    }
+}
+
+/// One row per workload, server and client: each figure the median over the rounds whose run
+/// worked (a failed round is kept as its own row); the note gives the throughput range.
+pub(crate) fn median_rows(rows: &[Row]) -> Vec<Row> {
+    let mut out: Vec<Row> = Vec::new();
+    let mut seen: Vec<(String, String, String)> = Vec::new();
+    for r in rows {
+        if !r.ok {
+            out.push(r.clone());
+            continue;
+        }
+        let key = (r.workload.clone(), r.server.clone(), r.client.clone());
+        if seen.contains(&key) {
+            continue;
+        }
+        seen.push(key);
+        let all: Vec<&Row> = rows
+            .iter()
+            .filter(|x| {
+                x.ok && x.workload == r.workload && x.server == r.server && x.client == r.client
+            })
+            .collect();
+        let m = |f: fn(&Row) -> f64| median(all.iter().map(|x| f(x)).collect());
+        let window: Vec<f64> = all
+            .iter()
+            .filter_map(|x| x.server_cpu_us_per_op_window)
+            .collect();
+        let client: Vec<f64> = all.iter().filter_map(|x| x.client_cpu_cores).collect();
+        let lo = all
+            .iter()
+            .map(|x| x.throughput_ops)
+            .fold(f64::MAX, f64::min);
+        let hi = all.iter().map(|x| x.throughput_ops).fold(0.0, f64::max);
+        let mut row = r.clone();
+        row.round = 0;
+        row.throughput_ops = m(|x| x.throughput_ops);
+        row.throughput_mb_s = m(|x| x.throughput_mb_s);
+        row.server_cpu_us_per_op = m(|x| x.server_cpu_us_per_op);
+        row.server_cpu_us_per_op_window = (window.len() == all.len()).then(|| median(window));
+        row.server_cpu_cores = m(|x| x.server_cpu_cores);
+        row.client_cpu_cores = (client.len() == all.len()).then(|| median(client));
+        row.rss_load_mb = m(|x| x.rss_load_mb);
+        row.latency_us.mean = m(|x| x.latency_us.mean);
+        row.latency_us.p50 = m(|x| x.latency_us.p50);
+        row.latency_us.p90 = m(|x| x.latency_us.p90);
+        row.latency_us.p99 = m(|x| x.latency_us.p99);
+        row.latency_us.p999 = m(|x| x.latency_us.p999);
+        row.latency_us.p9999 = m(|x| x.latency_us.p9999);
+        row.latency_us.max = m(|x| x.latency_us.max);
+        let range = format!(
+            "median of {} rounds (throughput {}-{})",
+            all.len(),
+            crate::stats::format_count(lo),
+            crate::stats::format_count(hi)
+        );
+        row.note = if r.note.is_empty() {
+            range
+        } else {
+            format!("{range}; {}", r.note)
+        };
+        out.push(row);
+    }
+    out
 }
 
 /// Which server CPU figure a row's report shows.
@@ -113,6 +191,14 @@ pub struct CompareConfig {
     pub server_core: String,
     pub client_core: String,
     pub reference_tools: bool,
+    /// The neutral fast clients (rdkafka_performance, the ZooKeeper C client program).
+    pub neutral_clients: bool,
+    /// Rounds per workload: every round runs every server once, in the same order, so Kiln and
+    /// the references alternate; the report shows each client's median over the rounds.
+    pub rounds: usize,
+    /// Client processes per load run for Kiln's load generator, rdkafka_performance (produce)
+    /// and the ZooKeeper C client, all pinned to `client_core`.
+    pub client_procs: usize,
 }
 
 fn free_port() -> Result<u16> {
@@ -127,11 +213,18 @@ fn cluster_id() -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(7, |d| d.as_nanos() as u64);
     let mut rng = FastRng::new(seed);
-    // 22 characters of 6 bits = 132 bits; the last character carries 2 bits.
+    // 22 characters of 6 bits = 132 bits; the last character carries 2 bits. The first is a
+    // letter: an id that starts with '-' reads as an option to StorageTool's `-t`.
     (0..22)
         .map(|i| {
             let v = rng.next_u64() as usize % 64;
-            let v = if i == 21 { v & 0x30 } else { v };
+            let v = if i == 21 {
+                v & 0x30
+            } else if i == 0 {
+                v % 52
+            } else {
+                v
+            };
             char::from(A.get(v).copied().unwrap_or(b'A'))
         })
         .collect()
@@ -491,6 +584,122 @@ fn run_logged(mut cmd: Command, log: &Path, timeout: Duration) -> Result<String>
     Ok(text)
 }
 
+/// Runs every command at once (each logging to its own file) and waits for all of them; the
+/// outputs in order, or the first failure.
+fn run_many(cmds: Vec<(Command, PathBuf)>, timeout: Duration) -> Result<Vec<String>> {
+    if cmds.len() == 1 {
+        return cmds
+            .into_iter()
+            .map(|(c, log)| run_logged(c, &log, timeout))
+            .collect();
+    }
+    let mut children = Vec::new();
+    for (mut c, log) in cmds {
+        c.stdin(Stdio::null());
+        children.push((spawn_logged(c, &log)?, log));
+    }
+    let deadline = Instant::now() + timeout;
+    let mut status = vec![None; children.len()];
+    while status.iter().any(Option::is_none) {
+        for (i, (child, _)) in children.iter_mut().enumerate() {
+            if status.get(i).is_some_and(Option::is_none)
+                && let Some(st) = child.try_wait().map_err(LoadError::io("wait"))?
+                && let Some(slot) = status.get_mut(i)
+            {
+                *slot = Some(st);
+            }
+        }
+        if Instant::now() > deadline {
+            for (child, _) in &mut children {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+            return Err(LoadError::Server(format!(
+                "client processes timed out after {timeout:?}"
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let mut out = Vec::new();
+    for ((_, log), st) in children.iter().zip(status) {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if let Some(st) = st
+            && !st.success()
+        {
+            let tail: Vec<&str> = text.lines().rev().take(10).collect();
+            return Err(LoadError::Server(format!(
+                "{} failed ({st}):\n{}",
+                log.display(),
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            )));
+        }
+        out.push(text);
+    }
+    Ok(out)
+}
+
+/// One result from the results of N concurrent client processes: counts and rates add up, each
+/// latency percentile is the worst process's, and a measured-window server CPU figure (each
+/// process read the server over its own window) is dropped for N > 1, so the report shows the
+/// harness's whole-run figure.
+pub(crate) fn merge_results(mut rs: Vec<RunResult>) -> Option<RunResult> {
+    if rs.len() <= 1 {
+        return rs.pop();
+    }
+    let n = rs.len();
+    let mut out = rs.first()?.clone();
+    out.extra.remove("server_cpu_us_per_op_window");
+    for r in rs.iter().skip(1) {
+        out.ops += r.ops;
+        out.bytes += r.bytes;
+        out.errors += r.errors;
+        out.throughput_ops += r.throughput_ops;
+        out.throughput_mb_s += r.throughput_mb_s;
+        let (a, b) = (&mut out.latency_us, &r.latency_us);
+        a.count += b.count;
+        a.mean = a.mean.max(b.mean);
+        a.p50 = a.p50.max(b.p50);
+        a.p90 = a.p90.max(b.p90);
+        a.p99 = a.p99.max(b.p99);
+        a.p999 = a.p999.max(b.p999);
+        a.p9999 = a.p9999.max(b.p9999);
+        a.max = a.max.max(b.max);
+    }
+    out.extra
+        .insert("client_processes".into(), serde_json::json!(n));
+    Some(out)
+}
+
+/// Runs Kiln's load generator in `cfg.client_procs` processes at once (process `i` gets the
+/// arguments `args(json_i, i)`) and merges their results.
+fn kiln_load_many(
+    cfg: &CompareConfig,
+    json: &Path,
+    log: &Path,
+    timeout: Duration,
+    args: impl Fn(&Path, usize) -> Vec<String>,
+) -> Result<RunResult> {
+    let n = cfg.client_procs.max(1);
+    let name = |p: &Path, i: usize| {
+        if n == 1 {
+            p.to_owned()
+        } else {
+            p.with_extension(format!(
+                "{i}.{}",
+                p.extension().and_then(|e| e.to_str()).unwrap_or("out")
+            ))
+        }
+    };
+    let cmds = (0..n)
+        .map(|i| (load_cmd(cfg, &args(&name(json, i), i)), name(log, i)))
+        .collect();
+    run_many(cmds, timeout)?;
+    let rs = (0..n)
+        .map(|i| read_result(&name(json, i)))
+        .collect::<Result<Vec<_>>>()?;
+    merge_results(rs).ok_or_else(|| LoadError::Protocol("no client result".into()))
+}
+
 fn load_cmd(cfg: &CompareConfig, args: &[String]) -> Command {
     let mut c = pinned(&cfg.client_core, &cfg.load_bin);
     c.arg("load").args(args);
@@ -593,6 +802,7 @@ fn row_from(
         } else {
             String::new()
         },
+        round: 1,
     }
 }
 
@@ -849,6 +1059,74 @@ fn kafka_server_warmup(
     Ok(t0.elapsed().as_secs_f64())
 }
 
+/// librdkafka's `rdkafka_performance` producing the workload's `neutral_records` (default
+/// `ref_records`) with its producer settings to a topic of its own; with `neutral_latency = 1`
+/// also per-record latency (send -> delivery report, `-l -A`).
+fn rdkafka_produce(
+    cfg: &CompareConfig,
+    w: &Workload,
+    server: &Server,
+    logs: &Path,
+    tag: &str,
+    idle: u64,
+    timeout: Duration,
+) -> Result<Row> {
+    let bin = crate::neutral::tool(&cfg.root, "rdkafka_performance")?;
+    let topic = format!("{}-rdkafka", w.name);
+    let partitions: i32 = w.num("partitions", 4)?;
+    crate::kafka::client::ensure_topic(&server.addr, &topic, partitions, &[])?;
+    let n: u64 = w.num("neutral_records", w.num("ref_records", 100_000)?)?;
+    let lat = (w.str_or("neutral_latency", "0") == "1")
+        .then(|| logs.join(format!("{tag}-rdkafka-latency.txt")));
+    let procs = cfg.client_procs.max(1);
+    let mut cmds = Vec::new();
+    for i in 0..procs {
+        let mut c = pinned(&cfg.client_core, &bin);
+        // Latency per record from the first process only (one file).
+        let lat_i = if i == 0 { lat.as_deref() } else { None };
+        c.args(crate::neutral::rdkafka_produce_args(
+            w,
+            &server.addr,
+            &topic,
+            (n / procs as u64).max(1),
+            lat_i,
+        )?);
+        let log = if procs == 1 {
+            logs.join(format!("{tag}-rdkafka.log"))
+        } else {
+            logs.join(format!("{tag}-rdkafka.{i}.log"))
+        };
+        cmds.push((c, log));
+    }
+    let (outs, span) = measured(server, || run_many(cmds, timeout))?;
+    let parsed: Option<Vec<RunResult>> = outs
+        .iter()
+        .map(|o| crate::neutral::parse_rdkafka_produce(o))
+        .collect();
+    let mut r = parsed.and_then(merge_results).ok_or_else(|| {
+        LoadError::Protocol(format!(
+            "cannot parse rdkafka_performance output in {}",
+            logs.display()
+        ))
+    })?;
+    if let Some(p) = lat.as_ref().and_then(|f| std::fs::read_to_string(f).ok()) {
+        if let Some(pc) = crate::neutral::latency_file_percentiles(&p) {
+            r.latency_us = pc;
+            r.latency_of = "produce call -> delivery report (rdkafka_performance -l)".into();
+        }
+        // The per-record file is large and rebuilt by every run.
+        if let Some(f) = &lat {
+            let _ = std::fs::remove_file(f);
+        }
+    }
+    let mut row = row_from(w, server, crate::neutral::RDKAFKA, &r, &span, idle);
+    row.note = format!(
+        "{n} records; rate over the whole run (connect and metadata included){}",
+        if row.note.is_empty() { "" } else { "; " }
+    ) + &row.note;
+    Ok(row)
+}
+
 /// Runs one workload against one server; returns the rows it measured and, when a run
 /// failed, the error (the rows measured before the failure are kept).
 fn run_one(
@@ -866,6 +1144,8 @@ fn run_one(
     let mut warmed_s = 0.0;
     let result = run_on(cfg, w, &mut server, logs, &mut rows, &mut warmed_s);
     server.stop();
+    // A full run writes tens of GB; each server's data goes when it stops, not at the end.
+    let _ = std::fs::remove_dir_all(work.join(format!("{}-{name}", w.name)));
     for r in &mut rows {
         r.server_warmup_s = warmed_s;
     }
@@ -930,15 +1210,61 @@ fn run_on(
             run_logged(load_cmd(cfg, &pass), &log, timeout)?;
             *warmed_s = t0.elapsed().as_secs_f64();
         }
-        let a = zk_args(
-            &json,
-            w.str_or("warmup_s", "0"),
-            w.str_or("duration_s", "10"),
-        );
         let log = logs.join(format!("{tag}-kiln-load.log"));
-        let (_, span) = measured(server, || run_logged(load_cmd(cfg, &a), &log, timeout))?;
-        let r = read_result(&json)?;
+        let procs = cfg.client_procs.max(1);
+        let (r, span) = measured(server, || {
+            kiln_load_many(cfg, &json, &log, timeout, |json, i| {
+                let mut a = zk_args(
+                    json,
+                    w.str_or("warmup_s", "0"),
+                    w.str_or("duration_s", "10"),
+                );
+                if procs > 1 {
+                    a.extend(["--root".into(), format!("/kiln-bench-{i}")]);
+                }
+                a
+            })
+        })?;
         rows.push(row_from(w, server, "kiln-load", &r, &span, idle));
+        // The neutral client: Apache ZooKeeper's C library under a thin driver (async API).
+        if cfg.neutral_clients && w.get("watchers").is_none() {
+            let bin = crate::neutral::tool(&cfg.root, "zkload")?;
+            let procs = cfg.client_procs.max(1);
+            let cmds = (0..procs)
+                .map(|i| {
+                    let mut c = pinned(&cfg.client_core, &bin);
+                    c.args(["--server", &server.addr])
+                        .args(["--warmup", &w.str_or("warmup_s", "0")])
+                        .args(["--duration", &w.str_or("duration_s", "10")])
+                        .args(["--server-pid", &server.pid.to_string()])
+                        .args(["--root", &format!("/kiln-bench-c{i}")]);
+                    for (key, flag) in ZK_SHAPE_FLAGS {
+                        if let Some(v) = w.get(key) {
+                            c.args([flag, v]);
+                        }
+                    }
+                    let log = if procs == 1 {
+                        logs.join(format!("{tag}-zk-c.log"))
+                    } else {
+                        logs.join(format!("{tag}-zk-c.{i}.log"))
+                    };
+                    (c, log)
+                })
+                .collect();
+            let (outs, span) = measured(server, || run_many(cmds, timeout))?;
+            let parsed: Option<Vec<RunResult>> = outs.iter().map(|o| parse_zk_java(o)).collect();
+            let mut r = parsed.and_then(merge_results).ok_or_else(|| {
+                LoadError::Protocol(format!("cannot parse zkload output in {}", logs.display()))
+            })?;
+            r.latency_of = "send -> completion (ZooKeeper C client)".into();
+            let mut row = row_from(w, server, crate::neutral::ZK_C, &r, &span, idle);
+            row.note = format!(
+                "closed loop per in-flight slot, latency from send{}{}",
+                if row.note.is_empty() { "" } else { "; " },
+                row.note
+            );
+            rows.push(row);
+        }
         // The Java ZooKeeper client (async API), for the request/response workloads.
         if cfg.reference_tools && w.get("watchers").is_none() && w.str_or("java_client", "1") != "0"
         {
@@ -996,8 +1322,26 @@ fn run_on(
             let topic = format!("{}-kiln-load", w.name);
             let a = kafka_load_args(w, &kind, server, &topic, &json, &[])?;
             let log = logs.join(format!("{tag}-kiln-load.log"));
-            let (_, span) = measured(server, || run_logged(load_cmd(cfg, &a), &log, timeout))?;
-            let r = read_result(&json)?;
+            let procs = if kind == "produce" {
+                cfg.client_procs.max(1)
+            } else {
+                1
+            };
+            let one = CompareConfig {
+                client_procs: procs,
+                ..cfg.clone()
+            };
+            let (r, span) = measured(server, || {
+                kiln_load_many(&one, &json, &log, timeout, |json, _| {
+                    let mut a = a.clone();
+                    if let Some(i) = a.iter().position(|s| s == "--json")
+                        && let Some(slot) = a.get_mut(i + 1)
+                    {
+                        *slot = json.display().to_string();
+                    }
+                    a
+                })
+            })?;
             let mut row = row_from(w, server, "kiln-load", &r, &span, idle);
             if let Some(n) = w.get("rate_note") {
                 row.note = if row.note.is_empty() {
@@ -1007,6 +1351,9 @@ fn run_on(
                 };
             }
             rows.push(row);
+            if cfg.neutral_clients && kind == "produce" {
+                rows.push(rdkafka_produce(cfg, w, server, logs, &tag, idle, timeout)?);
+            }
             if let Some(lib) = lib {
                 let topic = format!("{}-ref", w.name);
                 crate::kafka::client::ensure_topic(&server.addr, &topic, partitions, &[])?;
@@ -1098,6 +1445,32 @@ fn run_on(
             let (_, span) = measured(server, || run_logged(load_cmd(cfg, &a), &log, timeout))?;
             let r = read_result(&json)?;
             rows.push(row_from(w, server, "kiln-load", &r, &span, idle));
+            if cfg.neutral_clients {
+                let bin = crate::neutral::tool(&cfg.root, "rdkafka_performance")?;
+                let mut c = pinned(&cfg.client_core, &bin);
+                c.args(crate::neutral::rdkafka_consume_args(
+                    &server.addr,
+                    &topic,
+                    partitions,
+                    n,
+                ));
+                let log = logs.join(format!("{tag}-rdkafka.log"));
+                let (out, span) = measured(server, || run_logged(c, &log, timeout))?;
+                let r = crate::neutral::parse_rdkafka_consume(&out).ok_or_else(|| {
+                    LoadError::Protocol(format!(
+                        "cannot parse rdkafka_performance output in {}",
+                        log.display()
+                    ))
+                })?;
+                let mut row = row_from(w, server, crate::neutral::RDKAFKA, &r, &span, idle);
+                if r.ops < n {
+                    row.ok = false;
+                    row.note = format!("read {} of {n} records", r.ops);
+                } else {
+                    row.note = "rate over the whole run (connect and metadata included)".into();
+                }
+                rows.push(row);
+            }
             if let Some(lib) = lib {
                 let log = logs.join(format!("{tag}-kafka-tool.log"));
                 let mut c = java_tool(cfg, &lib, "org.apache.kafka.tools.ConsumerPerformance");
@@ -1188,6 +1561,7 @@ fn pace_from_peak(cfg: &CompareConfig, w: &mut Workload, work: &Path, logs: &Pat
         Ok(row)
     })();
     server.stop();
+    let _ = std::fs::remove_dir_all(work.join(format!("{}-{name}", probe.name)));
     let mut row = result?;
     if row.throughput_ops <= 0.0 {
         return Err(LoadError::Server(format!(
@@ -1258,7 +1632,12 @@ pub fn run(cfg: &CompareConfig) -> Result<(Vec<Row>, bool)> {
         }
         let w = &w;
         let system = w.str_or("system", "kafka");
-        for name in &cfg.servers {
+        for (round, name) in
+            (1..=cfg.rounds.max(1)).flat_map(|k| cfg.servers.iter().map(move |s| (k, s)))
+        {
+            if cfg.rounds > 1 && cfg.servers.first() == Some(name) {
+                eprintln!("-- round {round} of {}", cfg.rounds);
+            }
             let fits = match system.as_str() {
                 "zk" => matches!(name.as_str(), "kiln" | "zookeeper"),
                 _ => matches!(name.as_str(), "kiln" | "kafka-4" | "kafka-3.9"),
@@ -1267,7 +1646,15 @@ pub fn run(cfg: &CompareConfig) -> Result<(Vec<Row>, bool)> {
                 continue;
             }
             eprintln!("== {} on {name}", w.name);
-            let (r, err) = run_one(cfg, w, name, &work, &logs);
+            // Each round's logs apart, so a later round does not overwrite an earlier one's.
+            let round_logs = if cfg.rounds > 1 {
+                let d = logs.join(format!("round-{round}"));
+                std::fs::create_dir_all(&d).map_err(LoadError::io("create logs dir"))?;
+                d
+            } else {
+                logs.clone()
+            };
+            let (r, err) = run_one(cfg, w, name, &work, &round_logs);
             for row in &r {
                 let (cpu, basis) = row.reported_cpu_us_per_op();
                 eprintln!(
@@ -1287,7 +1674,10 @@ pub fn run(cfg: &CompareConfig) -> Result<(Vec<Row>, bool)> {
                     row.rss_load_mb
                 );
             }
-            rows.extend(r);
+            rows.extend(r.into_iter().map(|mut row| {
+                row.round = round;
+                row
+            }));
             if let Some(e) = err {
                 eprintln!("   FAILED: {e}");
                 failures.push(format!("{} on {name}: {e}", w.name));
@@ -1303,6 +1693,14 @@ pub fn run(cfg: &CompareConfig) -> Result<(Vec<Row>, bool)> {
         }
     }
     let _ = std::fs::remove_dir_all(&work);
+    if cfg.rounds > 1 {
+        // Every round's rows as measured; the report shows the medians.
+        let text =
+            serde_json::to_string_pretty(&rows).map_err(|e| LoadError::Protocol(e.to_string()))?;
+        std::fs::write(cfg.out_dir.join("rounds.json"), text)
+            .map_err(LoadError::io("write rounds.json"))?;
+        rows = median_rows(&rows);
+    }
     crate::report::write(cfg, &machine, &rows, &failures)?;
     let mut f = std::io::stderr();
     let _ = writeln!(f, "report: {}", cfg.out_dir.join("report.md").display());
@@ -1396,9 +1794,66 @@ mod tests {
     }
 
     #[test]
+    fn medians_over_rounds_and_merged_client_processes() {
+        let row = |round: usize, t: f64, cpu: f64| Row {
+            workload: "w".into(),
+            server: "kiln".into(),
+            client: "kiln-load".into(),
+            throughput_ops: t,
+            server_cpu_us_per_op: cpu,
+            server_cpu_us_per_op_window: Some(cpu),
+            client_cpu_cores: Some(0.5),
+            ok: true,
+            round,
+            ..Default::default()
+        };
+        let failed = Row {
+            ok: false,
+            ..row(2, 0.0, 0.0)
+        };
+        let m = median_rows(&[
+            row(1, 10.0, 3.0),
+            failed,
+            row(2, 30.0, 1.0),
+            row(3, 20.0, 2.0),
+        ]);
+        assert_eq!(m.len(), 2);
+        assert_eq!(m[0].throughput_ops, 20.0);
+        assert_eq!(m[0].server_cpu_us_per_op_window, Some(2.0));
+        assert_eq!(m[0].round, 0);
+        assert!(
+            m[0].note
+                .starts_with("median of 3 rounds (throughput 10-30)"),
+            "{}",
+            m[0].note
+        );
+        assert!(!m[1].ok);
+        let r = |ops: u64, p99: f64| {
+            let mut r = RunResult {
+                ops,
+                throughput_ops: ops as f64,
+                ..Default::default()
+            };
+            r.latency_us.p99 = p99;
+            r.extra
+                .insert("server_cpu_us_per_op_window".into(), serde_json::json!(1.0));
+            r
+        };
+        let one = merge_results(vec![r(5, 1.0)]).unwrap();
+        assert!(window_cpu_us_per_op(&one).is_some());
+        let two = merge_results(vec![r(5, 1.0), r(7, 3.0)]).unwrap();
+        assert_eq!(two.ops, 12);
+        assert_eq!(two.throughput_ops, 12.0);
+        assert_eq!(two.latency_us.p99, 3.0);
+        assert!(window_cpu_us_per_op(&two).is_none());
+        assert!(merge_results(Vec::new()).is_none());
+    }
+
+    #[test]
     fn cluster_ids_have_kafkas_shape() {
         let id = cluster_id();
         assert_eq!(id.len(), 22);
+        assert!(id.starts_with(|c: char| c.is_ascii_alphabetic()), "{id}");
         assert!(
             id.chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')

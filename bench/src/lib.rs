@@ -8,6 +8,8 @@
 //! - [`zk`]: `kiln load zk`, a pipelining ZooKeeper client over the jute codec;
 //! - [`compare`], [`report`], [`workload`], [`procstat`]: `kiln bench compare`, which runs the
 //!   workloads of `bench/workloads/` against Kiln and the reference servers and writes a report;
+//! - [`neutral`]: the neutral fast clients (librdkafka's rdkafka_performance, Apache
+//!   ZooKeeper's C client library) and the generator parity check;
 //! - [`net`]: blocking length-prefixed framing shared by both protocols.
 
 pub mod cli;
@@ -15,6 +17,7 @@ pub mod compare;
 pub mod error;
 pub mod kafka;
 pub mod net;
+pub mod neutral;
 pub mod procstat;
 pub mod rate;
 pub mod report;

@@ -169,6 +169,187 @@ fn warmup_text(cfg: &CompareConfig, workload: &str, rows: &[Row]) -> Option<Stri
     ))
 }
 
+/// A core counts as saturated at this share of it (as in the Targets section).
+const SATURATED: f64 = 0.85;
+
+/// How many cores a taskset list names ("1", "0-3", "1,3,5-6"); at least 1.
+pub(crate) fn core_count(list: &str) -> usize {
+    list.split(',')
+        .map(|part| match part.trim().split_once('-') {
+            Some((a, b)) => match (a.trim().parse::<usize>(), b.trim().parse::<usize>()) {
+                (Ok(a), Ok(b)) if b >= a => b - a + 1,
+                _ => 1,
+            },
+            None => 1,
+        })
+        .sum::<usize>()
+        .max(1)
+}
+
+/// What limited a row: its client's cores ("client-bound"), its server's ("server-bound"), or
+/// neither ("").
+pub(crate) fn bound(cfg: &CompareConfig, r: &Row) -> &'static str {
+    let client_cores = core_count(&cfg.client_core) as f64;
+    let server_cores = core_count(&cfg.server_core) as f64;
+    match r.client_cpu_cores {
+        Some(c)
+            if c >= SATURATED * client_cores && r.server_cpu_cores < SATURATED * server_cores =>
+        {
+            "client-bound"
+        }
+        _ if r.server_cpu_cores >= SATURATED * server_cores => "server-bound",
+        _ => "",
+    }
+}
+
+/// The rows of the efficiency table: measured runs with a CPU figure, peak probes left out.
+fn efficiency_rows(rows: &[Row]) -> impl Iterator<Item = &Row> {
+    rows.iter().filter(|r| {
+        r.ok && r.client != "-"
+            && !r.client.contains("peak probe")
+            && r.reported_cpu_us_per_op().0 > 0.0
+            && r.throughput_ops > 0.0
+    })
+}
+
+/// The efficiency figures of `results.json`: per row, server CPU-seconds per million ops, the
+/// implied ops per second of one server core, client and server cores used, what bound it.
+fn efficiency(
+    cfg: &CompareConfig,
+    rows: &[Row],
+    parity: &[crate::neutral::Parity],
+) -> serde_json::Value {
+    let v: Vec<serde_json::Value> = efficiency_rows(rows)
+        .map(|r| {
+            let (cpu, _) = r.reported_cpu_us_per_op();
+            serde_json::json!({
+                "workload": r.workload, "server": r.server, "client": r.client,
+                "server_cpu_s_per_million_ops": cpu,
+                "implied_ops_per_server_core": 1e6 / cpu,
+                "server_cores": r.server_cpu_cores, "client_cores": r.client_cpu_cores,
+                "throughput_ops": r.throughput_ops, "bound": bound(cfg, r),
+                "generator_limited": r.client == crate::neutral::KILN_LOAD
+                    && crate::neutral::generator_limited(parity, &r.workload),
+            })
+        })
+        .collect();
+    serde_json::json!(v)
+}
+
+/// The report's headline: efficiency per server core first, then throughput ratios with the
+/// client named, then the generator parity checks.
+fn efficiency_markdown(
+    cfg: &CompareConfig,
+    rows: &[Row],
+    parity: &[crate::neutral::Parity],
+) -> String {
+    let mut md = String::new();
+    let ccores = core_count(&cfg.client_core);
+    let scores = core_count(&cfg.server_core);
+    let _ = writeln!(
+        md,
+        "## Efficiency per server core\n\n\
+         Server CPU-seconds per million operations (the server's user+system CPU per op, as in the CPU column of each workload's table: `w` measured window, `r` whole client run), and the rate one server core would sustain at that cost (10^6 / CPU-s per M ops). This is the figure a client cannot cap: on this machine the server has {scores} core(s) and the client {ccores}, and one client core often cannot saturate Kiln's server core. Server and client cores are each process's CPU over the client's run; a row is client-bound when the client used at least {:.0}% of its {ccores} core(s) while the server used less than {:.0}% of its {scores}, server-bound when the server did.\n",
+        SATURATED * 100.0,
+        SATURATED * 100.0
+    );
+    let _ = writeln!(
+        md,
+        "| workload | client | server | server CPU-s per M ops | implied ops/s per server core | server cores | client cores | throughput | bound |\n\
+         |---|---|---|---:|---:|---:|---:|---:|---|"
+    );
+    for r in efficiency_rows(rows) {
+        let (cpu, basis) = r.reported_cpu_us_per_op();
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {:.3} {} | {} | {:.2} | {} | {} {}/s | {} |",
+            r.workload,
+            r.client,
+            r.server,
+            cpu,
+            if basis == CpuBasis::Window { "w" } else { "r" },
+            crate::stats::format_count(1e6 / cpu),
+            r.server_cpu_cores,
+            r.client_cpu_cores
+                .map_or_else(|| "-".to_owned(), |c| format!("{c:.2}")),
+            crate::stats::format_count(r.throughput_ops),
+            r.unit,
+            bound(cfg, r)
+        );
+    }
+    let _ = writeln!(
+        md,
+        "\n### Kiln / reference, same client, same run\n\n\
+         Throughput ratio and server CPU per op ratio (lower is better), each with the client that produced it. A throughput ratio from a client-bound Kiln row is the client's limit, not Kiln's; a ratio measured with Kiln's load generator is generator-limited when the generator reached less than {:.0}% of the neutral client's rate on a reference server of that workload (see Generator parity).\n\n\
+         | workload | client | vs | Kiln | reference | throughput ratio | CPU/op ratio | note |\n\
+         |---|---|---|---:|---:|---:|---:|---|",
+        crate::neutral::PARITY_MIN * 100.0
+    );
+    for k in efficiency_rows(rows).filter(|r| r.server == "kiln") {
+        for reference in efficiency_rows(rows)
+            .filter(|r| r.server != "kiln" && r.workload == k.workload && r.client == k.client)
+        {
+            let mut notes = Vec::new();
+            if bound(cfg, k) == "client-bound" {
+                notes.push("client-bound on Kiln's side".to_owned());
+            }
+            if bound(cfg, reference) == "client-bound" {
+                notes.push(format!("client-bound on {}'s side", reference.server));
+            }
+            if k.client == crate::neutral::KILN_LOAD
+                && crate::neutral::generator_limited(parity, &k.workload)
+            {
+                notes.push("generator-limited".into());
+            }
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {} | {} | {:.2}x | {:.3} | {} |",
+                k.workload,
+                k.client,
+                reference.server,
+                crate::stats::format_count(k.throughput_ops),
+                crate::stats::format_count(reference.throughput_ops),
+                k.throughput_ops / reference.throughput_ops,
+                k.reported_cpu_us_per_op().0 / reference.reported_cpu_us_per_op().0,
+                notes.join("; ")
+            );
+        }
+    }
+    let _ = writeln!(
+        md,
+        "\n### Generator parity\n\n\
+         Kiln's load generator against the neutral client with the workload's settings (record size, acks, batch size, linger, requests in flight, partitions; ZooKeeper: mix, sessions, requests in flight, value size, keys) on the same reference server in this run. Below {:.0}% every ratio of the workload measured with Kiln's load generator is marked generator-limited.\n",
+        crate::neutral::PARITY_MIN * 100.0
+    );
+    if parity.is_empty() {
+        let _ = writeln!(
+            md,
+            "No parity check ran (no reference server with both clients).\n"
+        );
+    } else {
+        let _ = writeln!(
+            md,
+            "| workload | server | neutral client | kiln-load | neutral | ratio | result |
+|---|---|---|---:|---:|---:|---|"
+        );
+        for p in parity {
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {} | {} | {:.2} | {} |",
+                p.workload,
+                p.server,
+                p.neutral_client,
+                crate::stats::format_count(p.kiln_load_ops),
+                crate::stats::format_count(p.neutral_ops),
+                p.ratio,
+                if p.ok { "ok" } else { "generator-limited" }
+            );
+        }
+        let _ = writeln!(md);
+    }
+    md
+}
+
 fn label(r: &Row) -> String {
     format!("{} / {}", r.server, r.client)
 }
@@ -179,10 +360,15 @@ pub fn write(cfg: &CompareConfig, machine: &str, rows: &[Row], failures: &[Strin
     let machine = format!("{machine}\nload average at end: {}", loadavg.trim());
     let dir = &cfg.out_dir;
     let checks = crate::targets::check(&cfg.workloads, rows);
+    let parity = crate::neutral::parity(rows);
     let json = serde_json::json!({
+        "parity": parity,
+        "efficiency": efficiency(cfg, rows, &parity),
         "smoke": cfg.smoke,
         "server_core": cfg.server_core,
         "client_core": cfg.client_core,
+        "rounds": cfg.rounds,
+        "client_procs": cfg.client_procs,
         "machine": machine,
         "targets": checks,
         "rows": rows,
@@ -209,8 +395,22 @@ pub fn write(cfg: &CompareConfig, machine: &str, rows: &[Row], failures: &[Strin
          Kafka's tools measure from the actual send. RSS idle is after start-up, under load the peak.\n",
         cfg.server_core, cfg.client_core
     );
+    let _ = writeln!(
+        md,
+        "Rounds: {} (each round runs every server once, in the same order, so Kiln and the \
+         references alternate{}). Client processes per run: {} (Kiln's load generator, \
+         rdkafka_performance produce, the ZooKeeper C client; all on the client cores).\n",
+        cfg.rounds,
+        if cfg.rounds > 1 {
+            "; every figure below is the median over the rounds, rounds.json has each round"
+        } else {
+            ""
+        },
+        cfg.client_procs
+    );
     let _ = writeln!(md, "{CPU_LEGEND}\n");
     let _ = writeln!(md, "## Machine\n\n```\n{machine}\n```\n");
+    md.push_str(&efficiency_markdown(cfg, rows, &parity));
     md.push_str(&crate::targets::markdown(&checks));
     let mut workloads: Vec<&str> = rows.iter().map(|r| r.workload.as_str()).collect();
     workloads.dedup();
@@ -432,6 +632,25 @@ mod tests {
     use super::*;
     use crate::stats::Percentiles;
 
+    /// A configuration for report tests: one Kiln server, no reference tools, one round.
+    fn test_config(workloads: Vec<crate::workload::Workload>) -> CompareConfig {
+        CompareConfig {
+            workloads,
+            servers: vec!["kiln".into()],
+            smoke: false,
+            out_dir: ".".into(),
+            kiln_bin: "kiln".into(),
+            load_bin: "kiln".into(),
+            root: ".".into(),
+            server_core: "0".into(),
+            client_core: "1".into(),
+            reference_tools: false,
+            neutral_clients: false,
+            rounds: 1,
+            client_procs: 1,
+        }
+    }
+
     #[test]
     fn guest_memory_says_whether_freed_memory_returns_to_the_host() {
         let meminfo = "MemTotal:       24684092 kB\nMemFree:        2097152 kB\n";
@@ -464,15 +683,9 @@ mod tests {
                 )
                 .unwrap(),
             ],
-            servers: vec!["kiln".into()],
             smoke: true,
             out_dir: dir.path().to_owned(),
-            kiln_bin: "kiln".into(),
-            load_bin: "kiln".into(),
-            root: ".".into(),
-            server_core: "0".into(),
-            client_core: "1".into(),
-            reference_tools: false,
+            ..test_config(Vec::new())
         };
         let row = |server: &str, t: f64| Row {
             workload: "w".into(),
@@ -503,6 +716,18 @@ mod tests {
         write(&cfg, &machine(), &[kiln, kafka], &[]).unwrap();
         let md = std::fs::read_to_string(dir.path().join("report.md")).unwrap();
         assert!(md.contains("| kiln | kiln-load | 1,000 records/s"), "{md}");
+        assert!(
+            md.contains("## Efficiency per server core\n\nServer CPU-seconds per million"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| w | kiln-load | kiln | 41.500 w | 24,096 |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| w | kiln-load | kafka-4 | 1,000 | 500 | 2.00x |"),
+            "{md}"
+        );
         // The window figure when the client reported one, else the whole-run figure; marked.
         assert!(md.contains("| 41.50 w |"), "{md}");
         assert!(!md.contains("52.25"), "{md}");
@@ -533,22 +758,27 @@ mod tests {
     }
 
     #[test]
+    fn counts_cores_and_marks_client_bound_rows() {
+        assert_eq!(core_count("1"), 1);
+        assert_eq!(core_count("0-3"), 4);
+        assert_eq!(core_count("1,3,5-6"), 4);
+        let cfg = test_config(Vec::new());
+        let row = |server: f64, client: f64| Row {
+            server_cpu_cores: server,
+            client_cpu_cores: Some(client),
+            ..Default::default()
+        };
+        assert_eq!(bound(&cfg, &row(0.3, 0.99)), "client-bound");
+        assert_eq!(bound(&cfg, &row(0.95, 0.99)), "server-bound");
+        assert_eq!(bound(&cfg, &row(0.3, 0.5)), "");
+    }
+
+    #[test]
     fn says_when_no_warmup_pass_ran() {
         let zk = |text: &str| {
             crate::workload::Workload::parse("z", Path::new("z.conf"), text, false).unwrap()
         };
-        let mut cfg = CompareConfig {
-            workloads: vec![zk("system = zk\nserver_warmup_s = 0\n")],
-            servers: vec!["kiln".into()],
-            smoke: false,
-            out_dir: ".".into(),
-            kiln_bin: "kiln".into(),
-            load_bin: "kiln".into(),
-            root: ".".into(),
-            server_core: "0".into(),
-            client_core: "1".into(),
-            reference_tools: false,
-        };
+        let mut cfg = test_config(vec![zk("system = zk\nserver_warmup_s = 0\n")]);
         let row = Row {
             workload: "z".into(),
             server: "zookeeper".into(),

@@ -1,7 +1,8 @@
 //! The report's target checks: each workload file may name targets (`target_ratio`: Kiln's
 //! throughput over each reference server's with the same client, at least; `target_p99_ratio`:
 //! Kiln's p99 over the reference's, at most; `target_min_ops`: Kiln's throughput with Kiln's load
-//! generator, at least), and every run checks idle RSS against [`IDLE_RSS_RATIO`]. A pure function
+//! generator, at least; `target_cpu_ratio`: Kiln's server CPU per op over the reference's, same
+//! client, at most), and every run checks idle RSS against [`IDLE_RSS_RATIO`]. A pure function
 //! of the workloads and the measured rows: each check says met or missed, by how much, and for a
 //! miss what the measurements point at as the limit.
 
@@ -57,7 +58,12 @@ impl Check {
 }
 
 /// The workload keys that name targets.
-const TARGET_KEYS: [&str; 3] = ["target_ratio", "target_p99_ratio", "target_min_ops"];
+const TARGET_KEYS: [&str; 4] = [
+    "target_ratio",
+    "target_p99_ratio",
+    "target_min_ops",
+    "target_cpu_ratio",
+];
 
 /// A target's value: a finite number above 0.
 fn parse_target(v: &str) -> Option<f64> {
@@ -133,6 +139,7 @@ pub fn check(workloads: &[Workload], rows: &[Row]) -> Vec<Check> {
         let ratio = target(w, "target_ratio");
         let p99 = target(w, "target_p99_ratio");
         let min_ops = target(w, "target_min_ops");
+        let cpu = target(w, "target_cpu_ratio");
         for kiln in measured_rows(rows, &w.name).filter(|r| r.server == "kiln") {
             let limit = limit_of(w, kiln);
             if let Some(t) = min_ops
@@ -168,6 +175,32 @@ pub fn check(workloads: &[Workload], rows: &[Row]) -> Vec<Check> {
                         at_least: true,
                         met: m >= t,
                         limit: if m >= t { String::new() } else { limit.clone() },
+                    });
+                }
+                let (kcpu, _) = kiln.reported_cpu_us_per_op();
+                let (rcpu, _) = reference.reported_cpu_us_per_op();
+                if let Some(t) = cpu
+                    && kcpu > 0.0
+                    && rcpu > 0.0
+                {
+                    let m = kcpu / rcpu;
+                    out.push(Check {
+                        workload: w.name.clone(),
+                        client: kiln.client.clone(),
+                        reference: reference.server.clone(),
+                        what: "server CPU per op ratio".into(),
+                        measured: m,
+                        target: t,
+                        at_least: false,
+                        met: m <= t,
+                        limit: if m <= t {
+                            String::new()
+                        } else {
+                            format!(
+                                "server CPU: Kiln {kcpu:.3} us/op, {} {rcpu:.3}",
+                                reference.server
+                            )
+                        },
                     });
                 }
                 if let Some(t) = p99
