@@ -5,8 +5,11 @@
 #   1. set-up: Debian packages, a Python venv in ./.venv, peer jars in ./.peers
 #      (tools/ci/setup.sh, then every `*/tests/setup.sh` an area provides);
 #   2. cargo fmt --check, clippy with warnings denied;
-#   3. cargo test for the whole workspace;
-#   4. a release build of `kiln`, then the benchmark smoke run (bench/smoke.sh);
+#   3. cargo test for the whole workspace, then a 15 s run of every cargo-fuzz target
+#      (tools/ci/fuzz.sh);
+#   4. a release build of `kiln`, the deterministic simulator over 10,000 seeds of each server
+#      (`kiln-sim all --seeds 10000`; the 100,000-seed soak is in sim/RESULTS.md), then the
+#      benchmark smoke run (bench/smoke.sh);
 #   5. system tests with real clients and reference servers (pytest over `*/tests/system`).
 # It ends with one summary line, `N passed, N failed`, and exits non-zero on any failure.
 set -uo pipefail
@@ -57,9 +60,11 @@ read -r cp cf < <(awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i) ~ 
 if ! grep -q '^test result:' "$LOGDIR/cargo-test.log" || grep -q '^error' "$LOGDIR/cargo-test.log"; then cf=$((cf + 1)); failures+=("cargo-test (build)"); fi
 echo "    cargo test: $cp passed, $cf failed"
 passed=$((passed + cp)); failed=$((failed + cf))
+count_stage fuzz bash tools/ci/fuzz.sh
 
 # 4. Release build and benchmark smoke run.
 count_stage build-release cargo build --release -p kiln
+count_stage simulator cargo run --release -p kiln-sim -- all --seeds 10000
 if [ -f bench/smoke.sh ]; then count_stage bench-smoke bash bench/smoke.sh; fi
 
 # 5. System tests with real clients. Counted per test from pytest's junit report.

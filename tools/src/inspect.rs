@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use kiln_engine::batch::{BatchView, peek_offset_and_length};
-use kiln_engine::log::{LOG_START_CHECKPOINT, parse_segment_file_name};
+use kiln_engine::log::{LOG_START_CHECKPOINT, RECOVERY_POINT, parse_segment_file_name};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -100,6 +100,19 @@ fn inspect_log(
                 "Log start offset checkpoint: {}",
                 cp.lines().nth(1).unwrap_or("?")
             ),
+        )?;
+    }
+    let recovery_point = if path.is_dir() {
+        std::fs::read_to_string(path.join(RECOVERY_POINT))
+            .ok()
+            .and_then(|t| t.lines().nth(1).and_then(|n| n.parse::<u64>().ok()))
+    } else {
+        None
+    };
+    if let Some(rp) = recovery_point {
+        w(
+            out,
+            format!("Recovery point: {rp} (every offset below it was made durable)"),
         )?;
     }
     let mut corrupt = 0;
@@ -194,12 +207,21 @@ fn inspect_log(
                 let next_hint = peek_offset_and_length(bytes.get(pos..).unwrap_or(&[]))
                     .map(|(o, l)| format!(" (header there claims offset {o}, length {l})"))
                     .unwrap_or_default();
+                let at_offset = expected_next.unwrap_or(*base);
+                let verdict = match recovery_point {
+                    Some(rp) if at_offset < rp => format!(
+                        "offset {at_offset} is below the recovery point {rp}: this is damage, not a \
+                         torn write, and Kiln refuses to open the log"
+                    ),
+                    _ => "Kiln cuts them on recovery if this is the last segment or they lie \
+                          above the recovery point"
+                        .to_string(),
+                };
                 w(
                     out,
                     format!(
                         "CORRUPT {}: {reason}{next_hint}; {} bytes from byte {pos} to the end \
-                         ({} bytes) are not valid batches; Kiln cuts them on recovery if this is \
-                         the last segment",
+                         ({} bytes) are not valid batches; {verdict}",
                         file.display(),
                         bytes.len() - pos,
                         bytes.len()
@@ -346,6 +368,43 @@ mod tests {
             "{text}"
         );
         assert!(inspect_log(&dir.join("missing"), false, &mut Vec::new()).is_err());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn damage_below_the_recovery_point_is_named_as_such() {
+        let dir = temp_dir("rp");
+        let d2 = dir.clone();
+        kiln_engine::rt::block_on(async move {
+            let cfg = LogConfig {
+                durability: Durability::Durable,
+                ..Default::default()
+            };
+            let log = SegmentedLog::open(&d2, cfg).await.unwrap();
+            for i in 0..3i64 {
+                log.append(&single_record(None, Some(b"hello"), 1000 + i).unwrap())
+                    .await
+                    .unwrap();
+            }
+            log.close().await.unwrap();
+        })
+        .unwrap();
+        let seg = dir.join(segment_file_name(0, "log"));
+        let mut bytes = std::fs::read(&seg).unwrap();
+        let at = bytes.len() - 8;
+        bytes[at] ^= 0xff;
+        std::fs::write(&seg, &bytes).unwrap();
+        let mut out = Vec::new();
+        assert_eq!(
+            inspect_log(&dir, false, &mut out).unwrap(),
+            Verdict::Corrupt(1)
+        );
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("Recovery point: 3"), "{text}");
+        assert!(
+            text.contains("offset 2 is below the recovery point 3"),
+            "{text}"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

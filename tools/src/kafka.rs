@@ -26,7 +26,7 @@ pub fn run(args: Args) -> ExitCode {
         Some(path) => match BrokerConfig::load(path) {
             Ok(c) => c,
             Err(e) => {
-                eprintln!("kiln kafka: {e}");
+                kiln_engine::fatal::say(format_args!("kiln kafka: {e}"));
                 return ExitCode::from(2);
             }
         },
@@ -34,13 +34,13 @@ pub fn run(args: Args) -> ExitCode {
     };
     let shutdown = Shutdown::new();
     if let Err(e) = shutdown.install_signal_handlers() {
-        eprintln!("kiln kafka: installing signal handlers: {e}");
+        kiln_engine::fatal::say(format_args!("kiln kafka: installing signal handlers: {e}"));
         return ExitCode::FAILURE;
     }
     match kiln_kafka::run(config, shutdown) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("kiln kafka: {e}");
+            kiln_engine::fatal::say(format_args!("kiln kafka: {e}"));
             ExitCode::FAILURE
         }
     }

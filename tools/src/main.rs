@@ -47,13 +47,18 @@ enum Command {
 }
 
 /// Server log lines (connections refused or closed for bad input, session expiry, snapshots,
-/// fatal errors) go to stderr; `RUST_LOG` filters them (default `info`). The library crates only
-/// emit `tracing` events; installing the subscriber is the binary's job.
+/// fatal errors) go to stderr; `RUST_LOG` filters them (default `info`, e.g.
+/// `RUST_LOG=kiln_zk=debug,info`). Colour codes only when stderr is a terminal (and `NO_COLOR` is
+/// unset): a file or the journal gets plain text. The library crates only emit `tracing` events;
+/// installing the subscriber is the binary's job.
 fn init_logging() {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour)
         .with_writer(std::io::stderr)
         .try_init();
 }

@@ -29,12 +29,12 @@ pub struct Args {
 
 pub fn run(args: Args) -> ExitCode {
     if let Err(e) = uring_check::check() {
-        eprintln!("kiln up: {e}");
+        kiln_engine::fatal::say(format_args!("kiln up: {e}"));
         return ExitCode::from(1);
     }
     let stop = Shutdown::new();
     if let Err(e) = stop.install_signal_handlers() {
-        eprintln!("kiln up: cannot install signal handlers: {e}");
+        kiln_engine::fatal::say(format_args!("kiln up: cannot install signal handlers: {e}"));
         return ExitCode::from(1);
     }
 
@@ -52,7 +52,9 @@ pub fn run(args: Args) -> ExitCode {
     let zk = match zk {
         Ok(handle) => handle,
         Err(e) => {
-            eprintln!("kiln up: cannot start the ZooKeeper thread: {e}");
+            kiln_engine::fatal::say(format_args!(
+                "kiln up: cannot start the ZooKeeper thread: {e}"
+            ));
             return ExitCode::from(1);
         }
     };
@@ -69,35 +71,35 @@ pub fn run(args: Args) -> ExitCode {
     let kafka_cfg = match kiln_kafka::config::BrokerConfig::from_properties(props) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("kiln up: {e}");
+            kiln_engine::fatal::say(format_args!("kiln up: {e}"));
             stop.request();
             let _ = zk.join();
             return ExitCode::from(1);
         }
     };
-    eprintln!(
+    kiln_engine::fatal::say(format_args!(
         "kiln up: ZooKeeper on port {}, Kafka on 127.0.0.1:{}, data under {}",
         args.zk_port,
         args.kafka_port,
         args.data_dir.display()
-    );
+    ));
     let kafka_result = kiln_kafka::run(kafka_cfg, stop.clone());
     stop.request();
     let zk_result = zk.join();
 
     let mut code = ExitCode::SUCCESS;
     if let Err(e) = kafka_result {
-        eprintln!("kiln up: kafka: {e}");
+        kiln_engine::fatal::say(format_args!("kiln up: kafka: {e}"));
         code = ExitCode::from(1);
     }
     match zk_result {
         Ok(Ok(())) => {}
         Ok(Err(e)) => {
-            eprintln!("kiln up: zookeeper: {e}");
+            kiln_engine::fatal::say(format_args!("kiln up: zookeeper: {e}"));
             code = ExitCode::from(1);
         }
         Err(_) => {
-            eprintln!("kiln up: the ZooKeeper thread panicked");
+            kiln_engine::fatal::say(format_args!("kiln up: the ZooKeeper thread panicked"));
             code = ExitCode::from(1);
         }
     }

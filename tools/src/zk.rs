@@ -21,12 +21,12 @@ pub fn run(args: Args) -> ExitCode {
         Some(path) => match ZkConfig::load(path) {
             Ok((config, warnings)) => {
                 for w in warnings {
-                    eprintln!("kiln zk: {}: {w}", path.display());
+                    kiln_engine::fatal::say(format_args!("kiln zk: {}: {w}", path.display()));
                 }
                 config
             }
             Err(e) => {
-                eprintln!("kiln zk: {}: {e}", path.display());
+                kiln_engine::fatal::say(format_args!("kiln zk: {}: {e}", path.display()));
                 return ExitCode::from(2);
             }
         },
@@ -34,17 +34,25 @@ pub fn run(args: Args) -> ExitCode {
     };
     let shutdown = Shutdown::new();
     if let Err(e) = shutdown.install_signal_handlers() {
-        eprintln!("kiln zk: installing signal handlers: {e}");
+        kiln_engine::fatal::say(format_args!("kiln zk: installing signal handlers: {e}"));
         return ExitCode::FAILURE;
     }
-    eprintln!(
+    // Said only once the data directory is recovered and the port accepts connections.
+    let server = match kiln_zk::server::ServerHandle::start_with(config, shutdown) {
+        Ok(s) => s,
+        Err(e) => {
+            kiln_engine::fatal::say(format_args!("kiln zk: {e}"));
+            return ExitCode::FAILURE;
+        }
+    };
+    kiln_engine::fatal::say(format_args!(
         "kiln zk: serving ZooKeeper clients on port {}",
-        config.client_port
-    );
-    match kiln_zk::server::run(config, shutdown) {
+        server.addr().port()
+    ));
+    match server.wait() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("kiln zk: {e}");
+            kiln_engine::fatal::say(format_args!("kiln zk: {e}"));
             ExitCode::FAILURE
         }
     }
