@@ -54,6 +54,7 @@ pub mod datadir;
 pub mod fourlw;
 pub mod jute;
 pub mod proto;
+pub mod quorum;
 pub mod server;
 pub mod session;
 pub mod snapshot;

@@ -1,0 +1,16 @@
+//! The ensemble: ZooKeeper's quorum protocol (leader election on the election port, ZAB 1.0 on the
+//! quorum port), as pure state machines and codecs. No I/O, no clock: time is a parameter and
+//! every effect is returned to the caller.
+//!
+//! | module | role |
+//! |---|---|
+//! | [`wire`] | election connection header, notifications, `QuorumPacket`, `LearnerInfo` |
+//! | [`atxn`] | ZooKeeper's jute transaction records (`TxnHeader` + record + `TxnDigest`) ↔ [`crate::txn::Txn`] |
+//! | [`digest`] | the per-transaction tree digest every member recomputes |
+//! | [`snapstream`] | the SNAP stream a leader sends a learner that is too far behind |
+//! | [`election`] | fast leader election: votes ordered by (peer epoch, zxid, server id) |
+pub mod atxn;
+pub mod digest;
+pub mod election;
+pub mod snapstream;
+pub mod wire;
