@@ -2,8 +2,9 @@
 //!
 //! The file is a Java properties file (`key=value`, `#` and `!` comments). A bad value is refused
 //! naming the key, the value and why; an unknown key is returned as a warning and otherwise
-//! ignored; more than one `server.N` line is refused because Kiln does not run ensembles yet.
-//! `dataDir/myid`, when present, gives the server id. No network I/O; reads two small files.
+//! ignored. `server.N` lines describe the ensemble ([`Quorum`]): one line (with
+//! `standaloneEnabled`, the default) runs standalone; more make this server an ensemble member,
+//! which needs `dataDir/myid` naming one of the lines. No network I/O; reads two small files.
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -26,10 +27,20 @@ pub enum ConfigError {
         source: std::io::Error,
     },
     #[error(
-        "{count} server.N lines ({ids}): Kiln runs ZooKeeper standalone only for now; ensembles are not \
-         available yet, so configure at most one server.N line"
+        "{path} is missing: an ensemble member ({count} server.N lines) needs a myid file in dataDir \
+         holding one of the server ids ({ids})"
     )]
-    Ensemble { count: usize, ids: String },
+    MyidMissing {
+        path: PathBuf,
+        count: usize,
+        ids: String,
+    },
+    #[error("myid {myid} is not in the server list ({ids}): add a server.{myid} line or fix {path}")]
+    MyidNotListed {
+        myid: i64,
+        ids: String,
+        path: PathBuf,
+    },
     #[error("{0}")]
     Invalid(String),
 }
@@ -85,6 +96,205 @@ pub struct ZkConfig {
     pub outstanding_per_connection_max: usize,
     /// `myid` (0 when absent).
     pub server_id: i64,
+    /// The `server.N` lines and the quorum keys; `None` when the file has no `server.N` line.
+    pub quorum: Option<Quorum>,
+}
+
+/// Whether a server votes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LearnerType {
+    Participant,
+    Observer,
+}
+
+/// One `server.N=host:quorumPort:electionPort[:participant|:observer][;[clientHost:]clientPort]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuorumServer {
+    pub id: i64,
+    pub host: String,
+    pub quorum_port: u16,
+    pub election_port: u16,
+    pub role: LearnerType,
+    /// The optional client address after `;` (host defaults to `0.0.0.0`, as ZooKeeper's).
+    pub client: Option<(String, u16)>,
+}
+
+impl QuorumServer {
+    /// The line as ZooKeeper writes it into `/zookeeper/config` and election notifications.
+    pub fn config_line(&self) -> String {
+        let role = match self.role {
+            LearnerType::Participant => "participant",
+            LearnerType::Observer => "observer",
+        };
+        let mut s = format!(
+            "server.{}={}:{}:{}:{role}",
+            self.id,
+            bracket_host(&self.host),
+            self.quorum_port,
+            self.election_port
+        );
+        if let Some((h, p)) = &self.client {
+            s.push_str(&format!(";{}:{p}", bracket_host(h)));
+        }
+        s
+    }
+}
+
+fn bracket_host(h: &str) -> String {
+    if h.contains(':') {
+        format!("[{h}]")
+    } else {
+        h.to_string()
+    }
+}
+
+/// Most `server.N` lines a configuration may hold (session ids carry the server id in one byte).
+pub const QUORUM_SERVERS_MAX: usize = 255;
+
+/// The ensemble: every `server.N` line and the keys that shape the quorum protocol.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Quorum {
+    /// By id, ascending.
+    pub servers: Vec<QuorumServer>,
+    /// `peerType` as written (the server's own line decides when they disagree, as in ZooKeeper).
+    pub peer_type: Option<LearnerType>,
+    /// `electionPortBindRetry` (3): attempts to bind the election port; 0 retries forever.
+    pub election_port_bind_retry: u32,
+    /// `quorumListenOnAllIPs` (false): bind the quorum and election ports on every address.
+    pub quorum_listen_on_all_ips: bool,
+    /// `syncEnabled` (true): observers log and fsync what they learn, as followers do.
+    pub sync_enabled: bool,
+    /// `standaloneEnabled` (true): one `server.N` line runs standalone, not as a quorum of one.
+    pub standalone_enabled: bool,
+}
+
+impl Quorum {
+    pub fn server(&self, id: i64) -> Option<&QuorumServer> {
+        self.servers.iter().find(|s| s.id == id)
+    }
+
+    pub fn voters(&self) -> impl Iterator<Item = &QuorumServer> {
+        self.servers
+            .iter()
+            .filter(|s| s.role == LearnerType::Participant)
+    }
+
+    /// Whether the process runs as an ensemble member (otherwise standalone).
+    pub fn is_ensemble(&self) -> bool {
+        self.servers.len() > 1 || !self.standalone_enabled
+    }
+
+    /// The ids, comma separated, for messages.
+    pub fn ids(&self) -> String {
+        self.servers
+            .iter()
+            .map(|s| s.id.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// The configuration string members exchange (`server.N=...` lines, then `version=0`: a
+    /// static ensemble never advertises a newer version than its peers).
+    pub fn config_string(&self) -> String {
+        let mut s = String::new();
+        for srv in &self.servers {
+            s.push_str(&srv.config_line());
+            s.push('\n');
+        }
+        s.push_str("version=0");
+        s
+    }
+}
+
+/// Parses the value of one `server.N` line.
+pub fn parse_server_line(key: &str, id: i64, value: &str) -> Result<QuorumServer, ConfigError> {
+    if value.contains('|') {
+        return Err(bad(
+            key,
+            value,
+            "several addresses per server (multiAddress) are not supported; give one host",
+        ));
+    }
+    let (addr, client) = match value.split_once(';') {
+        Some((a, c)) => (a.trim(), Some(c.trim())),
+        None => (value.trim(), None),
+    };
+    let (host, rest) = split_host(key, value, addr)?;
+    let parts: Vec<&str> = rest.split(':').collect();
+    let (qp, ep, role) = match parts.as_slice() {
+        [q, e] => (*q, *e, LearnerType::Participant),
+        [q, e, r] => {
+            let role = match r.to_ascii_lowercase().as_str() {
+                "participant" => LearnerType::Participant,
+                "observer" => LearnerType::Observer,
+                _ => {
+                    return Err(bad(
+                        key,
+                        value,
+                        format!("unknown server type {r}: expected participant or observer"),
+                    ));
+                }
+            };
+            (*q, *e, role)
+        }
+        _ => {
+            return Err(bad(
+                key,
+                value,
+                "expected host:quorumPort:electionPort[:participant|:observer][;[clientHost:]clientPort]",
+            ));
+        }
+    };
+    let port = |p: &str, what: &str| -> Result<u16, ConfigError> {
+        p.trim()
+            .parse::<u16>()
+            .ok()
+            .filter(|v| *v > 0)
+            .ok_or_else(|| bad(key, value, format!("{what} {p} is not a port in 1..=65535")))
+    };
+    let quorum_port = port(qp, "quorum port")?;
+    let election_port = port(ep, "election port")?;
+    if quorum_port == election_port {
+        return Err(bad(key, value, "the quorum and election ports must differ"));
+    }
+    let client = match client {
+        None | Some("") => None,
+        Some(c) => {
+            let (h, p) = match c.rsplit_once(':') {
+                Some((h, p)) if !h.is_empty() => (h.trim_matches(['[', ']']).to_string(), p),
+                _ => ("0.0.0.0".to_string(), c),
+            };
+            Some((h, port(p, "client port")?))
+        }
+    };
+    Ok(QuorumServer {
+        id,
+        host,
+        quorum_port,
+        election_port,
+        role,
+        client,
+    })
+}
+
+/// `host:rest` or `[v6]:rest`.
+fn split_host<'a>(key: &str, value: &str, addr: &'a str) -> Result<(String, &'a str), ConfigError> {
+    if let Some(after) = addr.strip_prefix('[') {
+        let (h, rest) = after
+            .split_once(']')
+            .ok_or_else(|| bad(key, value, "unterminated [ in an IPv6 address"))?;
+        let rest = rest
+            .strip_prefix(':')
+            .ok_or_else(|| bad(key, value, "expected :quorumPort after the address"))?;
+        return Ok((h.to_string(), rest));
+    }
+    let (h, rest) = addr
+        .split_once(':')
+        .ok_or_else(|| bad(key, value, "expected host:quorumPort:electionPort"))?;
+    if h.is_empty() {
+        return Err(bad(key, value, "empty host"));
+    }
+    Ok((h.to_string(), rest))
 }
 
 impl ZkConfig {
@@ -118,6 +328,7 @@ impl ZkConfig {
             pre_alloc_kb: 64 << 10,
             outstanding_per_connection_max: 1000,
             server_id: 0,
+            quorum: None,
         }
     }
 
@@ -134,6 +345,19 @@ impl ZkConfig {
         })?;
         let (mut cfg, warnings) = Self::parse(&text)?;
         let myid = cfg.data_dir.join("myid");
+        let ensemble = cfg.quorum.as_ref().is_some_and(Quorum::is_ensemble);
+        if ensemble && !myid.exists() {
+            let (count, ids) = cfg
+                .quorum
+                .as_ref()
+                .map(|q| (q.servers.len(), q.ids()))
+                .unwrap_or_default();
+            return Err(ConfigError::MyidMissing {
+                path: myid,
+                count,
+                ids,
+            });
+        }
         if myid.exists() {
             let raw = fs::read_to_string(&myid).map_err(|source| ConfigError::Read {
                 path: myid.clone(),
@@ -155,7 +379,33 @@ impl ZkConfig {
                     )
                 })?;
         }
+        if ensemble {
+            cfg.check_member(&myid)?;
+        }
         Ok((cfg, warnings))
+    }
+
+    /// An ensemble member's own id must be one of the `server.N` lines.
+    pub fn check_member(&self, myid_path: &Path) -> Result<(), ConfigError> {
+        let Some(q) = &self.quorum else {
+            return Ok(());
+        };
+        if q.server(self.server_id).is_none() {
+            return Err(ConfigError::MyidNotListed {
+                myid: self.server_id,
+                ids: q.ids(),
+                path: myid_path.to_path_buf(),
+            });
+        }
+        Ok(())
+    }
+
+    /// This server's own line, when it is an ensemble member.
+    pub fn me(&self) -> Option<&QuorumServer> {
+        self.quorum
+            .as_ref()
+            .filter(|q| q.is_ensemble())
+            .and_then(|q| q.server(self.server_id))
     }
 
     /// Parses `zoo.cfg` text (relative directories are kept as given).
@@ -168,7 +418,12 @@ impl ZkConfig {
         let mut data_log_dir: Option<PathBuf> = None;
         let mut min_to: Option<u32> = None;
         let mut max_to: Option<u32> = None;
-        let mut servers: Vec<String> = Vec::new();
+        let mut servers: Vec<QuorumServer> = Vec::new();
+        let mut peer_type: Option<LearnerType> = None;
+        let mut election_port_bind_retry = 3;
+        let mut quorum_listen_on_all_ips = false;
+        let mut sync_enabled = true;
+        let mut standalone_enabled = true;
         for line in text.lines() {
             let line = line.trim();
             if line.is_empty() || line.starts_with('#') || line.starts_with('!') {
@@ -239,40 +494,75 @@ impl ZkConfig {
                 "globalOutstandingLimit" => {
                     cfg.outstanding_per_connection_max = parse_num(key, value, 1, 1 << 20)?
                 }
-                "standaloneEnabled"
-                | "reconfigEnabled"
+                "standaloneEnabled" => standalone_enabled = parse_bool(key, value)?,
+                "quorumListenOnAllIPs" => quorum_listen_on_all_ips = parse_bool(key, value)?,
+                "syncEnabled" => sync_enabled = parse_bool(key, value)?,
+                "electionPortBindRetry" => {
+                    election_port_bind_retry = parse_num(key, value, 0, u32::MAX)?;
+                }
+                "peerType" => {
+                    peer_type = Some(match value.to_ascii_lowercase().as_str() {
+                        "participant" => LearnerType::Participant,
+                        "observer" => LearnerType::Observer,
+                        _ => return Err(bad(key, value, "expected participant or observer")),
+                    });
+                }
+                "electionAlg" => {
+                    if value != "3" {
+                        return Err(bad(
+                            key,
+                            value,
+                            "only electionAlg=3 (fast leader election) exists",
+                        ));
+                    }
+                }
+                "reconfigEnabled"
                 | "skipACL"
-                | "electionAlg"
                 | "leaderServes"
                 | "cnxTimeout"
-                | "quorumListenOnAllIPs"
                 | "localSessionsEnabled"
                 | "localSessionsUpgradingEnabled"
                 | "metricsProvider.className"
                 | "admin.commandURL"
                 | "admin.idleTimeout"
                 | "fsync.warningthresholdms"
-                | "syncEnabled"
-                | "peerType"
                 | "clientPortListenBacklog"
                 | "secureClientPort"
                 | "serverCnxnFactory" => {
                     warnings.push(format!("{key}: accepted but has no effect in Kiln"));
                 }
                 k if k.starts_with("server.") => {
-                    let id = &k["server.".len()..];
-                    if id.parse::<u8>().is_err() {
-                        return Err(bad(key, value, "server id must be an integer in 0..=254"));
+                    let id = k["server.".len()..]
+                        .parse::<i64>()
+                        .ok()
+                        .filter(|v| (0..=254).contains(v))
+                        .ok_or_else(|| bad(key, value, "server id must be an integer in 0..=254"))?;
+                    if servers.iter().any(|s| s.id == id) {
+                        return Err(bad(key, value, format!("server.{id} is listed twice")));
                     }
-                    servers.push(id.to_string());
+                    if servers.len() >= QUORUM_SERVERS_MAX {
+                        return Err(bad(key, value, "too many server.N lines"));
+                    }
+                    servers.push(parse_server_line(key, id, value)?);
                 }
                 _ => warnings.push(format!("unknown key {key} ignored")),
             }
         }
-        if servers.len() > 1 {
-            return Err(ConfigError::Ensemble {
-                count: servers.len(),
-                ids: servers.join(", "),
+        if !servers.is_empty() {
+            servers.sort_by_key(|s| s.id);
+            if !servers.iter().any(|s| s.role == LearnerType::Participant) {
+                return Err(ConfigError::Invalid(
+                    "every server.N line is an observer: an ensemble needs at least one participant"
+                        .to_string(),
+                ));
+            }
+            cfg.quorum = Some(Quorum {
+                servers,
+                peer_type,
+                election_port_bind_retry,
+                quorum_listen_on_all_ips,
+                sync_enabled,
+                standalone_enabled,
             });
         }
         let data_dir =
@@ -384,9 +674,79 @@ mod tests {
     }
 
     #[test]
-    fn ensembles_are_refused() {
-        let e = ZkConfig::parse("dataDir=/x\nserver.1=a:1:2\nserver.2=b:1:2\n").unwrap_err();
-        assert!(matches!(e, ConfigError::Ensemble { count: 2, .. }));
-        assert!(e.to_string().contains("ensembles are not available yet"));
+    fn server_lines_parse_roles_client_addresses_and_ipv6() {
+        let (c, _) = ZkConfig::parse(
+            "dataDir=/x\nserver.3=127.0.0.3:2888:3888;2181\nserver.1=h1:2888:3888:participant\n\
+             server.2=[::1]:2888:3888:observer;127.0.0.2:2182\n",
+        )
+        .unwrap();
+        let q = c.quorum.unwrap();
+        assert_eq!(q.servers.iter().map(|s| s.id).collect::<Vec<_>>(), [1, 2, 3]);
+        assert_eq!(q.voters().count(), 2);
+        assert_eq!(q.servers[1].host, "::1");
+        assert_eq!(q.servers[1].role, LearnerType::Observer);
+        assert_eq!(q.servers[1].client, Some(("127.0.0.2".to_string(), 2182)));
+        assert_eq!(q.servers[2].client, Some(("0.0.0.0".to_string(), 2181)));
+        assert_eq!(
+            q.config_string(),
+            "server.1=h1:2888:3888:participant\nserver.2=[::1]:2888:3888:observer;127.0.0.2:2182\n\
+             server.3=127.0.0.3:2888:3888:participant;0.0.0.0:2181\nversion=0"
+        );
+        assert!(q.is_ensemble());
+    }
+
+    #[test]
+    fn one_server_line_is_standalone_unless_standalone_is_disabled() {
+        let (c, _) = ZkConfig::parse("dataDir=/x\nserver.1=a:2888:3888\n").unwrap();
+        assert!(!c.quorum.as_ref().unwrap().is_ensemble());
+        assert!(c.me().is_none());
+        let (c, _) =
+            ZkConfig::parse("dataDir=/x\nstandaloneEnabled=false\nserver.1=a:2888:3888\n").unwrap();
+        assert!(c.quorum.unwrap().is_ensemble());
+    }
+
+    #[test]
+    fn bad_server_lines_and_quorum_keys_are_refused_with_the_reason() {
+        for (text, want) in [
+            ("server.1=a:2888", "expected host:quorumPort:electionPort"),
+            ("server.1=a:2888:2888", "must differ"),
+            ("server.1=a:2888:3888:voter", "unknown server type voter"),
+            ("server.1=a:0:3888", "quorum port 0"),
+            ("server.1=a:1:2|b:1:2", "multiAddress"),
+            ("server.x=a:1:2", "server id"),
+            ("server.1=a:1:2\nserver.1=b:1:2", "listed twice"),
+            ("server.1=a:1:2:observer", "needs at least one participant"),
+            ("electionAlg=1", "only electionAlg=3"),
+            ("peerType=leader", "expected participant or observer"),
+        ] {
+            let e = ZkConfig::parse(&format!("dataDir=/x\n{text}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(want), "{text}: {e}");
+        }
+    }
+
+    #[test]
+    fn an_ensemble_member_needs_a_myid_in_the_list() {
+        let dir = std::env::temp_dir().join(format!("kiln-cfg-myid-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let cfg = dir.join("zoo.cfg");
+        fs::write(
+            &cfg,
+            format!(
+                "dataDir={}\nserver.1=a:2888:3888\nserver.2=b:2888:3888\nserver.3=c:2888:3888\n",
+                dir.display()
+            ),
+        )
+        .unwrap();
+        let e = ZkConfig::load(&cfg).unwrap_err().to_string();
+        assert!(e.contains("myid is missing") && e.contains("1, 2, 3"), "{e}");
+        fs::write(dir.join("myid"), "7\n").unwrap();
+        let e = ZkConfig::load(&cfg).unwrap_err().to_string();
+        assert!(e.contains("myid 7 is not in the server list (1, 2, 3)"), "{e}");
+        fs::write(dir.join("myid"), "2\n").unwrap();
+        let (c, _) = ZkConfig::load(&cfg).unwrap();
+        assert_eq!(c.me().map(|s| s.host.as_str()), Some("b"));
+        fs::remove_dir_all(&dir).unwrap();
     }
 }

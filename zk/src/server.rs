@@ -713,6 +713,7 @@ impl ServerHandle {
     /// SIGINT/SIGTERM stop it too). Returns once the server accepts connections.
     pub fn start_with(config: ZkConfig, shutdown: Shutdown) -> Result<Self, ZkError> {
         check_uring()?;
+        check_standalone(&config)?;
         let lock = lock_dirs(&config)?;
         let listener = bind(&config)?;
         let addr = listener
@@ -804,9 +805,25 @@ fn bind(cfg: &ZkConfig) -> Result<std::net::TcpListener, ZkError> {
 /// error (it is never retried). `kiln zk` passes a token with SIGINT/SIGTERM handlers installed.
 pub fn run(config: ZkConfig, shutdown: Shutdown) -> Result<(), ZkError> {
     check_uring()?;
+    check_standalone(&config)?;
     let _lock = lock_dirs(&config)?;
     let listener = bind(&config)?;
     run_with_listener(config, listener, shutdown, None)
+}
+
+/// This server runs standalone; an ensemble member's configuration is refused rather than served
+/// as a standalone server, which would split the ensemble's data.
+fn check_standalone(cfg: &ZkConfig) -> Result<(), ZkError> {
+    match (&cfg.quorum, cfg.me()) {
+        (Some(q), Some(me)) => Err(ZkError::Fatal(format!(
+            "this zoo.cfg makes server {} a member of an ensemble of {} ({}); this server runs \
+             standalone only: give it a single server.N line",
+            me.id,
+            q.servers.len(),
+            q.ids()
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// Locks `dataDir` and `dataLogDir` for as long as the returned guard lives.
