@@ -127,11 +127,12 @@ pub enum Out {
     /// peer may replace an unsent older one, as Apache's one-slot send queue does).
     Send { to: Sid, notice: Notice },
     /// The election is over: we are `state` (FOLLOWING, LEADING or OBSERVING) under `vote`.
-    /// `support` is the set of voters whose votes made the quorum.
+    /// `support` is the quorum of voters whose votes carried it, each with the state its counted
+    /// notice was sent in (LOOKING: it voted so in our round; FOLLOWING/LEADING: it had decided).
     Decided {
         state: ServerState,
         vote: Vote,
-        support: BTreeSet<Sid>,
+        support: BTreeMap<Sid, ServerState>,
     },
 }
 
@@ -203,7 +204,7 @@ pub struct Election {
     /// When we rebroadcast unless a notice arrives first.
     notify_deadline_ms: u64,
     /// While a quorum agrees with our proposal: when we decide, and the voters of that quorum.
-    finalizing: Option<(u64, BTreeSet<Sid>)>,
+    finalizing: Option<(u64, BTreeMap<Sid, ServerState>)>,
     /// Set by a broadcast: our own copy of the notice is still to be processed.
     self_notice_pending: bool,
 }
@@ -346,8 +347,8 @@ impl Election {
 
     /// Whether a strict majority of the voters is in `acks` (`QuorumMaj.containsQuorum`; only
     /// voters are ever recorded in the tallies).
-    pub fn is_quorum(&self, acks: &BTreeSet<Sid>) -> bool {
-        debug_assert!(acks.iter().all(|s| self.voters.contains(s)));
+    pub fn is_quorum(&self, acks: &BTreeMap<Sid, ServerState>) -> bool {
+        debug_assert!(acks.keys().all(|s| self.voters.contains(s)));
         acks.len() > self.voters.len() / 2
     }
 
@@ -648,7 +649,7 @@ impl Election {
         }
     }
 
-    fn decide(&mut self, vote: Vote, support: BTreeSet<Sid>, out: &mut Vec<Out>) {
+    fn decide(&mut self, vote: Vote, support: BTreeMap<Sid, ServerState>, out: &mut Vec<Out>) {
         let state = if vote.leader == self.my_sid {
             ServerState::Leading
         } else if self.i_am_observer {
@@ -684,11 +685,11 @@ impl Election {
 }
 
 /// The senders whose recorded vote matches `target`.
-fn agreeing(votes: &BTreeMap<Sid, Recorded>, target: &Recorded) -> BTreeSet<Sid> {
+fn agreeing(votes: &BTreeMap<Sid, Recorded>, target: &Recorded) -> BTreeMap<Sid, ServerState> {
     votes
         .iter()
         .filter(|(_, r)| r.matches(target))
-        .map(|(&s, _)| s)
+        .map(|(&s, r)| (s, r.state))
         .collect()
 }
 
@@ -1046,7 +1047,7 @@ mod tests {
         assert!(matches!(
             outs.as_slice(),
             [Out::Decided { state: ServerState::Following, vote, support }]
-                if vote.leader == 3 && *support == set(&[1, 3])
+                if vote.leader == 3 && support.keys().copied().collect::<BTreeSet<_>>() == set(&[1, 3])
         ));
     }
 
@@ -1078,7 +1079,7 @@ mod tests {
         let outs = e.tick(300);
         assert!(matches!(
             outs.as_slice(),
-            [Out::Decided { state: ServerState::Leading, support, .. }] if *support == set(&[1, 3])
+            [Out::Decided { state: ServerState::Leading, support, .. }] if support.keys().copied().collect::<BTreeSet<_>>() == set(&[1, 3])
         ));
         // Decided: a LOOKING peer gets our vote with the election's round.
         let outs = e.receive(
