@@ -773,4 +773,61 @@ mod tests {
         ));
         assert!(decode_apache_txn(&[], MAX).is_err());
     }
+
+    /// A seeded xorshift: the same inputs on every run.
+    fn random_inputs(seed: u64, count: usize, len_max: usize) -> Vec<Vec<u8>> {
+        let mut s = seed;
+        let mut next = move || {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            s
+        };
+        (0..count)
+            .map(|_| {
+                let len = (next() % len_max as u64) as usize;
+                (0..len).map(|_| next() as u8).collect()
+            })
+            .collect()
+    }
+
+    /// Flips one byte of `base` per input (and cuts some short), to reach past the first field.
+    fn mutations(base: &[u8], seed: u64) -> Vec<Vec<u8>> {
+        random_inputs(seed, base.len().min(2000), 8)
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let mut b = base.to_vec();
+                if let Some(x) = b.get_mut(i % base.len().max(1)) {
+                    *x ^= r.first().copied().unwrap_or(0xff) | 1;
+                }
+                b.truncate(base.len() - (r.len() % 3) * (i % 2));
+                b
+            })
+            .collect()
+    }
+
+    #[test]
+    fn random_and_mutated_inputs_never_panic() {
+        let mut inputs = random_inputs(0x2545_f491_4f6c_dd1d, 2000, 80);
+        let mut ops = creates();
+        ops.push(TxnOp::Check {
+            path: "/a".into(),
+            version: 1,
+        });
+        let multi = encode_apache_txn(&txn(TxnOp::Multi(ops)), &[], Some(1)).unwrap();
+        inputs.extend(mutations(&multi, 1));
+        let close = encode_apache_txn(&txn(TxnOp::CloseSession), &["/e".into()], None).unwrap();
+        inputs.extend(mutations(&close, 2));
+        for b in &inputs {
+            if let Ok(t) = decode_apache_txn(b, 256) {
+                let paths = t.close_paths.clone().unwrap_or_default();
+                let digest = t.digest.map(|d| d.tree_digest);
+                if let Ok(again) = encode_apache_txn_as(&t.txn, &paths, digest, Some(t.header_type))
+                {
+                    assert_eq!(decode_apache_txn(&again, 256).unwrap().txn, t.txn);
+                }
+            }
+        }
+    }
 }

@@ -756,4 +756,67 @@ mod tests {
             Err(SnapError::TooMany { what: "nodes", .. })
         ));
     }
+
+    /// A seeded xorshift: the same inputs on every run.
+    fn random_inputs(seed: u64, count: usize, len_max: usize) -> Vec<Vec<u8>> {
+        let mut s = seed;
+        let mut next = move || {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            s
+        };
+        (0..count)
+            .map(|_| {
+                let len = (next() % len_max as u64) as usize;
+                (0..len).map(|_| next() as u8).collect()
+            })
+            .collect()
+    }
+
+    /// Flips one byte of `base` per input (and cuts some short), to reach past the first field.
+    fn mutations(base: &[u8], seed: u64) -> Vec<Vec<u8>> {
+        random_inputs(seed, base.len().min(2000), 8)
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let mut b = base.to_vec();
+                if let Some(x) = b.get_mut(i % base.len().max(1)) {
+                    *x ^= r.first().copied().unwrap_or(0xff) | 1;
+                }
+                b.truncate(base.len() - (r.len() % 3) * (i % 2));
+                b
+            })
+            .collect()
+    }
+
+    #[test]
+    fn random_and_mutated_inputs_never_panic() {
+        let mut inputs = random_inputs(0xd1b5_4a32_d192_ed03, 2000, 80);
+        inputs.extend(mutations(&hand_built(), 1));
+        let (sessions, t) = sample();
+        inputs.extend(mutations(&encode_snap_tree(&sessions, &t), 2));
+        let small = SnapLimits {
+            sessions_max: 16,
+            acl_lists_max: 16,
+            acl_entries_max: 4,
+            nodes_max: 64,
+            field_bytes_max: 256,
+        };
+        for b in &inputs {
+            if let Ok((c, used)) = decode_snap(b, small) {
+                assert!(used <= b.len());
+                let tree = DataTree::from_nodes(c.nodes);
+                let again = encode_snap(&c.sessions, &tree.sorted_nodes());
+                assert!(decode_snap(&again, small).is_ok());
+            }
+            let (x, y) = b.split_at(b.len() / 2);
+            let mut d = SnapDecoder::new(small);
+            if let Ok(used) = d.feed(x) {
+                let mut rest = x.get(used..).unwrap_or(&[]).to_vec();
+                rest.extend_from_slice(y);
+                let _ = d.feed(&rest);
+            }
+        }
+    }
 }

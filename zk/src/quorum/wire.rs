@@ -1258,4 +1258,72 @@ mod tests {
             Err(WireError::ConfigTooLong { .. })
         ));
     }
+
+    /// A seeded xorshift: the same inputs on every run.
+    fn random_inputs(seed: u64, count: usize, len_max: usize) -> Vec<Vec<u8>> {
+        let mut s = seed;
+        let mut next = move || {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            s
+        };
+        (0..count)
+            .map(|_| {
+                let len = (next() % len_max as u64) as usize;
+                (0..len).map(|_| next() as u8).collect()
+            })
+            .collect()
+    }
+
+    /// Flips one byte of `base` per input (and cuts some short), to reach past the first field.
+    fn mutations(base: &[u8], seed: u64) -> Vec<Vec<u8>> {
+        random_inputs(seed, base.len().min(2000), 8)
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let mut b = base.to_vec();
+                if let Some(x) = b.get_mut(i % base.len().max(1)) {
+                    *x ^= r.first().copied().unwrap_or(0xff) | 1;
+                }
+                b.truncate(base.len() - (r.len() % 3) * (i % 2));
+                b
+            })
+            .collect()
+    }
+
+    #[test]
+    fn random_and_mutated_inputs_never_panic() {
+        let mut inputs = random_inputs(0x9e37_79b9_7f4a_7c15, 3000, 96);
+        inputs.extend(mutations(&probe_vote().encode(), 1));
+        inputs.extend(mutations(&Hello::v1(3, "h:1").encode(), 2));
+        let p = QuorumPacket {
+            kind: 1,
+            zxid: 2,
+            data: Some(vec![3; 20]),
+            authinfo: Some(vec![Id::new("ip", "a")]),
+        };
+        inputs.extend(mutations(&p.to_bytes(), 3));
+        for b in &inputs {
+            let d = Some(b.as_slice());
+            let _ = decode_hello(b);
+            let _ = decode_frame(b);
+            let _ = Notification::decode(b);
+            if let Ok(Some((p, used))) = QuorumPacket::decode(b, 64) {
+                assert!(used <= b.len());
+                assert_eq!(
+                    QuorumPacket::decode(&p.to_bytes(), 64).unwrap().unwrap().0,
+                    p
+                );
+            }
+            let _ = LearnerInfo::decode(b);
+            let _ = decode_leader_info(d);
+            let _ = decode_ack_epoch(d);
+            let _ = decode_touches(d);
+            let _ = decode_revalidate_request(d);
+            let _ = decode_revalidate_reply(d);
+            let _ = ForwardedRequest::decode(d);
+            let _ = QuorumConfig::parse(&String::from_utf8_lossy(b));
+        }
+    }
 }
