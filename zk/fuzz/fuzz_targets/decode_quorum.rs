@@ -26,7 +26,13 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Ok(Some((p, used))) = QuorumPacket::decode(data, LENGTH_MAX) {
         assert!(used <= data.len());
-        assert_eq!(QuorumPacket::decode(&p.to_bytes(), LENGTH_MAX).ok().flatten().map(|x| x.0), Some(p));
+        assert_eq!(
+            QuorumPacket::decode(&p.to_bytes(), LENGTH_MAX)
+                .ok()
+                .flatten()
+                .map(|x| x.0),
+            Some(p)
+        );
     }
     let d = Some(data);
     let _ = LearnerInfo::decode(data);
@@ -49,7 +55,10 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(back, Some(t.txn));
         }
     }
-    let limits = SnapLimits { nodes_max: 1 << 16, ..SnapLimits::new(LENGTH_MAX) };
+    let limits = SnapLimits {
+        nodes_max: 1 << 16,
+        ..SnapLimits::new(LENGTH_MAX)
+    };
     if let Ok((c, _)) = decode_snap(data, limits) {
         let tree = DataTree::from_nodes(c.nodes);
         let again = encode_snap(&c.sessions, &tree.sorted_nodes());
