@@ -11,6 +11,7 @@
 //! |---|---|
 //! | [`zk`] | `ZkState`, `txnlog`, `visibility` on a `SegmentedLog<SimDisk>` |
 //! | [`kafka`] | a partition's `SegmentedLog<SimDisk>` with acks=-1 / acks=1 produce and fetch |
+//! | [`fle`] | 3 or 5 ZooKeeper servers' leader elections over a faulty simulated network |
 //! | [`rng`] | SplitMix64, the only randomness |
 //!
 //! Single nodes today; the ensemble and the replicated partition plug in as more nodes on the
@@ -18,6 +19,7 @@
 //!
 //! [`SimDisk::crash`]: kiln_engine::disk::SimDisk::crash
 
+pub mod fle;
 pub mod kafka;
 pub mod rng;
 pub mod zk;

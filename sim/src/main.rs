@@ -1,7 +1,8 @@
 //! `kiln-sim`: runs the deterministic simulator over a range of seeds, or replays one.
 //!
 //! ```text
-//! kiln-sim all --seeds 10000            # seeds 0..10000 of both servers
+//! kiln-sim all --seeds 10000            # seeds 0..10000 of every target
+//! kiln-sim fle --seeds 500 --bug fle-ignore-epoch   # leader election, an injected defect
 //! kiln-sim zk --seed 4711               # replay one seed
 //! kiln-sim zk --seeds 100 --bug ack-before-fsync   # show that the checkers catch a defect
 //! ```
@@ -12,6 +13,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::{Parser, ValueEnum};
+use kiln_sim::fle::{self, FleBug, FleOptions};
 use kiln_sim::kafka::{self, KafkaBug, KafkaOptions};
 use kiln_sim::zk::{self, ZkBug, ZkOptions};
 
@@ -19,6 +21,7 @@ use kiln_sim::zk::{self, ZkBug, ZkOptions};
 enum Target {
     Zk,
     Kafka,
+    Fle,
     All,
 }
 
@@ -40,10 +43,12 @@ struct Args {
     #[arg(long, default_value_t = 300)]
     steps: u32,
     /// Inject a defect (zk: ack-before-fsync, no-read-gate, speculative-reply-zxid;
-    /// kafka: ack-before-fsync) to see the checkers catch it.
+    /// kafka: ack-before-fsync; fle: fle-ignore-epoch) to see the checkers catch it.
     #[arg(long)]
     bug: Option<String>,
 }
+
+const OPERATIONS: [&str; 3] = ["acknowledged operations", "crashes", "unacknowledged lost"];
 
 fn main() -> ExitCode {
     let args = Args::parse();
@@ -51,9 +56,12 @@ fn main() -> ExitCode {
     let bug = args.bug.as_deref();
     let zk_bug = bug.and_then(ZkBug::parse);
     let kafka_bug = bug.and_then(KafkaBug::parse);
-    let run_zk = args.target != Target::Kafka && (bug.is_none() || zk_bug.is_some());
-    let run_kafka = args.target != Target::Zk && (bug.is_none() || kafka_bug.is_some());
-    if !run_zk && !run_kafka {
+    let fle_bug = bug.and_then(FleBug::parse);
+    let wanted = |t: Target| args.target == t || args.target == Target::All;
+    let run_zk = wanted(Target::Zk) && (bug.is_none() || zk_bug.is_some());
+    let run_kafka = wanted(Target::Kafka) && (bug.is_none() || kafka_bug.is_some());
+    let run_fle = wanted(Target::Fle) && (bug.is_none() || fle_bug.is_some());
+    if !run_zk && !run_kafka && !run_fle {
         eprintln!(
             "kiln-sim: unknown bug {:?} for this target",
             bug.unwrap_or("")
@@ -70,7 +78,7 @@ fn main() -> ExitCode {
             steps: args.steps,
             bug: zk_bug,
         };
-        failed |= !run("zk", &seeds, |s| {
+        failed |= !run("zk", OPERATIONS, &seeds, |s| {
             zk::run(s, opts).map(|r| {
                 (
                     r.writes_acked + r.reads_delivered,
@@ -85,7 +93,7 @@ fn main() -> ExitCode {
             steps: args.steps,
             bug: kafka_bug,
         };
-        failed |= !run("kafka", &seeds, |s| {
+        failed |= !run("kafka", OPERATIONS, &seeds, |s| {
             kafka::run(s, opts).map(|r| {
                 (
                     r.records_acked_all + r.records_acked_leader,
@@ -93,6 +101,12 @@ fn main() -> ExitCode {
                     r.acks_one_lost,
                 )
             })
+        });
+    }
+    if run_fle {
+        let opts = FleOptions { bug: fle_bug };
+        failed |= !run("fle", ["decisions", "crashes", "partitions"], &seeds, |s| {
+            fle::run(s, opts).map(|r| (r.decisions, r.crashes, r.partitions))
         });
     }
     if failed {
@@ -105,6 +119,7 @@ fn main() -> ExitCode {
 /// Runs `one` for every seed; prints a summary line. Stops at the first failure.
 fn run(
     name: &str,
+    labels: [&str; 3],
     seeds: &[u64],
     one: impl Fn(u64) -> Result<(u64, u64, u64), kiln_sim::Failure>,
 ) -> bool {
@@ -125,10 +140,12 @@ fn run(
         }
     }
     println!(
-        "{name}: {} seeds passed in {:.1} s ({acked} acknowledged operations, {crashes} crashes, \
-         {lost} unacknowledged lost)",
+        "{name}: {} seeds passed in {:.1} s ({acked} {}, {crashes} {}, {lost} {})",
         seeds.len(),
-        t0.elapsed().as_secs_f64()
+        t0.elapsed().as_secs_f64(),
+        labels[0],
+        labels[1],
+        labels[2],
     );
     true
 }

@@ -1,7 +1,9 @@
 //! The simulator in the test suite: a fixed range of seeds for both servers passes every
 //! checker and does real work, a seed replays identically, and each injected defect is caught
-//! within 100 seeds. (CI also runs `kiln-sim all --seeds 10000`; see sim/RESULTS.md for soaks.)
+//! within 100 seeds; 500 seeds of leader election pass too. (CI also runs `kiln-sim all --seeds 10000`;
+//! see sim/RESULTS.md for soaks.)
 
+use kiln_sim::fle::{self, FleBug, FleOptions};
 use kiln_sim::kafka::{self, KafkaBug, KafkaOptions};
 use kiln_sim::zk::{self, ZkBug, ZkOptions};
 
@@ -74,5 +76,36 @@ fn injected_defects_are_caught_within_100_seeds() {
     assert!(
         (0..100).any(|s| kafka::run(s, opts).is_err()),
         "kafka ack-before-fsync not caught"
+    );
+}
+
+#[test]
+fn leader_election_seeds_pass_and_exercise_faults() {
+    let (mut leads, mut crashes, mut partitions, mut five) = (0, 0, 0, 0);
+    for seed in 0..500 {
+        let r = fle::run(seed, FleOptions::default()).unwrap_or_else(|f| panic!("{f}"));
+        leads += r.leader_decisions;
+        crashes += r.crashes;
+        partitions += r.partitions;
+        five += u64::from(r.servers == 5);
+    }
+    assert!(leads > 1_000, "{leads} LEADING decisions");
+    assert!(crashes > 1_000, "{crashes} crashes");
+    assert!(partitions > 500, "{partitions} partitions");
+    assert!(five > 100 && five < 400, "{five} five-server seeds");
+}
+
+#[test]
+fn leader_election_ignoring_the_epoch_is_caught() {
+    let opts = FleOptions {
+        bug: Some(FleBug::IgnoreEpoch),
+    };
+    assert!(
+        (0..100).any(|s| fle::run(s, opts).is_err()),
+        "fle-ignore-epoch not caught"
+    );
+    assert_eq!(
+        fle::run(7, FleOptions::default()),
+        fle::run(7, FleOptions::default())
     );
 }
