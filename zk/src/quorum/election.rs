@@ -525,14 +525,13 @@ impl Election {
     fn process(&mut self, now_ms: u64, from: Sid, n: Notice, out: &mut Vec<Out>) {
         debug_assert!(self.voters.contains(&from));
         let theirs = (n.leader, n.zxid, n.peer_epoch);
-        if let Some((_, support)) = self.finalizing.take() {
-            if !self.beats(theirs, self.proposal) {
-                // Not better: dropped, and the quiet period starts again.
-                self.finalizing =
-                    Some((now_ms.saturating_add(self.timing.finalize_wait_ms), support));
-                return;
-            }
-            // Better: the wait is over and the notice is processed as usual.
+        // A better notice ends the finalize wait and is processed as usual; any other is dropped
+        // and the quiet period starts again.
+        if let Some((_, support)) = self.finalizing.take()
+            && !self.beats(theirs, self.proposal)
+        {
+            self.finalizing = Some((now_ms.saturating_add(self.timing.finalize_wait_ms), support));
+            return;
         }
         self.notify_deadline_ms = now_ms.saturating_add(self.not_timeout_ms);
         if !self.voters.contains(&n.leader) {
