@@ -12,6 +12,7 @@
 //! | [`zk`] | `ZkState`, `txnlog`, `visibility` on a `SegmentedLog<SimDisk>` |
 //! | [`kafka`] | a partition's `SegmentedLog<SimDisk>` with acks=-1 / acks=1 produce and fetch |
 //! | [`fle`] | 3 or 5 ZooKeeper servers' leader elections over a faulty simulated network |
+//! | [`zab`] | 3 or 5 voters (and an observer) running ZAB's leader and learner machines with crashes and partitions |
 //! | [`rng`] | SplitMix64, the only randomness |
 //!
 //! Single nodes today; the ensemble and the replicated partition plug in as more nodes on the
@@ -22,6 +23,7 @@
 pub mod fle;
 pub mod kafka;
 pub mod rng;
+pub mod zab;
 pub mod zk;
 
 /// A checker's finding.

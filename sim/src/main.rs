@@ -3,6 +3,7 @@
 //! ```text
 //! kiln-sim all --seeds 10000            # seeds 0..10000 of every target
 //! kiln-sim fle --seeds 500 --bug fle-ignore-epoch   # leader election, an injected defect
+//! kiln-sim zab --seeds 1000 --bug commit-without-quorum   # the ensemble's broadcast protocol
 //! kiln-sim zk --seed 4711               # replay one seed
 //! kiln-sim zk --seeds 100 --bug ack-before-fsync   # show that the checkers catch a defect
 //! ```
@@ -15,6 +16,7 @@ use std::time::Instant;
 use clap::{Parser, ValueEnum};
 use kiln_sim::fle::{self, FleBug, FleOptions};
 use kiln_sim::kafka::{self, KafkaBug, KafkaOptions};
+use kiln_sim::zab::{self, ZabBug, ZabOptions};
 use kiln_sim::zk::{self, ZkBug, ZkOptions};
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -22,6 +24,7 @@ enum Target {
     Zk,
     Kafka,
     Fle,
+    Zab,
     All,
 }
 
@@ -42,8 +45,12 @@ struct Args {
     /// Steps per seed.
     #[arg(long, default_value_t = 300)]
     steps: u32,
+    /// Network steps per seed of the ensemble (zab) simulation (each a few simulated ms).
+    #[arg(long, default_value_t = 2000)]
+    zab_steps: u32,
     /// Inject a defect (zk: ack-before-fsync, no-read-gate, speculative-reply-zxid;
-    /// kafka: ack-before-fsync; fle: fle-ignore-epoch) to see the checkers catch it.
+    /// kafka: ack-before-fsync; fle: fle-ignore-epoch; zab: zab-ack-before-fsync,
+    /// commit-without-quorum, election-ignores-history) to see the checkers catch it.
     #[arg(long)]
     bug: Option<String>,
 }
@@ -57,11 +64,13 @@ fn main() -> ExitCode {
     let zk_bug = bug.and_then(ZkBug::parse);
     let kafka_bug = bug.and_then(KafkaBug::parse);
     let fle_bug = bug.and_then(FleBug::parse);
+    let zab_bug = bug.and_then(ZabBug::parse);
     let wanted = |t: Target| args.target == t || args.target == Target::All;
     let run_zk = wanted(Target::Zk) && (bug.is_none() || zk_bug.is_some());
     let run_kafka = wanted(Target::Kafka) && (bug.is_none() || kafka_bug.is_some());
     let run_fle = wanted(Target::Fle) && (bug.is_none() || fle_bug.is_some());
-    if !run_zk && !run_kafka && !run_fle {
+    let run_zab = wanted(Target::Zab) && (bug.is_none() || zab_bug.is_some());
+    if !run_zk && !run_kafka && !run_fle && !run_zab {
         eprintln!(
             "kiln-sim: unknown bug {:?} for this target",
             bug.unwrap_or("")
@@ -108,6 +117,18 @@ fn main() -> ExitCode {
         failed |= !run("fle", ["decisions", "crashes", "partitions"], &seeds, |s| {
             fle::run(s, opts).map(|r| (r.decisions, r.crashes, r.partitions))
         });
+    }
+    if run_zab {
+        let opts = ZabOptions {
+            steps: args.zab_steps,
+            bug: zab_bug,
+        };
+        failed |= !run(
+            "zab",
+            ["acknowledged writes", "crashes", "partitions"],
+            &seeds,
+            |s| zab::run(s, opts).map(|r| (r.writes_acked, r.crashes, r.partitions)),
+        );
     }
     if failed {
         ExitCode::FAILURE

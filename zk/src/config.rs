@@ -35,7 +35,9 @@ pub enum ConfigError {
         count: usize,
         ids: String,
     },
-    #[error("myid {myid} is not in the server list ({ids}): add a server.{myid} line or fix {path}")]
+    #[error(
+        "myid {myid} is not in the server list ({ids}): add a server.{myid} line or fix {path}"
+    )]
     MyidNotListed {
         myid: i64,
         ids: String,
@@ -536,7 +538,9 @@ impl ZkConfig {
                         .parse::<i64>()
                         .ok()
                         .filter(|v| (0..=254).contains(v))
-                        .ok_or_else(|| bad(key, value, "server id must be an integer in 0..=254"))?;
+                        .ok_or_else(|| {
+                            bad(key, value, "server id must be an integer in 0..=254")
+                        })?;
                     if servers.iter().any(|s| s.id == id) {
                         return Err(bad(key, value, format!("server.{id} is listed twice")));
                     }
@@ -681,7 +685,10 @@ mod tests {
         )
         .unwrap();
         let q = c.quorum.unwrap();
-        assert_eq!(q.servers.iter().map(|s| s.id).collect::<Vec<_>>(), [1, 2, 3]);
+        assert_eq!(
+            q.servers.iter().map(|s| s.id).collect::<Vec<_>>(),
+            [1, 2, 3]
+        );
         assert_eq!(q.voters().count(), 2);
         assert_eq!(q.servers[1].host, "::1");
         assert_eq!(q.servers[1].role, LearnerType::Observer);
@@ -740,10 +747,16 @@ mod tests {
         )
         .unwrap();
         let e = ZkConfig::load(&cfg).unwrap_err().to_string();
-        assert!(e.contains("myid is missing") && e.contains("1, 2, 3"), "{e}");
+        assert!(
+            e.contains("myid is missing") && e.contains("1, 2, 3"),
+            "{e}"
+        );
         fs::write(dir.join("myid"), "7\n").unwrap();
         let e = ZkConfig::load(&cfg).unwrap_err().to_string();
-        assert!(e.contains("myid 7 is not in the server list (1, 2, 3)"), "{e}");
+        assert!(
+            e.contains("myid 7 is not in the server list (1, 2, 3)"),
+            "{e}"
+        );
         fs::write(dir.join("myid"), "2\n").unwrap();
         let (c, _) = ZkConfig::load(&cfg).unwrap();
         assert_eq!(c.me().map(|s| s.host.as_str()), Some("b"));

@@ -763,7 +763,7 @@ mod tests {
                         vote,
                         support,
                     } => {
-                        assert!(support.len() > 0);
+                        assert!(!support.is_empty());
                         self.decided.insert(from, (state, vote));
                     }
                 }
@@ -980,7 +980,7 @@ mod tests {
                 notice: n(1, 4)
             }]
         );
-        assert!(e.recv.get(&3).is_none());
+        assert!(!e.recv.contains_key(&3));
     }
 
     #[test]
