@@ -198,6 +198,17 @@ impl ZkState {
     /// below the current zxid (skipped). [`Self::process`] is "prepare + speculative apply" and
     /// runs on the leader (or a single node) only.
     pub fn apply(&mut self, txn: &Txn) -> Option<Applied> {
+        self.apply_answering(txn, None).map(|(a, _)| a)
+    }
+
+    /// [`Self::apply`] for a txn that answers `req`, a request this server forwarded to the
+    /// leader: also builds the reply the request gets (what the server that sequenced it would
+    /// have answered). A reply with a non-zero `Applied::err` carries no body.
+    pub fn apply_answering(
+        &mut self,
+        txn: &Txn,
+        req: Option<&Request>,
+    ) -> Option<(Applied, Response)> {
         if txn.zxid <= self.last_zxid {
             return None;
         }
@@ -209,16 +220,44 @@ impl ZkState {
         }
         let mut notifications = Vec::new();
         self.watches.trigger(&events, &mut notifications);
-        let err = match result {
-            Ok(OpApplied::Error(code)) => code,
+        let err = match &result {
+            Ok(OpApplied::Error(code)) => *code,
             Ok(_) => 0,
             Err(code) => code.as_i32(),
         };
-        Some(Applied {
-            err,
-            logged_error: matches!(txn.op, TxnOp::Error { .. }),
-            notifications,
-        })
+        let response = match (req, result) {
+            (Some(req), Ok(a)) if err == 0 => Self::response_for(req, a),
+            _ => Response::Empty,
+        };
+        Some((
+            Applied {
+                err,
+                logged_error: matches!(txn.op, TxnOp::Error { .. }),
+                notifications,
+            },
+            response,
+        ))
+    }
+
+    /// The reply body of a write request, from what its txn did.
+    fn response_for(req: &Request, a: OpApplied) -> Response {
+        match (req, a) {
+            (Request::Create { op: opcode, .. }, OpApplied::Create { path, stat }) => {
+                if *opcode == op::CREATE {
+                    Response::Create { path }
+                } else {
+                    Response::Create2 { path, stat }
+                }
+            }
+            (_, OpApplied::SetData(stat) | OpApplied::SetAcl(stat)) => Response::Stat(stat),
+            (Request::Multi(ops), OpApplied::Multi(subs)) => Response::Multi(
+                ops.iter()
+                    .zip(subs)
+                    .map(|(o, a)| Self::op_result(o.opcode(), a))
+                    .collect(),
+            ),
+            _ => Response::Empty,
+        }
     }
 
     fn apply_op(

@@ -9,10 +9,12 @@
 //! | [`digest`] | the per-transaction tree digest every member recomputes |
 //! | [`snapstream`] | the SNAP stream a leader sends a learner that is too far behind |
 //! | [`election`] | fast leader election: votes ordered by (peer epoch, zxid, server id) |
+//! | [`packets`] | the ZAB messages as `QuorumPacket`s |
 //! | [`zab`] | discovery, synchronisation and broadcast: the leader and the learner |
 pub mod atxn;
 pub mod digest;
 pub mod election;
+pub mod packets;
 pub mod snapstream;
 pub mod wire;
 pub mod zab;
