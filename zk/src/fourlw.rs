@@ -65,6 +65,16 @@ pub struct Report {
     pub watches_by_path: Vec<(String, Vec<i64>)>,
     pub data_dir_bytes: u64,
     pub log_dir_bytes: u64,
+    /// `standalone`, `observer`, ... ("" reads as standalone).
+    pub mode: &'static str,
+    /// An observer's count of txns after which its tree digest differed from the leader's.
+    pub digest_mismatches: u64,
+}
+
+impl Report {
+    fn mode(&self) -> &'static str {
+        if self.mode.is_empty() { "standalone" } else { self.mode }
+    }
 }
 
 fn stats_block(r: &Report, out: &mut String) {
@@ -78,7 +88,7 @@ fn stats_block(r: &Report, out: &mut String) {
     let _ = writeln!(out, "Connections: {}", r.conns.len());
     let _ = writeln!(out, "Outstanding: {}", r.outstanding);
     let _ = writeln!(out, "Zxid: 0x{:x}", r.zxid);
-    let _ = writeln!(out, "Mode: standalone");
+    let _ = writeln!(out, "Mode: {}", r.mode());
     let _ = writeln!(out, "Node count: {}", r.node_count);
 }
 
@@ -144,7 +154,8 @@ pub fn render(cmd: &str, allowed: bool, r: &Report) -> String {
         "mntr" => {
             let rows: Vec<(&str, String)> = vec![
                 ("zk_version", ZK_VERSION.to_string()),
-                ("zk_server_state", "standalone".to_string()),
+                ("zk_server_state", r.mode().to_string()),
+                ("zk_digest_mismatches_count", r.digest_mismatches.to_string()),
                 ("zk_avg_latency", format!("{:.4}", r.latency_avg_ms)),
                 ("zk_max_latency", r.latency_max_ms.to_string()),
                 ("zk_min_latency", r.latency_min_ms.to_string()),
@@ -364,7 +375,7 @@ pub fn render_admin(name: &str, r: &Report) -> Option<String> {
         "isro" => fields.push(("read_only".into(), "false".into())),
         "srvr" | "stat" | "mntr" => {
             fields.push(("version".into(), json_str(ZK_VERSION)));
-            fields.push(("server_state".into(), json_str("standalone")));
+            fields.push(("server_state".into(), json_str(r.mode())));
             fields.push(("avg_latency".into(), format!("{:.4}", r.latency_avg_ms)));
             fields.push(("max_latency".into(), num(r.latency_max_ms)));
             fields.push(("min_latency".into(), num(r.latency_min_ms)));

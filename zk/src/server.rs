@@ -80,6 +80,9 @@ use crate::txnlog;
 use crate::visibility::{self, Dirty};
 use crate::watch::Notification;
 
+#[path = "observer.rs"]
+mod observer;
+
 /// Directory (under `dataDir`) holding snapshots.
 pub const SNAPSHOT_DIR: &str = "kiln-zk-snapshots";
 /// Directory (under `dataLogDir`) holding the transaction log.
@@ -434,6 +437,8 @@ struct Server {
     log_limit: RefCell<kiln_engine::ratelog::LogLimiter>,
     fatal: RefCell<Option<String>>,
     fatal_signal: (flume::Sender<()>, flume::Receiver<()>),
+    /// Present when this server is an ensemble's observer ([`observer`]).
+    observer: Option<Rc<observer::Observer>>,
 }
 
 fn mono_ms(start: Instant) -> u64 {
@@ -558,6 +563,8 @@ impl Server {
             watches_by_path: by_path,
             data_dir_bytes: dir_size(&self.cfg.data_dir.join(SNAPSHOT_DIR)),
             log_dir_bytes: dir_size(&self.cfg.data_log_dir.join(TXN_LOG_DIR)),
+            mode: if self.observer.is_some() { "observer" } else { "standalone" },
+            digest_mismatches: self.observer.as_ref().map_or(0, |o| o.digest_mismatches.get()),
         }
     }
 
@@ -811,16 +818,19 @@ pub fn run(config: ZkConfig, shutdown: Shutdown) -> Result<(), ZkError> {
     run_with_listener(config, listener, shutdown, None)
 }
 
-/// This server runs standalone; an ensemble member's configuration is refused rather than served
-/// as a standalone server, which would split the ensemble's data.
+/// This server runs standalone or as an observer; a voting member's configuration is refused
+/// rather than served as a standalone server, which would split the ensemble's data.
 fn check_standalone(cfg: &ZkConfig) -> Result<(), ZkError> {
     match (&cfg.quorum, cfg.me()) {
+        (Some(_), Some(me)) if me.role == crate::config::LearnerType::Observer => Ok(()),
         (Some(q), Some(me)) => Err(ZkError::Fatal(format!(
-            "this zoo.cfg makes server {} a member of an ensemble of {} ({}); this server runs \
-             standalone only: give it a single server.N line",
+            "this zoo.cfg makes server {} a voting member of an ensemble of {} ({}); Kiln joins \
+             an ensemble as an observer only for now: mark its line server.{}=...:observer (and \
+             peerType=observer), or give it a single server.N line to run standalone",
             me.id,
             q.servers.len(),
-            q.ids()
+            q.ids(),
+            me.id
         ))),
         _ => Ok(()),
     }
@@ -859,6 +869,9 @@ fn run_with_listener(
             srv.state.borrow().last_zxid()
         );
         spawn_background(&srv);
+        if let Some(obs) = &srv.observer {
+            rt::spawn(observer::run(srv.clone(), obs.clone())).detach();
+        }
         if srv.cfg.admin_enable {
             spawn_admin(&srv);
         }
@@ -915,7 +928,20 @@ fn run_with_listener(
     }
 }
 
-async fn start_server(cfg: ZkConfig) -> Result<Rc<Server>, ZkError> {
+async fn start_server(mut cfg: ZkConfig) -> Result<Rc<Server>, ZkError> {
+    let observer = cfg
+        .me()
+        .filter(|me| me.role == crate::config::LearnerType::Observer)
+        .map(|_| Rc::new(observer::Observer::new(cfg.server_id)));
+    if observer.is_some() {
+        // An observer keeps nothing of its own (observer.rs, "Durability"): its scratch log and
+        // snapshots live apart from a standalone server's data, which it never reads or changes.
+        let scratch = cfg.data_dir.join("kiln-zk-observer");
+        let _ = std::fs::remove_dir_all(&scratch);
+        std::fs::create_dir_all(&scratch).map_err(io_err("create directory", scratch.display()))?;
+        cfg.data_dir = scratch.clone();
+        cfg.data_log_dir = scratch;
+    }
     let snap_dir = cfg.data_dir.join(SNAPSHOT_DIR);
     let log_dir = cfg.data_log_dir.join(TXN_LOG_DIR);
     std::fs::create_dir_all(&log_dir).map_err(io_err("create directory", log_dir.display()))?;
@@ -1025,6 +1051,7 @@ async fn start_server(cfg: ZkConfig) -> Result<Rc<Server>, ZkError> {
         started,
         fatal: RefCell::new(None),
         fatal_signal: flume::bounded(1),
+        observer,
     }))
 }
 
@@ -1099,6 +1126,10 @@ fn spawn_background(srv: &Rc<Server>) {
     })
     .detach();
 
+    // Session expiry and container collection are the leader's when this server observes.
+    if srv.observer.is_some() {
+        return;
+    }
     // Session expiry.
     let s = srv.clone();
     rt::spawn(async move {
@@ -1484,6 +1515,12 @@ fn connect_reply(conn: &Conn, resp: &ConnectResponse, wait: Option<Zxid>) {
 
 /// Handles the handshake; false when the connection must close.
 fn handle_connect(srv: &Rc<Server>, conn: &Rc<Conn>, req: &ConnectRequest) -> bool {
+    if let Some(obs) = &srv.observer {
+        if !obs.serving.get() {
+            // Not synchronised with a leader: ZooKeeper closes such connections too.
+            return false;
+        }
+    }
     let last = srv.state.borrow().last_zxid();
     if req.last_zxid_seen > last {
         warn!(
@@ -1495,6 +1532,11 @@ fn handle_connect(srv: &Rc<Server>, conn: &Rc<Conn>, req: &ConnectRequest) -> bo
     let timeout = srv.cfg.negotiate_timeout(req.timeout_ms);
     let read_only = req.read_only.map(|_| false);
     let now = mono_ms(srv.started);
+    if req.session_id == 0
+        && let Some(obs) = &srv.observer
+    {
+        return observer::open_session(srv, obs, conn, timeout, read_only);
+    }
     if req.session_id == 0 {
         let (sid, txn) = srv.state.borrow_mut().create_session(timeout, now_ms());
         let wait = srv.sequence(txn);
@@ -1515,7 +1557,7 @@ fn handle_connect(srv: &Rc<Server>, conn: &Rc<Conn>, req: &ConnectRequest) -> bo
     }
     let sid = req.session_id;
     let valid = srv.state.borrow().sessions.get(sid).is_some()
-        && srv.expiry.borrow().contains(sid)
+        && (srv.observer.is_some() || srv.expiry.borrow().contains(sid))
         && req.passwd == password(sid);
     if !valid {
         info!(
@@ -1582,6 +1624,34 @@ fn handle_request(srv: &Rc<Server>, conn: &Rc<Conn>, payload: &[u8]) -> bool {
     conn.last_op.set(header.op);
     if header.xid >= 0 {
         conn.last_cxid.set(header.xid);
+    }
+    if let Some(obs) = &srv.observer {
+        obs.touch(sid, conn.timeout_ms.get());
+        let forwarded = header.op == op::CLOSE_SESSION
+            || header.op == op::SYNC
+            || (op::is_write(header.op) && op::is_request(header.op));
+        if forwarded {
+            let body = payload.get(r.offset()..).unwrap_or_default();
+            let req = match Request::decode(header.op, &mut r) {
+                Ok(req) => Some(req),
+                Err(_) if header.op == op::CLOSE_SESSION => None,
+                Err(e) => {
+                    srv.log_limited(
+                        "malformed-request",
+                        format_args!(
+                            "zk: malformed request (op {}) from {}: {e}",
+                            header.op, conn.peer
+                        ),
+                    );
+                    None
+                }
+            };
+            if !observer::forward(obs, conn, header.xid, header.op, body, req, started) {
+                warn!("zk: closing {}: the leader is not reachable", conn.peer);
+                return false;
+            }
+            return true;
+        }
     }
     match header.op {
         op::PING => {
