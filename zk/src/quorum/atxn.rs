@@ -42,7 +42,7 @@
 use thiserror::Error;
 
 use crate::jute::{DecodeError, Reader, Writer};
-use crate::proto::{decode_acls, encode_acls, op};
+use crate::proto::{Code, decode_acls, encode_acls, op};
 use crate::tree::{CONTAINER_OWNER, NodeKind, node_kind, ttl_owner};
 use crate::txn::{Txn, TxnOp};
 
@@ -255,6 +255,26 @@ fn decode_multi(r: &mut Reader<'_>, session: i64, max: usize) -> Result<TxnOp, A
             None => AtxnError::NotInMulti { index, kind },
         })?;
         ops.push(op);
+    }
+    // ZooKeeper's leader writes a failed multi with the real records of the ops before the one
+    // that failed, an ErrorTxn for that one and ErrorTxn(RUNTIMEINCONSISTENCY) after it, and its
+    // DataTree applies none of them: each non-error sub-txn becomes ErrorTxn(OK) before the
+    // first error and ErrorTxn(RUNTIMEINCONSISTENCY) after one. Kiln's failed multi is all
+    // `Error`, so the same rewrite happens here.
+    if ops.iter().any(|o| matches!(o, TxnOp::Error { .. })) {
+        let mut after_error = false;
+        for o in &mut ops {
+            if matches!(o, TxnOp::Error { .. }) {
+                after_error = true;
+            } else {
+                let code = if after_error {
+                    Code::RuntimeInconsistency.as_i32()
+                } else {
+                    Code::Ok.as_i32()
+                };
+                *o = TxnOp::Error { code };
+            }
+        }
     }
     Ok(TxnOp::Multi(ops))
 }
@@ -661,6 +681,36 @@ mod tests {
         let back = round_trip(&txn(failed), &[], Some(78));
         assert_eq!(back.header_type, op::MULTI);
         round_trip(&txn(TxnOp::Multi(vec![])), &[], None);
+    }
+
+    #[test]
+    fn a_failed_multi_as_zookeeper_writes_it_applies_nothing() {
+        // Captured from ZooKeeper 3.8.0: a multi of create /kiln/post/multi-never and a version
+        // check that failed (-103, BadVersion). The create keeps its CreateTxn record.
+        let captured = "0100002201d600010000001f0000000100000034000001a2539ef5700000000e0000000200\
+                        00000100000049000000162f6b696c6e2f706f73742f6d756c74692d6e65766572000000\
+                        0b726f6c6c6564206261636b000000010000001f00000005776f726c6400000006616e79\
+                        6f6e650000000014ffffffff00000004ffffff99000000020000000e1e34d039";
+        let bytes: Vec<u8> = (0..captured.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&captured[i..i + 2], 16).unwrap())
+            .collect();
+        let t = decode_apache_txn(&bytes, 1 << 20).unwrap();
+        assert_eq!(t.header_type, op::MULTI);
+        assert_eq!(
+            t.txn.op,
+            TxnOp::Multi(vec![TxnOp::Error { code: 0 }, TxnOp::Error { code: -103 }])
+        );
+        assert_eq!(t.digest.map(|d| d.tree_digest), Some(0xe_1e34_d039));
+        // A real record after an error reads as RUNTIMEINCONSISTENCY, as ZooKeeper's DataTree
+        // rewrites it.
+        let mut ops = vec![TxnOp::Error { code: -101 }];
+        ops.extend(creates().into_iter().take(1));
+        let b = encode_apache_txn(&txn(TxnOp::Multi(ops)), &[], None).unwrap();
+        assert_eq!(
+            decode_apache_txn(&b, 1 << 20).unwrap().txn.op,
+            TxnOp::Multi(vec![TxnOp::Error { code: -101 }, TxnOp::Error { code: -2 }])
+        );
     }
 
     #[test]
