@@ -641,6 +641,8 @@ struct Observer {
     /// has been performed (see `perform`).
     log: Vec<(i64, Rc<[u8]>)>,
     sync_kind: Option<&'static str>,
+    /// The SNAP this observer installed (its zxid and stream); `log` holds what came after it.
+    snap: Option<(i64, Rc<[u8]>)>,
     snap_nodes: usize,
     up_to_date: bool,
     session_requested: bool,
@@ -660,7 +662,8 @@ fn state_config() -> StateConfig {
 }
 
 impl Observer {
-    fn connect(ens: &Ensemble, leader: i64) -> Self {
+    /// Connects to `leader` as a learner that has `persisted` on disk and `state` in memory.
+    fn connect(ens: &Ensemble, leader: i64, persisted: Persisted, state: ZkState) -> Self {
         let addr = format!("{}:{}", host(leader), ens.port(leader).quorum);
         let stream =
             TcpStream::connect_timeout(&addr.parse().expect("addr"), Duration::from_secs(5))
@@ -675,20 +678,16 @@ impl Observer {
             init_limit: INIT_LIMIT,
             sync_limit: SYNC_LIMIT,
         };
-        let persisted = Persisted {
-            accepted_epoch: 0,
-            current_epoch: 0,
-            last_zxid: 0,
-        };
         let learner = Learner::new(MY_ID, leader, LearnerKind::Observer, timing, persisted, 0);
         let mut o = Observer {
             learner,
             stream,
             buf: Vec::new(),
             start: Instant::now(),
-            state: ZkState::new(state_config(), 0),
+            state,
             log: Vec::new(),
             sync_kind: None,
+            snap: None,
             snap_nodes: 0,
             up_to_date: false,
             session_requested: false,
@@ -818,7 +817,10 @@ impl Observer {
                         );
                         self.log.retain(|(z, _)| *z <= zxid);
                     }
-                    Effect::InstallSnapshot { zxid, stream } => self.install(zxid, &stream),
+                    Effect::InstallSnapshot { zxid, stream } => {
+                        self.install(zxid, &stream);
+                        self.snap = Some((zxid, stream));
+                    }
                     Effect::Commit { zxid, txn } => self.apply(zxid, &txn),
                     Effect::Serving { epoch } => {
                         println!("observer: UPTODATE, serving in epoch {epoch}");
@@ -994,6 +996,30 @@ impl Observer {
     }
 }
 
+/// The state a learner rebuilds from its snapshot (if any) and its log, as after a restart.
+/// The digests of these txns were checked when they first arrived.
+fn replay(snap: Option<&(i64, Rc<[u8]>)>, txns: &[(i64, Rc<[u8]>)]) -> ZkState {
+    let mut state = match snap {
+        None => ZkState::new(state_config(), 0),
+        Some((zxid, stream)) => {
+            let (contents, _) =
+                decode_snap(stream, SnapLimits::new(FIELD_MAX)).expect("the SNAP decoded before");
+            let mut sessions = Sessions::default();
+            for (id, meta) in contents.sessions {
+                sessions.insert(id, meta);
+            }
+            let tree = DataTree::from_nodes(contents.nodes);
+            ZkState::restore(state_config(), 0, tree, sessions, *zxid)
+        }
+    };
+    for (zxid, bytes) in txns {
+        let at = decode_apache_txn(bytes, FIELD_MAX).expect("the txn decoded before");
+        let applied = state.apply(&at.txn).expect("txns in zxid order");
+        assert!(!applied.diverged(), "replaying {zxid:#x}");
+    }
+    state
+}
+
 /// The kinds a txn counts as (a multi also counts its sub-ops).
 fn classify(at: &ApacheTxn) -> Vec<&'static str> {
     let mut out = Vec::new();
@@ -1127,7 +1153,12 @@ fn kiln_observer_follows_an_apache_ensemble() {
         "Kiln's election chose {leader}, but it says:\n{srvr}"
     );
 
-    let mut obs = Observer::connect(&ens, leader);
+    let fresh = Persisted {
+        accepted_epoch: 0,
+        current_epoch: 0,
+        last_zxid: 0,
+    };
+    let mut obs = Observer::connect(&ens, leader, fresh, ZkState::new(state_config(), 0));
     obs.pump_until("UPTODATE", Duration::from_secs(15), None, |o| {
         o.up_to_date && o.learner.applied() >= pre_zxid
     });
@@ -1256,8 +1287,53 @@ fn kiln_observer_follows_an_apache_ensemble() {
         "closeSession txns: {:#?}",
         obs.kinds
     );
+
+    // A second join, as this server after a restart with only the first half of its log: the
+    // leader's committed log covers the rest, so the sync is a DIFF with PROPOSAL/COMMIT pairs.
+    let first_digests = obs.digests_checked;
+    let first_txns = obs.txns_applied;
+    let snap = obs.snap.clone();
+    let log = obs.log.clone();
+    drop(obs);
+    assert!(log.len() >= 20, "the log holds {} txns", log.len());
+    let kept = log.len() / 2;
+    let mid = log[kept - 1].0;
+    let epoch = wire::epoch_of(final_zxid);
+    let restarted = Persisted {
+        accepted_epoch: epoch,
+        current_epoch: epoch,
+        last_zxid: mid,
+    };
+    let mut again = Observer::connect(&ens, leader, restarted, replay(snap.as_ref(), &log[..kept]));
+    // Its session is closed already; it only follows.
+    again.session_requested = true;
+    again.session_closed = true;
+    again.pump_until("the second sync", Duration::from_secs(15), None, |o| {
+        o.up_to_date && o.learner.applied() >= final_zxid
+    });
     println!(
-        "PASS: {} digests compared, {} txns applied after the sync",
-        obs.digests_checked, obs.txns_applied
+        "second join from {mid:#x}: sync {:?}, {} txns, {} digests, packets {:?}",
+        again.sync_kind, again.txns_applied, again.digests_checked, again.packets_in
+    );
+    assert_eq!(
+        again.sync_kind,
+        Some("DIFF"),
+        "a learner inside the committed log"
+    );
+    assert_eq!(again.state.last_zxid(), final_zxid);
+    assert_eq!(
+        again.packets_in.get("PROPOSAL").copied().unwrap_or(0),
+        log.len() - kept,
+        "one PROPOSAL per missing txn"
+    );
+    assert_eq!(again.txns_applied, log.len() - kept);
+    assert!(again.digests_checked > 0);
+    assert_eq!(kiln_dump(&again.state), kiln, "the DIFF-synced tree");
+    println!(
+        "PASS: {} digests compared ({first_digests} after the SNAP sync over {first_txns} txns, \
+         {} after the DIFF sync over {} txns)",
+        first_digests + again.digests_checked,
+        again.digests_checked,
+        again.txns_applied
     );
 }
