@@ -49,9 +49,7 @@ use crate::quorum::election::{Election, ElectionTiming, Notice, Out, ServerState
 use crate::quorum::packets;
 use crate::quorum::snapstream::{SnapDecoder, SnapLimits, decode_snap};
 use crate::quorum::wire::{self, Hello, Notification, PeerState, QuorumPacket};
-use crate::quorum::zab::{
-    Effect, Learner, LearnerKind, Msg, Persisted, Sid, Timing,
-};
+use crate::quorum::zab::{Effect, Learner, LearnerKind, Msg, Persisted, Sid, Timing};
 use crate::session::{Sessions, initial_session_id, password};
 use crate::state::{Outcome, StateConfig, ZkState};
 use crate::tree::{DataTree, SessionId, Zxid, parent_of};
@@ -157,12 +155,17 @@ pub(super) fn open_session(
             read_only,
         },
     );
-    let sent = obs.send(&forward_msg(
+    let mut packet = packets::to_packet(&forward_msg(
         sid,
         0,
         op::CREATE_SESSION,
         &timeout_ms.to_be_bytes(),
     ));
+    packet.authinfo = Some(conn.auth.borrow().clone());
+    let sent = match &*obs.to_leader.borrow() {
+        Some(tx) => tx.try_send(packet.to_bytes()).is_ok(),
+        None => false,
+    };
     if !sent {
         obs.opening.borrow_mut().remove(&sid);
     }
@@ -202,7 +205,14 @@ pub(super) fn forward(
             },
         );
     }
-    obs.send(&forward_msg(session, xid, opcode, body))
+    // The leader checks ACLs against the ids the request carries (ZooKeeper's learners send
+    // the connection's authenticated ids with every forwarded request).
+    let mut packet = packets::to_packet(&forward_msg(session, xid, opcode, body));
+    packet.authinfo = Some(conn.auth.borrow().clone());
+    match &*obs.to_leader.borrow() {
+        Some(tx) => tx.try_send(packet.to_bytes()).is_ok(),
+        None => false,
+    }
 }
 
 /// The quorum task: election, synchronisation, broadcast, and again after every loss.
@@ -328,7 +338,13 @@ async fn elect(srv: &Rc<Server>) -> Option<Sid> {
         outs.insert(v.id, tx);
         let addr = format!("{}:{}", v.host, v.election_port);
         let hello = Hello::v1(me.id, &my_addr).encode();
-        tasks.push(rt::spawn(election_link(v.id, addr, hello, rx, in_tx.clone())));
+        tasks.push(rt::spawn(election_link(
+            v.id,
+            addr,
+            hello,
+            rx,
+            in_tx.clone(),
+        )));
     }
     let t0 = clock::now();
     let now = || clock::ms_since(t0);
@@ -387,13 +403,14 @@ async fn election_link(
 ) {
     let mut last: Option<Vec<u8>> = None;
     loop {
-        let stream = match clock::timeout(CONNECT_TIMEOUT, rt::TcpStream::connect(addr.as_str())).await {
-            Ok(Ok(s)) => s,
-            _ => {
-                clock::sleep(Duration::from_millis(500)).await;
-                continue;
-            }
-        };
+        let stream =
+            match clock::timeout(CONNECT_TIMEOUT, rt::TcpStream::connect(addr.as_str())).await {
+                Ok(Ok(s)) => s,
+                _ => {
+                    clock::sleep(Duration::from_millis(500)).await;
+                    continue;
+                }
+            };
         let (mut rd, mut wr) = stream.into_split();
         let mut first = hello.clone();
         // On every (re)connection the last notification is sent again, as ZooKeeper does.
@@ -446,7 +463,9 @@ async fn election_link(
 
 async fn learn(srv: &Rc<Server>, obs: &Rc<Observer>, leader: Sid) -> Result<(), String> {
     let q = srv.cfg.quorum.as_ref().ok_or("no quorum configuration")?;
-    let l = q.server(leader).ok_or(format!("leader {leader} is not in the configuration"))?;
+    let l = q
+        .server(leader)
+        .ok_or(format!("leader {leader} is not in the configuration"))?;
     let addr = format!("{}:{}", l.host, l.quorum_port);
     let stream = clock::timeout(CONNECT_TIMEOUT, rt::TcpStream::connect(addr.as_str()))
         .await
@@ -526,7 +545,9 @@ async fn learn(srv: &Rc<Server>, obs: &Rc<Observer>, leader: Sid) -> Result<(), 
             }
             let chunk = Vec::with_capacity(READ_CHUNK);
             match clock::timeout(tick, rd.read(chunk)).await {
-                Ok(BufResult(Ok(0), _)) => return Err("the leader closed the connection".to_string()),
+                Ok(BufResult(Ok(0), _)) => {
+                    return Err("the leader closed the connection".to_string());
+                }
                 Ok(BufResult(Err(e), _)) => return Err(format!("reading from the leader: {e}")),
                 Ok(BufResult(Ok(_), chunk)) => buf.extend_from_slice(&chunk),
                 Err(_) => {}
@@ -558,7 +579,9 @@ fn perform(
             Effect::Append { zxid, .. } => queue.extend(learner.durable(zxid)),
             Effect::Truncate { zxid } => {
                 if zxid != srv.state.borrow().last_zxid() {
-                    return Err(format!("TRUNC to {zxid:#x}: this observer resynchronises instead"));
+                    return Err(format!(
+                        "TRUNC to {zxid:#x}: this observer resynchronises instead"
+                    ));
                 }
             }
             Effect::InstallSnapshot { zxid, stream } => install(srv, obs, zxid, &stream)?,
@@ -578,17 +601,20 @@ fn perform(
                 );
             }
             Effect::PingFromLeader => {
-                let touches: Vec<(i64, i32)> =
-                    std::mem::take(&mut *obs.touched.borrow_mut()).into_iter().collect();
+                let touches: Vec<(i64, i32)> = std::mem::take(&mut *obs.touched.borrow_mut())
+                    .into_iter()
+                    .collect();
                 if let Effect::Send { msg, .. } = learner.ping_reply(touches) {
                     obs.send(&msg);
                 }
             }
             Effect::SyncDone => {
                 let front = obs.syncs.borrow_mut().pop_front();
-                if let Some((conn, xid, path, started)) = front {
-                    reply(srv, conn, xid, srv.state.borrow().last_zxid(), 0, &Response::Path(path), started, Vec::new());
-                }
+                let Some((conn, xid, path, started)) = front else {
+                    return Err("SYNC without a forwarded sync".to_string());
+                };
+                let zxid = srv.state.borrow().last_zxid();
+                reply(srv, conn, xid, zxid, &Response::Path(path), started);
             }
             Effect::Revalidated { .. } => {}
             Effect::Request { .. }
@@ -657,7 +683,10 @@ fn apply(srv: &Rc<Server>, obs: &Observer, zxid: Zxid, bytes: &[u8]) -> Result<(
         .map_err(|e| format!("txn 0x{zxid:x}: {e}"))?;
     let txn = a.txn;
     if txn.zxid != zxid {
-        return Err(format!("txn header zxid 0x{:x} in a packet for 0x{zxid:x}", txn.zxid));
+        return Err(format!(
+            "txn header zxid 0x{:x} in a packet for 0x{zxid:x}",
+            txn.zxid
+        ));
     }
     let key = (txn.session, txn.cxid);
     let forwarded = match txn.op {
@@ -733,7 +762,14 @@ fn apply(srv: &Rc<Server>, obs: &Observer, zxid: Zxid, bytes: &[u8]) -> Result<(
             srv.state.borrow_mut().watches.remove_session(txn.session);
             let conn_id = srv.by_session.borrow_mut().remove(&txn.session);
             let target = forwarded.as_ref().map(|f| (f.conn, f.started));
-            dispatch(srv, target.map(|(c, s)| (c, txn.cxid, s)), zxid, 0, Response::Empty, applied.notifications);
+            dispatch(
+                srv,
+                target.map(|(c, s)| (c, txn.cxid, s)),
+                zxid,
+                0,
+                Response::Empty,
+                applied.notifications,
+            );
             // An expired session's client (the leader closed it) is disconnected too.
             if let Some(c) = conn_id.and_then(|id| srv.conns.borrow().get(&id).cloned()) {
                 c.close_output();
@@ -741,7 +777,14 @@ fn apply(srv: &Rc<Server>, obs: &Observer, zxid: Zxid, bytes: &[u8]) -> Result<(
         }
         _ => {
             let target = forwarded.map(|f| (f.conn, txn.cxid, f.started));
-            dispatch(srv, target, zxid, applied.err, response, applied.notifications);
+            dispatch(
+                srv,
+                target,
+                zxid,
+                applied.err,
+                response,
+                applied.notifications,
+            );
         }
     }
     Ok(())
@@ -769,18 +812,13 @@ fn dispatch(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn reply(
-    srv: &Server,
-    conn: u64,
-    xid: i32,
-    zxid: Zxid,
-    err: i32,
-    response: &Response,
-    started: Instant,
-    _notifications: Vec<crate::watch::Notification>,
-) {
+fn reply(srv: &Server, conn: u64, xid: i32, zxid: Zxid, response: &Response, started: Instant) {
     if let Some(c) = srv.conns.borrow().get(&conn) {
-        c.reply(ReplyHeader { xid, zxid, err }, (err == 0).then_some(response), None, started);
+        c.reply(
+            ReplyHeader { xid, zxid, err: 0 },
+            Some(response),
+            None,
+            started,
+        );
     }
 }

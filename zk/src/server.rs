@@ -563,8 +563,15 @@ impl Server {
             watches_by_path: by_path,
             data_dir_bytes: dir_size(&self.cfg.data_dir.join(SNAPSHOT_DIR)),
             log_dir_bytes: dir_size(&self.cfg.data_log_dir.join(TXN_LOG_DIR)),
-            mode: if self.observer.is_some() { "observer" } else { "standalone" },
-            digest_mismatches: self.observer.as_ref().map_or(0, |o| o.digest_mismatches.get()),
+            mode: if self.observer.is_some() {
+                "observer"
+            } else {
+                "standalone"
+            },
+            digest_mismatches: self
+                .observer
+                .as_ref()
+                .map_or(0, |o| o.digest_mismatches.get()),
         }
     }
 
@@ -1515,11 +1522,11 @@ fn connect_reply(conn: &Conn, resp: &ConnectResponse, wait: Option<Zxid>) {
 
 /// Handles the handshake; false when the connection must close.
 fn handle_connect(srv: &Rc<Server>, conn: &Rc<Conn>, req: &ConnectRequest) -> bool {
-    if let Some(obs) = &srv.observer {
-        if !obs.serving.get() {
-            // Not synchronised with a leader: ZooKeeper closes such connections too.
-            return false;
-        }
+    if let Some(obs) = &srv.observer
+        && !obs.serving.get()
+    {
+        // Not synchronised with a leader: ZooKeeper closes such connections too.
+        return false;
     }
     let last = srv.state.borrow().last_zxid();
     if req.last_zxid_seen > last {

@@ -37,8 +37,6 @@ pub type TxnBytes = Rc<[u8]>;
 
 /// `zookeeper.commitLogCount`: committed txns the leader keeps in memory for DIFF syncs.
 pub const COMMITTED_LOG_MAX: usize = 500;
-/// Requests a learner may have forwarded and not yet seen committed.
-pub const PENDING_SYNCS_MAX: usize = 10_000;
 
 pub fn make_zxid(epoch: u32, counter: u32) -> Zxid {
     (i64::from(epoch) << 32) | i64::from(counter)
@@ -234,7 +232,7 @@ pub enum Effect {
         session: i64,
         valid: bool,
     },
-    /// Learner: the leader answered the oldest forwarded sync.
+    /// Learner: the leader answered the oldest forwarded sync (the caller keeps them in order).
     SyncDone,
     /// Learner: the leader pinged; reply with [`Learner::ping_reply`] and the touch table.
     PingFromLeader,
@@ -1015,8 +1013,6 @@ pub struct Learner {
     applied: Zxid,
     last_heard_ms: u64,
     lost: bool,
-    /// Forwarded syncs awaiting the leader's SYNC.
-    syncs_in_flight: usize,
 }
 
 impl Learner {
@@ -1043,7 +1039,6 @@ impl Learner {
             applied: persisted.last_zxid,
             last_heard_ms: now_ms,
             lost: false,
-            syncs_in_flight: 0,
         }
     }
 
@@ -1211,17 +1206,9 @@ impl Learner {
             (LStage::Serving, Msg::Revalidated { session, valid }) => {
                 out.push(Effect::Revalidated { session, valid });
             }
-            (LStage::Serving, Msg::Sync) => {
-                if self.syncs_in_flight == 0 {
-                    self.lose(
-                        LostReason::Protocol("SYNC without a forwarded sync".into()),
-                        &mut out,
-                    );
-                    return out;
-                }
-                self.syncs_in_flight -= 1;
-                out.push(Effect::SyncDone);
-            }
+            // The caller keeps the forwarded syncs (it forwards requests itself) and treats a
+            // SYNC with none outstanding as the protocol error it is.
+            (LStage::Serving, Msg::Sync) => out.push(Effect::SyncDone),
             (stage, msg) => {
                 self.lose(
                     LostReason::Protocol(format!("{} in {stage:?}", msg_name(&msg))),
@@ -1345,12 +1332,6 @@ impl Learner {
         if !self.is_serving() {
             return None;
         }
-        if op == crate::proto::op::SYNC {
-            if self.syncs_in_flight >= PENDING_SYNCS_MAX {
-                return None;
-            }
-            self.syncs_in_flight += 1;
-        }
         Some(self.send(Msg::Request {
             session,
             cxid,
@@ -1452,11 +1433,19 @@ mod tests {
         l.start();
         l.receive(1, Msg::LeaderInfo { new_epoch: 2 });
         l.receive(1, Msg::Diff { zxid: 0 });
-        let fx = l.receive(1, Msg::NewLeader {
-            zxid: make_zxid(2, 0),
-            config: Vec::new(),
-        });
-        assert!(sends(&fx).contains(&(1, Msg::Ack { zxid: make_zxid(2, 0) })));
+        let fx = l.receive(
+            1,
+            Msg::NewLeader {
+                zxid: make_zxid(2, 0),
+                config: Vec::new(),
+            },
+        );
+        assert!(sends(&fx).contains(&(
+            1,
+            Msg::Ack {
+                zxid: make_zxid(2, 0)
+            }
+        )));
         l.receive(1, Msg::UpToDate);
         assert!(l.is_serving());
         l
@@ -1466,7 +1455,13 @@ mod tests {
     fn a_follower_acks_a_proposal_only_after_it_is_durable() {
         let mut l = serving_follower();
         let z = make_zxid(2, 1);
-        let fx = l.receive(2, Msg::Proposal { zxid: z, txn: txn(1) });
+        let fx = l.receive(
+            2,
+            Msg::Proposal {
+                zxid: z,
+                txn: txn(1),
+            },
+        );
         assert!(matches!(fx[0], Effect::Append { zxid, .. } if zxid == z));
         assert!(sends(&fx).is_empty(), "no ACK before the fsync: {fx:?}");
         let fx = l.durable(z);
@@ -1480,11 +1475,23 @@ mod tests {
     fn a_commit_waits_for_the_txn_to_be_durable_here() {
         let mut l = serving_follower();
         let z = make_zxid(2, 1);
-        l.receive(2, Msg::Proposal { zxid: z, txn: txn(1) });
+        l.receive(
+            2,
+            Msg::Proposal {
+                zxid: z,
+                txn: txn(1),
+            },
+        );
         let fx = l.receive(3, Msg::Commit { zxid: z });
-        assert!(fx.iter().all(|e| !matches!(e, Effect::Commit { .. })), "{fx:?}");
+        assert!(
+            fx.iter().all(|e| !matches!(e, Effect::Commit { .. })),
+            "{fx:?}"
+        );
         let fx = l.durable(z);
-        assert!(fx.iter().any(|e| matches!(e, Effect::Commit { zxid, .. } if *zxid == z)));
+        assert!(
+            fx.iter()
+                .any(|e| matches!(e, Effect::Commit { zxid, .. } if *zxid == z))
+        );
     }
 
     #[test]
@@ -1492,18 +1499,57 @@ mod tests {
         let mut l = Learner::new(2, 1, LearnerKind::Follower, T, p(1, 1, 0), 0);
         l.start();
         let fx = l.receive(1, Msg::LeaderInfo { new_epoch: 2 });
-        assert_eq!(fx[0], Effect::SaveEpochs { accepted: 2, current: 1 });
+        assert_eq!(
+            fx[0],
+            Effect::SaveEpochs {
+                accepted: 2,
+                current: 1
+            }
+        );
         assert_eq!(
             sends(&fx),
-            vec![(1, Msg::AckEpoch { last_zxid: 0, current_epoch: 1 })]
+            vec![(
+                1,
+                Msg::AckEpoch {
+                    last_zxid: 0,
+                    current_epoch: 1
+                }
+            )]
         );
-        l.receive(1, Msg::Diff { zxid: make_zxid(1, 1) });
-        l.receive(1, Msg::Proposal { zxid: make_zxid(1, 1), txn: txn(1) });
-        l.receive(1, Msg::Commit { zxid: make_zxid(1, 1) });
-        let fx = l.receive(1, Msg::NewLeader { zxid: make_zxid(2, 0), config: Vec::new() });
-        assert!(sends(&fx).is_empty(), "the sync txn is not durable yet: {fx:?}");
+        l.receive(
+            1,
+            Msg::Diff {
+                zxid: make_zxid(1, 1),
+            },
+        );
+        l.receive(
+            1,
+            Msg::Proposal {
+                zxid: make_zxid(1, 1),
+                txn: txn(1),
+            },
+        );
+        l.receive(
+            1,
+            Msg::Commit {
+                zxid: make_zxid(1, 1),
+            },
+        );
+        let fx = l.receive(
+            1,
+            Msg::NewLeader {
+                zxid: make_zxid(2, 0),
+                config: Vec::new(),
+            },
+        );
+        assert!(
+            sends(&fx).is_empty(),
+            "the sync txn is not durable yet: {fx:?}"
+        );
         let fx = l.durable(make_zxid(1, 1));
-        let save = fx.iter().position(|e| matches!(e, Effect::SaveEpochs { current: 2, .. }));
+        let save = fx
+            .iter()
+            .position(|e| matches!(e, Effect::SaveEpochs { current: 2, .. }));
         let ack = fx
             .iter()
             .position(|e| matches!(e, Effect::Send { msg: Msg::Ack { zxid }, .. } if *zxid == make_zxid(2, 0)));
@@ -1515,7 +1561,13 @@ mod tests {
         let mut l = Learner::new(2, 1, LearnerKind::Follower, T, p(5, 4, 0), 0);
         l.start();
         let fx = l.receive(1, Msg::LeaderInfo { new_epoch: 3 });
-        assert!(matches!(fx.as_slice(), [Effect::Lost(LostReason::StaleEpoch { offered: 3, accepted: 5 })]));
+        assert!(matches!(
+            fx.as_slice(),
+            [Effect::Lost(LostReason::StaleEpoch {
+                offered: 3,
+                accepted: 5
+            })]
+        ));
     }
 
     /// A leader of {1,2,3} established with follower 2 and history up to `last`.
@@ -1523,9 +1575,30 @@ mod tests {
         let voters: BTreeSet<Sid> = [1, 2, 3].into_iter().collect();
         let mut ld = Leader::new(1, voters, T, p(1, 1, last), history, Vec::new(), 0);
         ld.start(0);
-        ld.receive(1, 2, Msg::LearnerInfo { observer: false, sid: 2, accepted_epoch: 1 });
-        ld.receive(1, 2, Msg::AckEpoch { last_zxid: last, current_epoch: 1 });
-        ld.receive(2, 2, Msg::Ack { zxid: make_zxid(2, 0) });
+        ld.receive(
+            1,
+            2,
+            Msg::LearnerInfo {
+                observer: false,
+                sid: 2,
+                accepted_epoch: 1,
+            },
+        );
+        ld.receive(
+            1,
+            2,
+            Msg::AckEpoch {
+                last_zxid: last,
+                current_epoch: 1,
+            },
+        );
+        ld.receive(
+            2,
+            2,
+            Msg::Ack {
+                zxid: make_zxid(2, 0),
+            },
+        );
         assert!(ld.is_established());
         ld
     }
@@ -1535,13 +1608,25 @@ mod tests {
         let mut ld = leader_with_follower(0, Vec::new());
         let z = make_zxid(2, 1);
         let fx = ld.propose(z, txn(7));
-        assert!(sends(&fx).contains(&(2, Msg::Proposal { zxid: z, txn: txn(7) })));
+        assert!(sends(&fx).contains(&(
+            2,
+            Msg::Proposal {
+                zxid: z,
+                txn: txn(7)
+            }
+        )));
         // The follower's ACK alone is a majority with... nobody: the leader's own write counts
         // only once durable.
         let fx = ld.receive(3, 2, Msg::Ack { zxid: z });
-        assert!(fx.iter().all(|e| !matches!(e, Effect::Commit { .. })), "{fx:?}");
+        assert!(
+            fx.iter().all(|e| !matches!(e, Effect::Commit { .. })),
+            "{fx:?}"
+        );
         let fx = ld.durable(z);
-        assert!(fx.iter().any(|e| matches!(e, Effect::Commit { zxid, .. } if *zxid == z)));
+        assert!(
+            fx.iter()
+                .any(|e| matches!(e, Effect::Commit { zxid, .. } if *zxid == z))
+        );
         assert!(sends(&fx).contains(&(2, Msg::Commit { zxid: z })));
         assert_eq!(ld.last_committed(), z);
     }
@@ -1554,7 +1639,10 @@ mod tests {
         ld.propose(b, txn(2));
         ld.durable(b);
         let fx = ld.receive(3, 2, Msg::Ack { zxid: b });
-        assert!(fx.iter().all(|e| !matches!(e, Effect::Commit { .. })), "b waits for a: {fx:?}");
+        assert!(
+            fx.iter().all(|e| !matches!(e, Effect::Commit { .. })),
+            "b waits for a: {fx:?}"
+        );
         let fx = ld.receive(3, 2, Msg::Ack { zxid: a });
         let commits: Vec<Zxid> = fx
             .iter()
@@ -1569,16 +1657,43 @@ mod tests {
     #[test]
     fn a_learner_with_a_more_recent_history_stops_the_leader() {
         let voters: BTreeSet<Sid> = [1, 2, 3].into_iter().collect();
-        let mut ld = Leader::new(1, voters, T, p(1, 1, make_zxid(1, 3)), Vec::new(), Vec::new(), 0);
+        let mut ld = Leader::new(
+            1,
+            voters,
+            T,
+            p(1, 1, make_zxid(1, 3)),
+            Vec::new(),
+            Vec::new(),
+            0,
+        );
         ld.start(0);
-        ld.receive(1, 2, Msg::LearnerInfo { observer: false, sid: 2, accepted_epoch: 1 });
-        let fx = ld.receive(1, 2, Msg::AckEpoch { last_zxid: make_zxid(1, 9), current_epoch: 1 });
-        assert!(fx.contains(&Effect::Lost(LostReason::LearnerAhead { sid: 2 })), "{fx:?}");
+        ld.receive(
+            1,
+            2,
+            Msg::LearnerInfo {
+                observer: false,
+                sid: 2,
+                accepted_epoch: 1,
+            },
+        );
+        let fx = ld.receive(
+            1,
+            2,
+            Msg::AckEpoch {
+                last_zxid: make_zxid(1, 9),
+                current_epoch: 1,
+            },
+        );
+        assert!(
+            fx.contains(&Effect::Lost(LostReason::LearnerAhead { sid: 2 })),
+            "{fx:?}"
+        );
     }
 
     #[test]
     fn sync_is_diff_trunc_or_snap_by_the_learners_zxid() {
-        let history: Vec<(Zxid, TxnBytes)> = (1..=5).map(|c| (make_zxid(1, c), txn(c as u8))).collect();
+        let history: Vec<(Zxid, TxnBytes)> =
+            (1..=5).map(|c| (make_zxid(1, c), txn(c as u8))).collect();
         let last = make_zxid(1, 5);
         // The learner's current epoch is older than the leader's, as for a learner that missed
         // the last NEWLEADER (otherwise a longer history in the same epoch would stop this
@@ -1587,12 +1702,30 @@ mod tests {
             let voters: BTreeSet<Sid> = [1, 2, 3].into_iter().collect();
             let mut ld = Leader::new(1, voters, T, p(1, 1, last), history.clone(), Vec::new(), 0);
             ld.start(0);
-            ld.receive(1, 2, Msg::LearnerInfo { observer: false, sid: 2, accepted_epoch: 1 });
-            let fx = ld.receive(1, 2, Msg::AckEpoch { last_zxid: peer, current_epoch: 0 });
+            ld.receive(
+                1,
+                2,
+                Msg::LearnerInfo {
+                    observer: false,
+                    sid: 2,
+                    accepted_epoch: 1,
+                },
+            );
+            let fx = ld.receive(
+                1,
+                2,
+                Msg::AckEpoch {
+                    last_zxid: peer,
+                    current_epoch: 0,
+                },
+            );
             fx.into_iter()
                 .find_map(|e| match e {
                     Effect::Send { to: 2, msg } => Some(msg),
-                    Effect::SendSnapshot { .. } => Some(Msg::Snap { zxid: 0, stream: Rc::from(Vec::new()) }),
+                    Effect::SendSnapshot { .. } => Some(Msg::Snap {
+                        zxid: 0,
+                        stream: Rc::from(Vec::new()),
+                    }),
                     _ => None,
                 })
                 .expect("a sync message")
