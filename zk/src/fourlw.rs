@@ -73,7 +73,11 @@ pub struct Report {
 
 impl Report {
     fn mode(&self) -> &'static str {
-        if self.mode.is_empty() { "standalone" } else { self.mode }
+        if self.mode.is_empty() {
+            "standalone"
+        } else {
+            self.mode
+        }
     }
 }
 
@@ -155,7 +159,10 @@ pub fn render(cmd: &str, allowed: bool, r: &Report) -> String {
             let rows: Vec<(&str, String)> = vec![
                 ("zk_version", ZK_VERSION.to_string()),
                 ("zk_server_state", r.mode().to_string()),
-                ("zk_digest_mismatches_count", r.digest_mismatches.to_string()),
+                (
+                    "zk_digest_mismatches_count",
+                    r.digest_mismatches.to_string(),
+                ),
                 ("zk_avg_latency", format!("{:.4}", r.latency_avg_ms)),
                 ("zk_max_latency", r.latency_max_ms.to_string()),
                 ("zk_min_latency", r.latency_min_ms.to_string()),
