@@ -50,14 +50,17 @@ def test_idle_connections_are_closed_and_new_clients_get_in(zk_server_factory):
         zk.stop()
         zk.close()
 
-        # Every idle connection is closed by the server.
+        # Every idle connection is closed by the server. The window is 90 s, not 10 s: a
+        # connection that found the accept queue full while the server was out of descriptors is
+        # only accepted when the kernel's SYN-ACK retransmission (1, 2, 4, 8, 16, 32 s apart)
+        # lands after a slot frees, which on a loaded machine was seen as late as about 60 s.
         open_ = list(socks)
-        deadline = t0 + 60
+        deadline = t0 + 90
         while open_ and time.monotonic() < deadline:
             open_ = [s for s in open_ if not closed_by_peer(s)]
             time.sleep(0.5)
         all_closed = time.monotonic() - t0
-        assert not open_, f"{len(open_)} of {len(socks)} idle connections still open after 60 s"
+        assert not open_, f"{len(open_)} of {len(socks)} idle connections still open after 90 s"
     finally:
         for s in socks:
             s.close()
