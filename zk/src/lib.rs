@@ -7,8 +7,11 @@
 //! durable transaction log (a reply leaves only after its txn is fsynced, group-committed) and
 //! snapshots.
 //!
-//! What it is not (yet): an ensemble member (no ZAB, no quorum ports; more than one `server.N`
-//! line is refused), a reader of Apache ZooKeeper's on-disk files (Kiln keeps its own log and
+//! An ensemble's observer too: ZooKeeper's quorum protocol ([`quorum`], pure) and its I/O shell
+//! (`observer.rs`, inside [`server`]) let it join an Apache ZooKeeper or Kiln ensemble.
+//!
+//! What it is not (yet): a voting ensemble member (follower or leader; such a configuration is
+//! refused with a message), a reader of Apache ZooKeeper's on-disk files (Kiln keeps its own log and
 //! snapshot formats), a SASL/Kerberos/TLS endpoint, or a quota enforcer (`/zookeeper/quota`
 //! exists but limits are not checked).
 //!
@@ -25,9 +28,10 @@
 //! | [`state`] | the state machine: request → txn → apply → reply + notifications | none |
 //! | [`snapshot`] | snapshot file format | none |
 //! | [`datadir`] | data-dir lock, off-shard snapshot writes, autopurge | files |
-//! | [`config`] | `zoo.cfg` parsing and validation | reads the file and `myid` |
+//! | [`quorum`] | the quorum protocol: election, ZAB leader and learner, wire, txn records, digest, SNAP | none |
+//! | [`config`] | `zoo.cfg` parsing and validation, `server.N` lines | reads the file and `myid` |
 //! | [`fourlw`] | four-letter-word texts | none |
-//! | [`server`] | sockets, log sequencer, snapshots, timers: everything with I/O | all of it |
+//! | [`server`] | sockets, log sequencer, snapshots, timers, the observer's quorum task: everything with I/O | all of it |
 //!
 //! # Running it
 //! ```no_run
