@@ -339,6 +339,15 @@ impl ZkConfig {
         self.four_letter_whitelist.contains("*") || self.four_letter_whitelist.contains(cmd)
     }
 
+    /// Reads a `zoo.cfg` without `myid` (for tools that only need its ports and addresses).
+    pub fn parse_file(path: &Path) -> Result<(Self, Vec<String>), ConfigError> {
+        let text = fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(&text)
+    }
+
     /// Reads and validates a `zoo.cfg`; returns the config and the warnings for ignored keys.
     pub fn load(path: &Path) -> Result<(Self, Vec<String>), ConfigError> {
         let text = fs::read_to_string(path).map_err(|source| ConfigError::Read {

@@ -177,6 +177,11 @@ def test_kiln_observer_follows_an_apache_ensemble(ensemble):
 
     kiln.start()
     wait_for("the Kiln observer to serve", lambda: kiln.mode() == "observer", timeout=60)
+    # `kiln zk status` prints what zkServer.sh status prints, for Kiln and Apache members alike.
+    st = subprocess.run([KILN_BIN, "zk", "status", "--config", str(kiln.cfg)], capture_output=True, text=True, timeout=30)
+    assert st.returncode == 0 and "Mode: observer" in st.stdout, st
+    st = subprocess.run([KILN_BIN, "zk", "status", "--config", str(leader.cfg)], capture_output=True, text=True, timeout=30)
+    assert st.returncode == 0 and "Mode: leader" in st.stdout, st
     zk = client(kiln)
     assert zk.get("/before")[0] == b"x" * 100
     assert sorted(zk.get_children("/before")) == sorted(za.get_children("/before"))
