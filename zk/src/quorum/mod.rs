@@ -11,9 +11,11 @@
 //! | [`election`] | fast leader election: votes ordered by (peer epoch, zxid, server id) |
 //! | [`packets`] | the ZAB messages as `QuorumPacket`s |
 //! | [`zab`] | discovery, synchronisation and broadcast: the leader and the learner |
+//! | [`epochs`] | `acceptedEpoch` and `currentEpoch` in `dataDir`, saved atomically and durably (blocking I/O) |
 pub mod atxn;
 pub mod digest;
 pub mod election;
+pub mod epochs;
 pub mod packets;
 pub mod snapstream;
 pub mod wire;
