@@ -92,6 +92,9 @@ pub(super) struct Observer {
     touched: RefCell<BTreeMap<SessionId, i32>>,
     pub(super) digest_mismatches: Cell<u64>,
     pub(super) txns_applied: Cell<u64>,
+    /// During an election: where the election listener hands a connection from a voter with a
+    /// larger id (which keeps the connection it initiates, by ZooKeeper's rule).
+    inbound: RefCell<HashMap<Sid, flume::Sender<(rt::TcpStream, Vec<u8>)>>>,
 }
 
 impl Observer {
@@ -108,6 +111,7 @@ impl Observer {
             touched: RefCell::new(BTreeMap::new()),
             digest_mismatches: Cell::new(0),
             txns_applied: Cell::new(0),
+            inbound: RefCell::new(HashMap::new()),
         }
     }
 
@@ -217,8 +221,9 @@ pub(super) fn forward(
 
 /// The quorum task: election, synchronisation, broadcast, and again after every loss.
 pub(super) async fn run(srv: Rc<Server>, obs: Rc<Observer>) {
+    rt::spawn(election_listener(srv.clone(), obs.clone())).detach();
     loop {
-        let leader = match elect(&srv).await {
+        let leader = match elect(&srv, &obs).await {
             Some(l) => l,
             None => {
                 clock::sleep(Duration::from_millis(500)).await;
@@ -303,7 +308,7 @@ fn from_wire(n: &Notification) -> Notice {
 }
 
 /// One election: returns the leader a quorum follows, or None after the deadline.
-async fn elect(srv: &Rc<Server>) -> Option<Sid> {
+async fn elect(srv: &Rc<Server>, obs: &Observer) -> Option<Sid> {
     let q = srv.cfg.quorum.as_ref()?;
     let me = srv.cfg.me()?;
     let voters: BTreeSet<Sid> = q.voters().map(|s| s.id).collect();
@@ -336,15 +341,21 @@ async fn elect(srv: &Rc<Server>) -> Option<Sid> {
     for v in q.voters() {
         let (tx, rx) = flume::unbounded::<Vec<u8>>();
         outs.insert(v.id, tx);
-        let addr = format!("{}:{}", v.host, v.election_port);
-        let hello = Hello::v1(me.id, &my_addr).encode();
-        tasks.push(rt::spawn(election_link(
-            v.id,
-            addr,
-            hello,
-            rx,
-            in_tx.clone(),
-        )));
+        let source = if v.id > me.id {
+            let (itx, irx) = flume::bounded(4);
+            obs.inbound.borrow_mut().insert(v.id, itx);
+            LinkSource::Accept {
+                addr: format!("{}:{}", v.host, v.election_port),
+                hello: Hello::v1(me.id, &my_addr).encode(),
+                inbound: irx,
+            }
+        } else {
+            LinkSource::Dial {
+                addr: format!("{}:{}", v.host, v.election_port),
+                hello: Hello::v1(me.id, &my_addr).encode(),
+            }
+        };
+        tasks.push(rt::spawn(election_link(v.id, source, rx, in_tx.clone())));
     }
     let t0 = clock::now();
     let now = || clock::ms_since(t0);
@@ -384,40 +395,67 @@ async fn elect(srv: &Rc<Server>) -> Option<Sid> {
         }
     };
     drop(outs);
+    obs.inbound.borrow_mut().clear();
     for t in tasks {
         let _ = t.cancel().await;
     }
     decided
 }
 
-/// One election connection: dial, say hello, send what the election sends, deliver what
-/// arrives. A larger id than the peer's keeps the connection (ZooKeeper's rule), which holds
-/// for an observer, whose id is above every voter's in the usual layout; with a smaller id the
-/// peer closes it and this link dials again.
+/// How an election connection to one voter comes about: only the larger id's connection survives
+/// (ZooKeeper's rule), so this server dials voters with smaller ids and waits for the others.
+enum LinkSource {
+    Dial {
+        addr: String,
+        hello: Vec<u8>,
+    },
+    /// A voter with a larger id: say hello (it closes that connection and dials back, as
+    /// ZooKeeper's connection manager does), then take its connection from the listener.
+    Accept {
+        addr: String,
+        hello: Vec<u8>,
+        inbound: flume::Receiver<(rt::TcpStream, Vec<u8>)>,
+    },
+}
+
+/// One election connection: connect (or take the one the listener accepted), send what the
+/// election sends, deliver what arrives; again after it breaks.
 async fn election_link(
     peer: Sid,
-    addr: String,
-    hello: Vec<u8>,
+    source: LinkSource,
     rx: flume::Receiver<Vec<u8>>,
     deliver: flume::Sender<(Sid, Notification)>,
 ) {
-    let mut last: Option<Vec<u8>> = None;
     loop {
-        let stream =
-            match clock::timeout(CONNECT_TIMEOUT, rt::TcpStream::connect(addr.as_str())).await {
-                Ok(Ok(s)) => s,
-                _ => {
-                    clock::sleep(Duration::from_millis(500)).await;
-                    continue;
+        let (stream, mut buf, first) = match &source {
+            LinkSource::Dial { addr, hello } => {
+                match clock::timeout(CONNECT_TIMEOUT, rt::TcpStream::connect(addr.as_str())).await {
+                    Ok(Ok(s)) => (s, Vec::new(), hello.clone()),
+                    _ => {
+                        clock::sleep(Duration::from_millis(500)).await;
+                        continue;
+                    }
                 }
-            };
+            }
+            LinkSource::Accept {
+                addr,
+                hello,
+                inbound,
+            } => {
+                if let Ok(Ok(mut s)) =
+                    clock::timeout(CONNECT_TIMEOUT, rt::TcpStream::connect(addr.as_str())).await
+                {
+                    let _ = s.write_all(hello.clone()).await;
+                }
+                match clock::timeout(Duration::from_secs(2), inbound.recv_async()).await {
+                    Ok(Ok((s, leftover))) => (s, leftover, Vec::new()),
+                    Ok(Err(_)) => return,
+                    Err(_) => continue,
+                }
+            }
+        };
         let (mut rd, mut wr) = stream.into_split();
-        let mut first = hello.clone();
-        // On every (re)connection the last notification is sent again, as ZooKeeper does.
-        if let Some(l) = &last {
-            first.extend_from_slice(l);
-        }
-        if wr.write_all(first).await.0.is_err() {
+        if !first.is_empty() && wr.write_all(first).await.0.is_err() {
             clock::sleep(Duration::from_millis(500)).await;
             continue;
         }
@@ -431,7 +469,6 @@ async fn election_link(
                 }
             })
         };
-        let mut buf: Vec<u8> = Vec::with_capacity(4096);
         'read: loop {
             loop {
                 match wire::decode_frame(&buf) {
@@ -453,8 +490,74 @@ async fn election_link(
             }
         }
         let _ = writer.cancel().await;
-        last = None;
         clock::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Accepts election connections on this server's election port for the life of the server and
+/// hands those from voters with larger ids to the running election; others are closed (this
+/// server dials them). `electionPortBindRetry` bounds the attempts to bind (0: forever).
+async fn election_listener(srv: Rc<Server>, obs: Rc<Observer>) {
+    let Some(me) = srv.cfg.me().cloned() else {
+        return;
+    };
+    let q = srv.cfg.quorum.clone();
+    let all_ips = q.as_ref().is_some_and(|q| q.quorum_listen_on_all_ips);
+    let retries = q.as_ref().map_or(3, |q| q.election_port_bind_retry);
+    let host = if all_ips {
+        "0.0.0.0".to_string()
+    } else {
+        me.host.clone()
+    };
+    let addr = format!("{host}:{}", me.election_port);
+    let mut attempt = 0u32;
+    let listener = loop {
+        attempt += 1;
+        match std::net::TcpListener::bind(addr.as_str()).and_then(rt::TcpListener::from_std) {
+            Ok(l) => break l,
+            Err(e) if retries == 0 || attempt < retries => {
+                warn!("zk: observer: binding the election port {addr}: {e}; retrying");
+                clock::sleep(Duration::from_secs(1)).await;
+            }
+            Err(e) => {
+                error!(
+                    "zk: observer: cannot bind the election port {addr}: {e}; voters with a larger id than {} cannot reach this server",
+                    me.id
+                );
+                return;
+            }
+        }
+    };
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            clock::sleep(Duration::from_millis(100)).await;
+            continue;
+        };
+        let obs = obs.clone();
+        rt::spawn(async move {
+            let mut buf: Vec<u8> = Vec::new();
+            let mut stream = stream;
+            let hello = loop {
+                match wire::decode_hello(&buf) {
+                    Ok(Some((h, used))) => {
+                        buf.drain(..used);
+                        break h;
+                    }
+                    Ok(None) => {}
+                    Err(_) => return,
+                }
+                let chunk = Vec::with_capacity(4096);
+                match clock::timeout(CONNECT_TIMEOUT, stream.read(chunk)).await {
+                    Ok(BufResult(Ok(n), chunk)) if n > 0 => buf.extend_from_slice(&chunk),
+                    _ => return,
+                }
+            };
+            let tx = obs.inbound.borrow().get(&hello.sid).cloned();
+            if let Some(tx) = tx {
+                let _ = tx.try_send((stream, buf));
+            }
+        })
+        .detach();
     }
 }
 
