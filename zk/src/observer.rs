@@ -64,6 +64,9 @@ const FORWARDED_MAX: usize = 100_000;
 /// Bytes read from the leader at a time.
 const READ_CHUNK: usize = 256 << 10;
 
+/// An accepted election connection and the bytes read after its hello.
+type Inbound = (rt::TcpStream, Vec<u8>);
+
 /// A forwarded request waiting for its committed txn.
 struct Forwarded {
     conn: u64,
@@ -94,7 +97,7 @@ pub(super) struct Observer {
     pub(super) txns_applied: Cell<u64>,
     /// During an election: where the election listener hands a connection from a voter with a
     /// larger id (which keeps the connection it initiates, by ZooKeeper's rule).
-    inbound: RefCell<HashMap<Sid, flume::Sender<(rt::TcpStream, Vec<u8>)>>>,
+    inbound: RefCell<HashMap<Sid, flume::Sender<Inbound>>>,
 }
 
 impl Observer {
@@ -414,7 +417,7 @@ enum LinkSource {
     Accept {
         addr: String,
         hello: Vec<u8>,
-        inbound: flume::Receiver<(rt::TcpStream, Vec<u8>)>,
+        inbound: flume::Receiver<Inbound>,
     },
 }
 
