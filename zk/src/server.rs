@@ -809,8 +809,22 @@ fn bind(cfg: &ZkConfig) -> Result<std::net::TcpListener, ZkError> {
         .client_port_address
         .unwrap_or(IpAddr::from([0, 0, 0, 0]));
     let addr = SocketAddr::new(ip, cfg.client_port);
-    std::net::TcpListener::bind(addr).map_err(io_err("bind", addr))
+    // A server restarted right after a kill -9 can find its port still held: the dead process's
+    // io_uring instance (and the accept it had in flight) is torn down by the kernel after the
+    // process is gone. Wait for that briefly rather than fail a restart.
+    let deadline = clock::now() + BIND_IN_USE_WAIT;
+    loop {
+        match std::net::TcpListener::bind(addr) {
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && clock::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            r => return r.map_err(io_err("bind", addr)),
+        }
+    }
 }
+
+/// How long [`bind`] waits for a port still held by a process that just died.
+const BIND_IN_USE_WAIT: Duration = Duration::from_secs(5);
 
 /// Runs the server on the current thread until `shutdown` is requested. Blocks.
 ///

@@ -23,9 +23,24 @@ from kazoo.client import KazooClient
 from kazoo.exceptions import NoAuthError, NoNodeError
 from kazoo.security import make_digest_acl
 
-from zk_harness import KILN_BIN, ZK_CLASSPATH, four_letter, free_port
+from zk_harness import KILN_BIN, ZK_CLASSPATH, four_letter
 
 TICK_MS = 500
+
+
+def quiet_port() -> int:
+    """A free port below the kernel's ephemeral range (32768-60999), so that no outgoing
+    connection takes it as its source port while a member that owns it is restarting."""
+    import random
+    import socket
+    while True:
+        port = random.randint(10000, 30000)
+        with socket.socket() as sk:
+            try:
+                sk.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
 
 
 class Member:
@@ -70,14 +85,16 @@ class Member:
 
     def serving(self) -> bool:
         """Whether the server takes client sessions (an unsynchronised member closes them)."""
+        zk = KazooClient(hosts=f"127.0.0.1:{self.port}", timeout=2.0, connection_retry={"max_tries": 0})
         try:
-            zk = KazooClient(hosts=f"127.0.0.1:{self.port}", timeout=2.0, connection_retry={"max_tries": 0})
             zk.start(timeout=3)
+            return True
         except Exception:
             return False
-        zk.stop()
-        zk.close()
-        return True
+        finally:
+            # A client that failed to start keeps retrying in the background unless stopped.
+            zk.stop()
+            zk.close()
 
     def mode(self) -> str:
         try:
@@ -99,6 +116,7 @@ class Member:
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait()
+        self.proc = None
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
@@ -139,7 +157,7 @@ def ensemble(request):
     lines = []
     for sid in range(1, 5):
         role = ":observer" if sid == obs_sid else ""
-        lines.append(f"server.{sid}=127.0.0.1:{free_port()}:{free_port()}{role};{free_port()}")
+        lines.append(f"server.{sid}=127.0.0.1:{quiet_port()}:{quiet_port()}{role};{quiet_port()}")
     members = [Member("apache", sid, root, lines) for sid in range(1, 5) if sid != obs_sid]
     members.append(Member("kiln", obs_sid, root, lines, observer=True))
     try:
@@ -266,6 +284,16 @@ def test_kiln_observer_follows_an_apache_ensemble(ensemble):
     log = "\n".join(m.log.read_text(errors="replace") for m in rest)
     assert "Digests are not matching" not in log
     zk2.stop()
+
+    # kill -9 of the observer itself: it starts empty, resynchronises, and serves the same tree.
+    kiln.kill9()
+    zn.create("/while-observer-down", b"d")
+    kiln.start()
+    zk4 = wait_for("the restarted observer to take a session", lambda: _try_client(kiln), timeout=60)
+    settle(zk4, zn, "/while-observer-down", b"d")
+    assert tree(zk4) == tree(zn)
+    assert kiln.mntr()["zk_digest_mismatches_count"] == "0", kiln.tail()
+    zk4.stop()
     zn.stop()
 
 
@@ -291,7 +319,11 @@ def tree(zk: KazooClient, path: str = "/") -> dict[str, tuple]:
 
 
 def _try_client(m: Member):
+    zk = KazooClient(hosts=f"127.0.0.1:{m.port}", timeout=10.0)
     try:
-        return client(m)
+        zk.start(timeout=5)
+        return zk
     except Exception:
+        zk.stop()
+        zk.close()
         return None
