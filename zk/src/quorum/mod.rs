@@ -1,6 +1,7 @@
 //! The ensemble: ZooKeeper's quorum protocol (leader election on the election port, ZAB 1.0 on the
-//! quorum port), as pure state machines and codecs. No I/O, no clock: time is a parameter and
-//! every effect is returned to the caller.
+//! quorum port), as pure state machines and codecs: no network I/O and no clock (time is a
+//! parameter and every effect is returned to the caller). The one exception is [`epochs`], the
+//! two small files a voter keeps, written with blocking file I/O once per election.
 //!
 //! | module | role |
 //! |---|---|
