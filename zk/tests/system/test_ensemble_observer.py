@@ -146,6 +146,10 @@ def wait_for(what: str, cond, timeout: float = 60.0, every: float = 0.2):
 
 @pytest.fixture(params=[4, 1], ids=["observer-id-above-voters", "observer-id-below-voters"])
 def ensemble(request):
+    yield from make_ensemble(request.param)
+
+
+def make_ensemble(obs_sid: int):
     if shutil.which("java") is None or not Path("/usr/share/java/zookeeper.jar").exists():
         pytest.fail("Apache ZooKeeper 3.8 (Debian package zookeeper) and java are needed: run zk/tests/setup.sh")
     if not os.path.exists(KILN_BIN):
@@ -153,7 +157,6 @@ def ensemble(request):
     root = Path(tempfile.mkdtemp(prefix="kiln-ensemble-"))
     # With the observer's id below the voters', the voters dial it (only the larger id's election
     # connection survives), so its election listener is exercised too.
-    obs_sid = request.param
     lines = []
     for sid in range(1, 5):
         role = ":observer" if sid == obs_sid else ""
@@ -327,3 +330,75 @@ def _try_client(m: Member):
         zk.stop()
         zk.close()
         return None
+
+
+def test_kafka_39_brokers_zookeeper_is_a_kiln_observer(tmp_path):
+    """Apache Kafka 3.9 in ZooKeeper mode with zookeeper.connect naming only the Kiln observer:
+    registration, controller election, topic creation, produce and consume all go through the
+    observer's forwarding, watches and sessions, and survive a SIGKILL of the ensemble's leader."""
+    import sys
+    sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "kafka" / "tests" / "system"))
+    from kiln_kafka_harness import ApacheKafka39, KAFKA_LIBS  # noqa: E402
+    from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+    from kafka.admin import KafkaAdminClient, NewTopic
+
+    if not KAFKA_LIBS["3.9"].exists():
+        pytest.fail(f"Apache Kafka 3.9 is needed in {KAFKA_LIBS['3.9']}: run kafka/tests/setup.sh")
+    gen = make_ensemble(4)
+    members = next(gen)
+    try:
+        apaches, kiln = members[:3], members[3]
+        for m in apaches:
+            m.start()
+        leader = leader_of(apaches)
+        kiln.start()
+        wait_for("the Kiln observer to serve", lambda: kiln.serving(), timeout=60)
+
+        class OnObserver(ApacheKafka39):
+            def _start_zk(self) -> None:  # the ensemble is already running
+                pass
+
+        broker = OnObserver(tmp_path / "kafka")
+        broker.zk_port = kiln.port
+        try:
+            broker.start(timeout=120)
+            admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap)
+            admin.create_topics([NewTopic("t", num_partitions=3, replication_factor=1)])
+            admin.close()
+
+            def roundtrip(tag: str, n: int = 200) -> None:
+                p = KafkaProducer(bootstrap_servers=broker.bootstrap, acks="all")
+                for i in range(n):
+                    p.send("t", f"{tag}-{i}".encode())
+                p.flush(60)
+                p.close()
+                # Partitions assigned by hand: no consumer group, so no __consumer_offsets topic
+                # to create first (50 partitions through ZooKeeper, slow on a loaded machine).
+                c = KafkaConsumer(bootstrap_servers=broker.bootstrap, auto_offset_reset="earliest",
+                                  consumer_timeout_ms=15000, group_id=None)
+                c.assign([TopicPartition("t", p) for p in range(3)])
+                c.seek_to_beginning()
+                got = {m.value.decode() for m in c}
+                c.close()
+                want = {f"{tag}-{i}" for i in range(n)}
+                assert want <= got, f"{len(want - got)} of {n} {tag} records not consumed"
+
+            roundtrip("before")
+            # What Kafka wrote through the observer is in the ensemble (read from the Apache leader).
+            za = client(leader)
+            assert za.exists("/brokers/ids/0") is not None
+            assert za.exists("/brokers/topics/t") is not None
+            assert za.exists("/controller") is not None
+            za.stop()
+
+            leader.kill9()
+            rest = [m for m in apaches if m is not leader]
+            leader_of(rest)
+            wait_for("the observer to serve again", lambda: kiln.serving(), timeout=60)
+            roundtrip("after")
+            assert broker.proc.poll() is None, broker.output_tail()
+            assert kiln.mntr()["zk_digest_mismatches_count"] == "0", kiln.tail()
+        finally:
+            broker.close()
+    finally:
+        gen.close()
