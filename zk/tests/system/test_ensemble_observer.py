@@ -402,3 +402,33 @@ def test_kafka_39_brokers_zookeeper_is_a_kiln_observer(tmp_path):
             broker.close()
     finally:
         gen.close()
+
+
+def test_curator_recipes_through_a_kiln_observer():
+    """Apache Curator 5.4's recipes (zk/tests/java/curator/CuratorChecks.java: mutex, leader latch,
+    double barrier, recursive cache) with every session on the Kiln observer of an Apache ensemble:
+    the locks, latches and barriers are ephemeral-sequential nodes and watches created through
+    the observer's forwarding and fired by its INFORM apply."""
+    from zk_harness import PEERS
+
+    cp_file = PEERS / "curator.classpath"
+    if not cp_file.exists():
+        pytest.fail(f"{cp_file} is missing: run zk/tests/setup.sh")
+    cp = cp_file.read_text().strip()
+    gen = make_ensemble(4)
+    members = next(gen)
+    try:
+        apaches, kiln = members[:3], members[3]
+        for m in apaches:
+            m.start()
+        leader_of(apaches)
+        kiln.start()
+        wait_for("the Kiln observer to serve", lambda: kiln.serving(), timeout=60)
+        for check in ["mutex", "leader", "barrier", "cache"]:
+            proc = subprocess.run(["java", "-Xmx256m", "-cp", cp, "CuratorChecks", f"127.0.0.1:{kiln.port}", check],
+                                  capture_output=True, text=True, timeout=240)
+            assert proc.returncode == 0 and f"RESULT ok {check}" in proc.stdout, (
+                f"{check}: rc={proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}\n{kiln.tail()}")
+        assert kiln.mntr()["zk_digest_mismatches_count"] == "0", kiln.tail()
+    finally:
+        gen.close()
