@@ -79,6 +79,16 @@ impl Report {
             self.mode
         }
     }
+
+    /// `zk_peer_state` as ZooKeeper's members report it (a standalone server reports its mode).
+    fn peer_state(&self) -> &'static str {
+        match self.mode() {
+            "observer" => "observing - broadcast",
+            "follower" => "following - broadcast",
+            "leader" => "leading - broadcast",
+            m => m,
+        }
+    }
 }
 
 fn stats_block(r: &Report, out: &mut String) {
@@ -159,6 +169,7 @@ pub fn render(cmd: &str, allowed: bool, r: &Report) -> String {
             let rows: Vec<(&str, String)> = vec![
                 ("zk_version", ZK_VERSION.to_string()),
                 ("zk_server_state", r.mode().to_string()),
+                ("zk_peer_state", r.peer_state().to_string()),
                 (
                     "zk_digest_mismatches_count",
                     r.digest_mismatches.to_string(),
@@ -177,7 +188,11 @@ pub fn render(cmd: &str, allowed: bool, r: &Report) -> String {
                 ("zk_global_sessions", r.sessions.len().to_string()),
                 ("zk_last_proposal_size", "-1".to_string()),
             ];
-            for (k, v) in rows {
+            // A standalone server has no peer state (ZooKeeper's omits the key).
+            for (k, v) in rows
+                .into_iter()
+                .filter(|(k, _)| *k != "zk_peer_state" || r.mode() != "standalone")
+            {
                 let _ = writeln!(out, "{k}\t{v}");
             }
         }

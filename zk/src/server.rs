@@ -1524,6 +1524,11 @@ async fn read_loop(srv: &Rc<Server>, conn: &Rc<Conn>, r: &mut FrameReader) {
 
 fn run_four_letter(srv: &Server, cmd: &str) -> String {
     let allowed = srv.cfg.four_letter_allowed(cmd);
+    // An ensemble member that is not synchronised with a leader answers what ZooKeeper's does
+    // (so `zkServer.sh status` and `kiln zk status` report it as not running).
+    if allowed && cmd != "ruok" && srv.observer.as_ref().is_some_and(|o| !o.serving.get()) {
+        return "This ZooKeeper instance is not currently serving requests\n".to_string();
+    }
     if allowed {
         run_four_letter_side_effects(srv, cmd);
     }

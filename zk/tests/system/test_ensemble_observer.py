@@ -265,6 +265,7 @@ def test_kiln_observer_follows_an_apache_ensemble(ensemble):
 
     m = kiln.mntr()
     assert m["zk_server_state"] == "observer"
+    assert m["zk_peer_state"] == "observing - broadcast"
     assert m["zk_digest_mismatches_count"] == "0", kiln.tail()
     zk3 = client(kiln)
     zk3.sync("/")
