@@ -87,6 +87,8 @@ pub(super) struct Observer {
     to_leader: RefCell<Option<flume::Sender<Vec<u8>>>>,
     forwarded: RefCell<HashMap<(SessionId, i32), Forwarded>>,
     opening: RefCell<HashMap<SessionId, Opening>>,
+    /// Reconnecting sessions waiting for the leader's REVALIDATE answer.
+    revalidating: RefCell<HashMap<SessionId, (Opening, i32)>>,
     /// Forwarded syncs, answered in order by the leader's SYNC packets.
     syncs: RefCell<VecDeque<(u64, i32, String, Instant)>>,
     digest: RefCell<Option<TreeDigest>>,
@@ -108,6 +110,7 @@ impl Observer {
             to_leader: RefCell::new(None),
             forwarded: RefCell::new(HashMap::new()),
             opening: RefCell::new(HashMap::new()),
+            revalidating: RefCell::new(HashMap::new()),
             syncs: RefCell::new(VecDeque::new()),
             digest: RefCell::new(None),
             next_session: Cell::new(initial_session_id(now_ms(), server_id)),
@@ -180,6 +183,85 @@ pub(super) fn open_session(
     sent
 }
 
+/// A client reconnecting with a session this server knows: REVALIDATE moves its ownership here
+/// (the leader answers whether it is still valid); the connect response waits for the answer.
+pub(super) fn revalidate(
+    obs: &Observer,
+    conn: &Conn,
+    session: SessionId,
+    timeout_ms: i32,
+    read_only: Option<bool>,
+) -> bool {
+    if obs.revalidating.borrow().len() >= FORWARDED_MAX {
+        return false;
+    }
+    obs.revalidating.borrow_mut().insert(
+        session,
+        (
+            Opening {
+                conn: conn.id,
+                read_only,
+            },
+            timeout_ms,
+        ),
+    );
+    let sent = obs.send(&Msg::Revalidate {
+        session,
+        timeout_ms,
+    });
+    if !sent {
+        obs.revalidating.borrow_mut().remove(&session);
+    }
+    sent
+}
+
+/// The leader's answer to a REVALIDATE: bind the session here, or tell the client it expired.
+fn revalidated(srv: &Rc<Server>, obs: &Observer, session: SessionId, valid: bool) {
+    let Some((o, timeout_ms)) = obs.revalidating.borrow_mut().remove(&session) else {
+        return;
+    };
+    let Some(conn) = srv.conns.borrow().get(&o.conn).cloned() else {
+        return;
+    };
+    if !valid {
+        info!(
+            "zk: invalid session 0x{session:x} for client {}, probably expired",
+            conn.peer
+        );
+        let resp = ConnectResponse {
+            protocol_version: 0,
+            timeout_ms: 0,
+            session_id: 0,
+            passwd: vec![0; 16],
+            read_only: o.read_only,
+        };
+        connect_reply(&conn, &resp, None);
+        conn.close_output();
+        return;
+    }
+    let previous = srv.by_session.borrow().get(&session).copied();
+    if let Some(prev) = previous.filter(|p| *p != conn.id) {
+        if let Some(c) = srv.conns.borrow().get(&prev) {
+            c.shut();
+        }
+        srv.state.borrow_mut().watches.remove_session(session);
+    }
+    bind_session(srv, &conn, session, timeout_ms, mono_ms(srv.started));
+    obs.touch(session, timeout_ms);
+    info!(
+        "zk: revalidated session 0x{session:x} for client {}",
+        conn.peer
+    );
+    let resp = ConnectResponse {
+        protocol_version: 0,
+        timeout_ms,
+        session_id: session,
+        passwd: password(session).to_vec(),
+        read_only: o.read_only,
+    };
+    connect_reply(&conn, &resp, None);
+}
+
 /// A client write, closeSession or sync: forwarded to the leader, answered on commit.
 pub(super) fn forward(
     obs: &Observer,
@@ -250,6 +332,7 @@ fn reset(srv: &Rc<Server>, obs: &Observer) {
     *obs.to_leader.borrow_mut() = None;
     obs.forwarded.borrow_mut().clear();
     obs.opening.borrow_mut().clear();
+    obs.revalidating.borrow_mut().clear();
     obs.syncs.borrow_mut().clear();
     *obs.digest.borrow_mut() = None;
     obs.touched.borrow_mut().clear();
@@ -722,7 +805,7 @@ fn perform(
                 let zxid = srv.state.borrow().last_zxid();
                 reply(srv, conn, xid, zxid, &Response::Path(path), started);
             }
-            Effect::Revalidated { .. } => {}
+            Effect::Revalidated { session, valid } => revalidated(srv, obs, session, valid),
             Effect::Request { .. }
             | Effect::Touch { .. }
             | Effect::Revalidate { .. }

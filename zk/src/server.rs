@@ -1601,6 +1601,11 @@ fn handle_connect(srv: &Rc<Server>, conn: &Rc<Conn>, req: &ConnectRequest) -> bo
         conn.close_output();
         return false;
     }
+    if let Some(obs) = &srv.observer {
+        // The session may be owned by another server: the leader moves it here first (REVALIDATE),
+        // and the connect response waits for its answer.
+        return observer::revalidate(obs, conn, sid, timeout, read_only);
+    }
     let previous = srv.by_session.borrow().get(&sid).copied();
     if let Some(prev) = previous.filter(|p| *p != conn.id) {
         if let Some(c) = srv.conns.borrow().get(&prev) {

@@ -222,6 +222,25 @@ def test_kiln_observer_follows_an_apache_ensemble(ensemble):
     assert sorted(zk.get_children("/before")) == sorted(za.get_children("/before"))
     assert zk.exists("/before/eph").ephemeralOwner == za.exists("/before/eph").ephemeralOwner
 
+    # A session opened on an Apache follower moves to the observer (REVALIDATE makes the observer
+    # its owner at the leader; without it the leader answers SESSIONMOVED to writes through Kiln).
+    follower = next(m for m in apaches if m.mode() == "follower")
+    zf = client(follower)
+    zf.create("/moved-eph", b"m", ephemeral=True)
+    session, passwd = zf.client_id
+    moved = KazooClient(hosts=f"127.0.0.1:{kiln.port}", client_id=(session, passwd), timeout=10.0)
+    moved.start(timeout=30)
+    assert moved.client_id[0] == session
+    moved.create("/moved-write", b"w")
+    za.sync("/")
+    assert za.get("/moved-write")[0] == b"w"
+    assert za.exists("/moved-eph").ephemeralOwner == session
+    moved.stop()  # closes the session through the observer: its ephemeral goes everywhere
+    moved.close()
+    wait_for("the moved session's ephemeral to go", lambda: za.exists("/moved-eph") is None, timeout=20)
+    zf.stop()
+    zf.close()
+
     # Writes through Apache, read from Kiln; a watch set on Kiln fires.
     fired = []
     zk.get("/before/n1", watch=lambda e: fired.append(e))
