@@ -273,7 +273,7 @@ pub(super) fn forward(
     started: Instant,
 ) -> bool {
     let session = conn.session.get();
-    if obs.forwarded.borrow().len() >= FORWARDED_MAX {
+    if obs.forwarded.borrow().len() >= FORWARDED_MAX || obs.syncs.borrow().len() >= FORWARDED_MAX {
         return false;
     }
     if opcode == op::SYNC {
