@@ -13,6 +13,10 @@ use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
+/// The `metricsProvider.className` whose endpoint Kiln serves.
+pub const PROMETHEUS_PROVIDER_CLASS: &str =
+    "org.apache.zookeeper.metrics.prometheus.PrometheusMetricsProvider";
+
 #[derive(Debug, Error)]
 pub enum ConfigError {
     #[error("{key}={value}: {reason}")]
@@ -83,6 +87,10 @@ pub struct ZkConfig {
     pub admin_enable: bool,
     pub admin_server_port: u16,
     pub admin_server_address: Option<IpAddr>,
+    /// `metricsProvider.httpPort`: where the Prometheus endpoint listens; `None` = no endpoint.
+    pub metrics_http_port: Option<u16>,
+    /// `metricsProvider.httpHost` (default 0.0.0.0).
+    pub metrics_http_host: Option<IpAddr>,
     /// `DigestAuthenticationProvider.superDigest` (`super:<base64 sha1>`).
     pub super_digest: Option<String>,
     /// `znode.container.checkIntervalMs`.
@@ -324,6 +332,8 @@ impl ZkConfig {
             admin_enable: false,
             admin_server_port: 8080,
             admin_server_address: None,
+            metrics_http_port: None,
+            metrics_http_host: None,
             super_digest: None,
             container_check_interval_ms: 60_000,
             force_sync: true,
@@ -488,6 +498,26 @@ impl ZkConfig {
                 "admin.enableServer" => cfg.admin_enable = parse_bool(key, value)?,
                 "admin.serverPort" => cfg.admin_server_port = parse_num(key, value, 1, 65535)?,
                 "admin.serverAddress" => cfg.admin_server_address = Some(parse_ip(key, value)?),
+                "metricsProvider.className" => {
+                    // Kiln has one metrics provider, the Prometheus endpoint; another class name
+                    // names a provider Kiln cannot load, so only the port decides what runs.
+                    if value != PROMETHEUS_PROVIDER_CLASS {
+                        warnings.push(format!(
+                            "{key}={value}: Kiln provides only {PROMETHEUS_PROVIDER_CLASS}; \
+                             the Prometheus endpoint runs when metricsProvider.httpPort is set"
+                        ));
+                    }
+                }
+                "metricsProvider.httpPort" => {
+                    cfg.metrics_http_port = Some(parse_num(key, value, 1, 65535)?);
+                }
+                "metricsProvider.httpHost" => cfg.metrics_http_host = Some(parse_ip(key, value)?),
+                "metricsProvider.exportJvmInfo" => {
+                    parse_bool(key, value)?;
+                    warnings.push(format!(
+                        "{key}: accepted but has no effect in Kiln (no JVM)"
+                    ));
+                }
                 "DigestAuthenticationProvider.superDigest"
                 | "zookeeper.DigestAuthenticationProvider.superDigest" => {
                     if !value.contains(':') {
@@ -533,7 +563,6 @@ impl ZkConfig {
                 | "cnxTimeout"
                 | "localSessionsEnabled"
                 | "localSessionsUpgradingEnabled"
-                | "metricsProvider.className"
                 | "admin.commandURL"
                 | "admin.idleTimeout"
                 | "fsync.warningthresholdms"
@@ -672,6 +701,44 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("must be between 3"), "{e}");
+    }
+
+    #[test]
+    fn metrics_provider_keys_configure_the_prometheus_endpoint() {
+        let (c, w) = ZkConfig::parse("dataDir=/x\n").unwrap();
+        assert_eq!((c.metrics_http_port, c.metrics_http_host), (None, None));
+        assert!(w.is_empty(), "{w:?}");
+        let (c, w) = ZkConfig::parse(&format!(
+            "dataDir=/x\nmetricsProvider.className={PROMETHEUS_PROVIDER_CLASS}\n\
+             metricsProvider.httpPort=7000\nmetricsProvider.httpHost=127.0.0.1\n"
+        ))
+        .unwrap();
+        assert_eq!(c.metrics_http_port, Some(7000));
+        assert_eq!(c.metrics_http_host, Some(IpAddr::from([127, 0, 0, 1])));
+        assert!(w.is_empty(), "{w:?}");
+        // The port alone starts the endpoint: Prometheus is the only provider Kiln has.
+        let (c, _) = ZkConfig::parse("dataDir=/x\nmetricsProvider.httpPort=7001\n").unwrap();
+        assert_eq!(c.metrics_http_port, Some(7001));
+        let (_, w) =
+            ZkConfig::parse("dataDir=/x\nmetricsProvider.className=com.example.Other\n").unwrap();
+        assert_eq!(w.len(), 1);
+        assert!(
+            w[0].starts_with("metricsProvider.className=com.example.Other"),
+            "{w:?}"
+        );
+        let (_, w) = ZkConfig::parse("dataDir=/x\nmetricsProvider.exportJvmInfo=false\n").unwrap();
+        assert_eq!(w.len(), 1);
+        assert!(w[0].contains("no effect"), "{w:?}");
+        for bad_line in [
+            "metricsProvider.httpPort=0",
+            "metricsProvider.httpPort=70000",
+            "metricsProvider.httpPort=seven",
+            "metricsProvider.httpHost=not-an-ip",
+            "metricsProvider.exportJvmInfo=maybe",
+        ] {
+            let e = ZkConfig::parse(&format!("dataDir=/x\n{bad_line}\n")).unwrap_err();
+            assert!(e.to_string().starts_with(bad_line), "{e}");
+        }
     }
 
     #[test]

@@ -515,6 +515,175 @@ pub fn render_admin(name: &str, r: &Report) -> Option<String> {
     Some(format!("{{{}}}", body.join(",")))
 }
 
+/// How a Prometheus sample is typed in `# TYPE`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum MetricType {
+    Gauge,
+    Counter,
+}
+
+/// The Prometheus text exposition (format 0.0.4) of what the server knows, under the names
+/// ZooKeeper's `PrometheusMetricsProvider` uses: ZooKeeperServer's registered gauges and the
+/// `ServerMetrics` counters Kiln counts. Each metric is `# HELP name name`, `# TYPE`, one sample.
+///
+/// Only values Kiln measures appear. Not exported: `uptime`, `local_sessions`, file-descriptor
+/// and client-response-size gauges, `quorum_size` and the other leader/learner metrics, and the
+/// request-path summaries (`readlatency`, `updatelatency`, ...), which Kiln does not track.
+pub fn render_prometheus(r: &Report) -> String {
+    use MetricType::{Counter, Gauge};
+    let count = |n: usize| u64::try_from(n).unwrap_or(u64::MAX).to_string();
+    let rows: [(&str, MetricType, String); 13] = [
+        ("avg_latency", Gauge, prometheus_float(r.latency_avg_ms)),
+        ("max_latency", Gauge, r.latency_max_ms.to_string()),
+        ("min_latency", Gauge, r.latency_min_ms.to_string()),
+        ("packets_received", Gauge, r.received.to_string()),
+        ("packets_sent", Gauge, r.sent.to_string()),
+        ("num_alive_connections", Gauge, count(r.conns.len())),
+        ("outstanding_requests", Gauge, r.outstanding.to_string()),
+        ("znode_count", Gauge, count(r.node_count)),
+        ("watch_count", Gauge, count(r.watch_count)),
+        ("ephemerals_count", Gauge, count(r.ephemerals_count)),
+        ("approximate_data_size", Gauge, r.data_bytes.to_string()),
+        ("global_sessions", Gauge, count(r.sessions.len())),
+        (
+            "digest_mismatches_count",
+            Counter,
+            r.digest_mismatches.to_string(),
+        ),
+    ];
+    let mut out = String::with_capacity(rows.len() * 96);
+    for (name, kind, value) in rows {
+        let kind = match kind {
+            Gauge => "gauge",
+            Counter => "counter",
+        };
+        let _ = writeln!(out, "# HELP {name} {name}");
+        let _ = writeln!(out, "# TYPE {name} {kind}");
+        let _ = writeln!(out, "{name} {value}");
+    }
+    out
+}
+
+/// A sample value as the exposition format spells it (`NaN`, `+Inf`, `-Inf` or a Go float).
+fn prometheus_float(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".to_string()
+    } else if v.is_infinite() {
+        if v > 0.0 { "+Inf" } else { "-Inf" }.to_string()
+    } else {
+        format!("{v}")
+    }
+}
+
+#[cfg(test)]
+mod prometheus_tests {
+    use std::collections::{HashMap, HashSet};
+
+    use super::*;
+
+    /// A strict reader of the exposition lines `render_prometheus` writes: returns name -> (type,
+    /// value) and fails on a malformed line, a repeated name, or a sample before its `# TYPE`.
+    fn parse_exposition(text: &str) -> HashMap<String, (String, f64)> {
+        let valid_name = |n: &str| {
+            !n.is_empty()
+                && n.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+                && !n.starts_with(|c: char| c.is_ascii_digit())
+        };
+        let mut types: HashMap<String, String> = HashMap::new();
+        let mut helped: HashSet<String> = HashSet::new();
+        let mut samples: HashMap<String, (String, f64)> = HashMap::new();
+        assert!(text.ends_with('\n'), "the exposition ends with a newline");
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# HELP ") {
+                let (name, _help) = rest.split_once(' ').expect("HELP has a name and text");
+                assert!(valid_name(name), "{line}");
+                assert!(helped.insert(name.to_string()), "second HELP: {line}");
+            } else if let Some(rest) = line.strip_prefix("# TYPE ") {
+                let (name, kind) = rest.split_once(' ').expect("TYPE has a name and type");
+                assert!(valid_name(name), "{line}");
+                assert!(
+                    ["gauge", "counter", "summary", "histogram", "untyped"].contains(&kind),
+                    "{line}"
+                );
+                assert!(!samples.contains_key(name), "TYPE after its sample: {line}");
+                assert!(
+                    types.insert(name.to_string(), kind.to_string()).is_none(),
+                    "second TYPE: {line}"
+                );
+            } else {
+                assert!(!line.starts_with('#') && !line.is_empty(), "{line:?}");
+                let (name, value) = line.split_once(' ').expect("sample has a name and value");
+                assert!(valid_name(name), "{line}");
+                let value: f64 = match value {
+                    "+Inf" => f64::INFINITY,
+                    "-Inf" => f64::NEG_INFINITY,
+                    v => v.parse().expect("sample value is a float"),
+                };
+                let kind = types.get(name).expect("TYPE before the sample").clone();
+                assert!(
+                    samples.insert(name.to_string(), (kind, value)).is_none(),
+                    "second sample: {line}"
+                );
+            }
+        }
+        assert_eq!(types.len(), samples.len(), "every TYPE has its sample");
+        assert_eq!(helped.len(), samples.len(), "every sample has its HELP");
+        samples
+    }
+
+    #[test]
+    fn prometheus_text_is_well_formed_with_unique_names() {
+        let r = Report {
+            latency_min_ms: 1,
+            latency_avg_ms: 2.5,
+            latency_max_ms: 9,
+            received: 40,
+            sent: 39,
+            outstanding: 2,
+            node_count: 7,
+            watch_count: 3,
+            ephemerals_count: 1,
+            data_bytes: 123,
+            conns: vec![ConnInfo::default(), ConnInfo::default()],
+            sessions: vec![(1, 30000), (2, 30000), (3, 30000)],
+            digest_mismatches: 4,
+            ..Report::default()
+        };
+        let m = parse_exposition(&render_prometheus(&r));
+        let get = |n: &str| m.get(n).unwrap_or_else(|| panic!("{n} missing")).clone();
+        assert_eq!(get("znode_count"), ("gauge".into(), 7.0));
+        assert_eq!(get("watch_count"), ("gauge".into(), 3.0));
+        assert_eq!(get("ephemerals_count"), ("gauge".into(), 1.0));
+        assert_eq!(get("approximate_data_size"), ("gauge".into(), 123.0));
+        assert_eq!(get("num_alive_connections"), ("gauge".into(), 2.0));
+        assert_eq!(get("global_sessions"), ("gauge".into(), 3.0));
+        assert_eq!(get("outstanding_requests"), ("gauge".into(), 2.0));
+        assert_eq!(get("packets_received"), ("gauge".into(), 40.0));
+        assert_eq!(get("packets_sent"), ("gauge".into(), 39.0));
+        assert_eq!(get("avg_latency"), ("gauge".into(), 2.5));
+        assert_eq!(get("min_latency"), ("gauge".into(), 1.0));
+        assert_eq!(get("max_latency"), ("gauge".into(), 9.0));
+        assert_eq!(get("digest_mismatches_count"), ("counter".into(), 4.0));
+        assert_eq!(m.len(), 13);
+    }
+
+    #[test]
+    fn prometheus_text_of_an_empty_server_has_every_metric_at_zero() {
+        let m = parse_exposition(&render_prometheus(&Report::default()));
+        assert_eq!(m.len(), 13);
+        assert!(m.values().all(|(_, v)| *v == 0.0), "{m:?}");
+    }
+
+    #[test]
+    fn special_floats_use_the_exposition_spelling() {
+        assert_eq!(prometheus_float(f64::NAN), "NaN");
+        assert_eq!(prometheus_float(f64::INFINITY), "+Inf");
+        assert_eq!(prometheus_float(f64::NEG_INFINITY), "-Inf");
+        assert_eq!(prometheus_float(0.25), "0.25");
+    }
+}
+
 #[cfg(test)]
 mod admin_tests {
     use super::*;

@@ -896,6 +896,9 @@ fn run_with_listener(
         if srv.cfg.admin_enable {
             spawn_admin(&srv);
         }
+        if let Some(port) = srv.cfg.metrics_http_port {
+            spawn_metrics(&srv, port);
+        }
         let fatal_rx = srv.fatal_signal.1.clone();
         let accept_srv = srv.clone();
         let accept = async move {
@@ -1805,8 +1808,15 @@ fn handle_request(srv: &Rc<Server>, conn: &Rc<Conn>, payload: &[u8]) -> bool {
     }
 }
 
-/// Largest HTTP request head the AdminServer reads.
-const ADMIN_REQUEST_BYTES_MAX: usize = 8 << 10;
+/// Largest HTTP request head the AdminServer and the metrics endpoint read; a longer head is
+/// answered from its first `HTTP_REQUEST_BYTES_MAX` bytes.
+const HTTP_REQUEST_BYTES_MAX: usize = 8 << 10;
+
+/// The Content-Type of the Prometheus text exposition format.
+const PROMETHEUS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// An HTTP reply: status line, Content-Type, body.
+type HttpReply = (&'static str, &'static str, String);
 
 /// The AdminServer: `GET /commands/<name>` answers JSON (see [`fourlw::render_admin`]).
 /// A port that cannot be bound is reported and the client port keeps serving, as in ZooKeeper.
@@ -1816,14 +1826,56 @@ fn spawn_admin(srv: &Rc<Server>) {
         .admin_server_address
         .unwrap_or(IpAddr::from([0, 0, 0, 0]));
     let addr = SocketAddr::new(ip, srv.cfg.admin_server_port);
+    spawn_http(srv, addr, "AdminServer", |s, target| {
+        let (status, body) = admin_response(s, target);
+        (status, "application/json", body)
+    });
+}
+
+/// The Prometheus endpoint (`metricsProvider.httpPort`): `GET /metrics` (or `/`) answers the
+/// text exposition of [`fourlw::render_prometheus`]. A port that cannot be bound is reported
+/// and the client port keeps serving, as in ZooKeeper.
+fn spawn_metrics(srv: &Rc<Server>, port: u16) {
+    let ip = srv
+        .cfg
+        .metrics_http_host
+        .unwrap_or(IpAddr::from([0, 0, 0, 0]));
+    spawn_http(
+        srv,
+        SocketAddr::new(ip, port),
+        "metrics endpoint",
+        metrics_response,
+    );
+}
+
+fn metrics_response(srv: &Server, target: &str) -> HttpReply {
+    let path = target.split('?').next().unwrap_or("/");
+    match path.trim_end_matches('/') {
+        "" | "/metrics" => (
+            "200 OK",
+            PROMETHEUS_CONTENT_TYPE,
+            fourlw::render_prometheus(&srv.report()),
+        ),
+        _ => ("404 Not Found", "text/plain", "not found\n".to_string()),
+    }
+}
+
+/// A one-request-per-connection HTTP/1.1 server on this shard: reads the request head (at most
+/// [`HTTP_REQUEST_BYTES_MAX`] bytes), answers `respond(server, target)` and closes.
+fn spawn_http(
+    srv: &Rc<Server>,
+    addr: SocketAddr,
+    what: &'static str,
+    respond: fn(&Server, &str) -> HttpReply,
+) {
     let listener = match std::net::TcpListener::bind(addr).and_then(rt::TcpListener::from_std) {
         Ok(l) => l,
         Err(e) => {
-            warn!("zk: AdminServer not started: bind {addr}: {e}");
+            warn!("zk: {what} not started: bind {addr}: {e}");
             return;
         }
     };
-    info!("zk: AdminServer on {addr}");
+    info!("zk: {what} on {addr}");
     let s = srv.clone();
     rt::spawn(async move {
         loop {
@@ -1834,23 +1886,16 @@ fn spawn_admin(srv: &Rc<Server>) {
             let s = s.clone();
             rt::spawn(async move {
                 let mut stream = stream;
-                let mut head: Vec<u8> = Vec::with_capacity(1024);
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < ADMIN_REQUEST_BYTES_MAX {
-                    let len = head.len();
-                    if head.capacity() - len < 512 {
-                        head.reserve(1024);
-                    }
-                    let BufResult(r, b) = stream.read(head.slice(len..)).await;
-                    head = b.into_inner();
-                    if !matches!(r, Ok(n) if n > 0) {
-                        break;
-                    }
-                }
+                let head = read_http_head(&mut stream).await;
                 let text = String::from_utf8_lossy(&head);
-                let target = text.lines().next().and_then(|l| l.split_whitespace().nth(1)).unwrap_or("/");
-                let (status, body) = admin_response(&s, target);
+                let target = text
+                    .lines()
+                    .next()
+                    .and_then(|l| l.split_whitespace().nth(1))
+                    .unwrap_or("/");
+                let (status, content_type, body) = respond(&s, target);
                 let resp = format!(
-                    "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
                     body.len()
                 );
                 let _ = stream.write_all(resp.into_bytes()).await;
@@ -1860,6 +1905,25 @@ fn spawn_admin(srv: &Rc<Server>) {
         }
     })
     .detach();
+}
+
+/// Reads until the blank line that ends an HTTP request head, EOF, an error, or
+/// [`HTTP_REQUEST_BYTES_MAX`] bytes.
+async fn read_http_head(stream: &mut rt::TcpStream) -> Vec<u8> {
+    let mut head: Vec<u8> = Vec::with_capacity(1024);
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < HTTP_REQUEST_BYTES_MAX {
+        let len = head.len();
+        if head.capacity() - len < 512 {
+            head.reserve(1024);
+        }
+        let want = (head.capacity() - len).min(HTTP_REQUEST_BYTES_MAX - len);
+        let BufResult(r, b) = stream.read(head.slice(len..len + want)).await;
+        head = b.into_inner();
+        if !matches!(r, Ok(n) if n > 0) {
+            break;
+        }
+    }
+    head
 }
 
 fn admin_response(srv: &Server, target: &str) -> (&'static str, String) {
