@@ -136,12 +136,26 @@ impl Observer {
     }
 }
 
-fn forward_msg(session: SessionId, cxid: i32, opcode: i32, body: &[u8]) -> Msg {
-    Msg::Request {
+/// Forwards a client request to the leader as REQUEST, with the connection's authenticated ids
+/// (the leader checks ACLs against them, as ZooKeeper's learners send them).
+fn send_request(
+    obs: &Observer,
+    conn: &Conn,
+    session: SessionId,
+    cxid: i32,
+    opcode: i32,
+    body: &[u8],
+) -> bool {
+    let mut packet = packets::to_packet(&Msg::Request {
         session,
         cxid,
         op: opcode,
         body: body.to_vec(),
+    });
+    packet.authinfo = Some(conn.auth.borrow().clone());
+    match &*obs.to_leader.borrow() {
+        Some(tx) => tx.try_send(packet.to_bytes()).is_ok(),
+        None => false,
     }
 }
 
@@ -165,17 +179,14 @@ pub(super) fn open_session(
             read_only,
         },
     );
-    let mut packet = packets::to_packet(&forward_msg(
+    let sent = send_request(
+        obs,
+        conn,
         sid,
         0,
         op::CREATE_SESSION,
         &timeout_ms.to_be_bytes(),
-    ));
-    packet.authinfo = Some(conn.auth.borrow().clone());
-    let sent = match &*obs.to_leader.borrow() {
-        Some(tx) => tx.try_send(packet.to_bytes()).is_ok(),
-        None => false,
-    };
+    );
     if !sent {
         obs.opening.borrow_mut().remove(&sid);
     }
@@ -294,14 +305,7 @@ pub(super) fn forward(
             },
         );
     }
-    // The leader checks ACLs against the ids the request carries (ZooKeeper's learners send
-    // the connection's authenticated ids with every forwarded request).
-    let mut packet = packets::to_packet(&forward_msg(session, xid, opcode, body));
-    packet.authinfo = Some(conn.auth.borrow().clone());
-    match &*obs.to_leader.borrow() {
-        Some(tx) => tx.try_send(packet.to_bytes()).is_ok(),
-        None => false,
-    }
+    send_request(obs, conn, session, xid, opcode, body)
 }
 
 /// The quorum task: election, synchronisation, broadcast, and again after every loss.

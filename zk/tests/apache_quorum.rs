@@ -35,10 +35,8 @@ use kiln_zk::quorum::atxn::{ApacheTxn, decode_apache_txn};
 use kiln_zk::quorum::digest::tree_digest;
 use kiln_zk::quorum::election::{Election, ElectionTiming, Notice, Out, ServerState};
 use kiln_zk::quorum::snapstream::{SnapDecoder, SnapLimits, decode_snap};
-use kiln_zk::quorum::wire::{
-    self, ForwardedRequest, Hello, LearnerInfo, Notification, PeerState, QuorumPacket, Touch,
-    packet,
-};
+use kiln_zk::quorum::packets;
+use kiln_zk::quorum::wire::{self, Hello, Notification, PeerState, QuorumPacket, packet};
 use kiln_zk::quorum::zab::{Effect, Learner, LearnerKind, Msg, Persisted, Timing};
 use kiln_zk::session::Sessions;
 use kiln_zk::state::{StateConfig, ZkState};
@@ -495,133 +493,15 @@ fn elect(ens: &Ensemble, limit: Duration) -> i64 {
 // ---------------------------------------------------------------------------------------------
 // Quorum port: zab::Msg <-> QuorumPacket.
 
-fn to_packet(msg: &Msg) -> QuorumPacket {
-    match msg {
-        Msg::LearnerInfo {
-            observer,
-            sid,
-            accepted_epoch,
-        } => QuorumPacket::with_data(
-            if *observer {
-                packet::OBSERVERINFO
-            } else {
-                packet::FOLLOWERINFO
-            },
-            wire::make_zxid(*accepted_epoch, 0),
-            LearnerInfo {
-                serverid: *sid,
-                protocol_version: wire::QUORUM_PROTOCOL_VERSION,
-                config_version: 0,
-            }
-            .encode(),
-        ),
-        Msg::AckEpoch {
-            last_zxid,
-            current_epoch,
-        } => QuorumPacket::with_data(
-            packet::ACKEPOCH,
-            *last_zxid,
-            wire::encode_ack_epoch(i32::try_from(*current_epoch).expect("epoch fits an int")),
-        ),
-        Msg::Ack { zxid } => QuorumPacket::bare(packet::ACK, *zxid),
-        Msg::Ping { zxid, touches } => {
-            let t: Vec<Touch> = touches
-                .iter()
-                .map(|&(session, timeout_ms)| Touch {
-                    session,
-                    timeout_ms,
-                })
-                .collect();
-            QuorumPacket::with_data(packet::PING, *zxid, wire::encode_touches(&t))
-        }
-        Msg::Request {
-            session,
-            cxid,
-            op,
-            body,
-        } => QuorumPacket::with_data(
-            packet::REQUEST,
-            -1,
-            ForwardedRequest {
-                session: *session,
-                cxid: *cxid,
-                op: *op,
-                body: body.clone(),
-            }
-            .encode(),
-        ),
-        Msg::Revalidate {
-            session,
-            timeout_ms,
-        } => QuorumPacket::with_data(
-            packet::REVALIDATE,
-            -1,
-            wire::encode_revalidate_request(*session, *timeout_ms),
-        ),
-        other => panic!("a learner does not send {other:?}"),
-    }
-}
-
-/// The leader's packet as a `Msg`; `snap` is the stream read after a SNAP packet.
+/// The leader's packet as a `Msg` (Kiln's own mapping, `quorum::packets`); `snap` is the stream
+/// read after a SNAP packet.
 fn from_packet(p: QuorumPacket, snap: Option<Vec<u8>>) -> Msg {
-    let txn = |p: &QuorumPacket| -> Rc<[u8]> {
-        Rc::from(
-            p.data
-                .clone()
-                .unwrap_or_else(|| panic!("packet {} {:#x} without a txn", p.kind, p.zxid)),
-        )
-    };
-    match p.kind {
-        packet::LEADERINFO => {
-            let version = wire::decode_leader_info(p.data.as_deref()).expect("LEADERINFO data");
-            assert_eq!(
-                version,
-                wire::QUORUM_PROTOCOL_VERSION,
-                "leader's protocol version"
-            );
-            Msg::LeaderInfo {
-                new_epoch: wire::epoch_of(p.zxid),
-            }
-        }
-        packet::DIFF => Msg::Diff { zxid: p.zxid },
-        packet::TRUNC => Msg::Trunc { zxid: p.zxid },
-        packet::SNAP => Msg::Snap {
-            zxid: p.zxid,
+    match packets::from_leader(p).expect("a packet a leader sends") {
+        Msg::Snap { zxid, .. } => Msg::Snap {
+            zxid,
             stream: Rc::from(snap.expect("SNAP stream")),
         },
-        packet::PROPOSAL => Msg::Proposal {
-            zxid: p.zxid,
-            txn: txn(&p),
-        },
-        packet::COMMIT => Msg::Commit { zxid: p.zxid },
-        packet::INFORM => Msg::Inform {
-            zxid: p.zxid,
-            txn: txn(&p),
-        },
-        packet::NEWLEADER => Msg::NewLeader {
-            zxid: p.zxid,
-            config: p.data.unwrap_or_default(),
-        },
-        packet::UPTODATE => Msg::UpToDate,
-        packet::PING => Msg::Ping {
-            zxid: p.zxid,
-            touches: wire::decode_touches(p.data.as_deref())
-                .expect("PING data")
-                .into_iter()
-                .map(|t| (t.session, t.timeout_ms))
-                .collect(),
-        },
-        packet::REVALIDATE => {
-            let (session, valid) =
-                wire::decode_revalidate_reply(p.data.as_deref()).expect("REVALIDATE reply");
-            Msg::Revalidated { session, valid }
-        }
-        packet::SYNC => Msg::Sync,
-        other => panic!(
-            "unexpected packet {other} ({:?}) zxid {:#x}",
-            packet::name(other),
-            p.zxid
-        ),
+        m => m,
     }
 }
 
@@ -708,7 +588,7 @@ impl Observer {
     }
 
     fn send(&mut self, msg: &Msg) {
-        let bytes = to_packet(msg).to_bytes();
+        let bytes = packets::to_packet(msg).to_bytes();
         self.stream
             .write_all(&bytes)
             .unwrap_or_else(|e| panic!("send {msg:?} to the leader: {e}"));
