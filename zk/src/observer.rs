@@ -694,7 +694,11 @@ async fn learn(srv: &Rc<Server>, obs: &Rc<Observer>, leader: Sid) -> Result<(), 
         perform(srv, obs, &mut learner, fx)?;
         let data_max = srv.cfg.jute_maxbuffer.saturating_add(1 << 20);
         let limits = SnapLimits::new(srv.cfg.jute_maxbuffer);
+        // Bytes read from the leader; `pos` is how far they are decoded. The decoded prefix is
+        // dropped once per read rather than once per packet (a read holds thousands of INFORMs).
         let mut buf: Vec<u8> = Vec::with_capacity(READ_CHUNK);
+        let mut pos = 0usize;
+        let mut chunk: Vec<u8> = Vec::with_capacity(READ_CHUNK);
         let mut snap: Option<(Zxid, SnapDecoder, Vec<u8>)> = None;
         let tick = Duration::from_millis(u64::from(srv.cfg.tick_time_ms / 2).max(10));
         let mut last_tick = clock::now();
@@ -702,9 +706,10 @@ async fn learn(srv: &Rc<Server>, obs: &Rc<Observer>, leader: Sid) -> Result<(), 
             // Decode what is buffered.
             loop {
                 if let Some((_, dec, raw)) = &mut snap {
-                    let used = dec.feed(&buf).map_err(|e| format!("SNAP stream: {e}"))?;
-                    raw.extend_from_slice(&buf[..used]);
-                    buf.drain(..used);
+                    let rest = buf.get(pos..).unwrap_or_default();
+                    let used = dec.feed(rest).map_err(|e| format!("SNAP stream: {e}"))?;
+                    raw.extend_from_slice(rest.get(..used).unwrap_or_default());
+                    pos += used;
                     if !dec.is_done() {
                         break;
                     }
@@ -717,12 +722,13 @@ async fn learn(srv: &Rc<Server>, obs: &Rc<Observer>, leader: Sid) -> Result<(), 
                     perform(srv, obs, &mut learner, fx)?;
                     continue;
                 }
-                let Some((p, used)) = QuorumPacket::decode(&buf, data_max)
-                    .map_err(|e| format!("quorum packet: {e}"))?
+                let Some((p, used)) =
+                    QuorumPacket::decode(buf.get(pos..).unwrap_or_default(), data_max)
+                        .map_err(|e| format!("quorum packet: {e}"))?
                 else {
                     break;
                 };
-                buf.drain(..used);
+                pos += used;
                 if p.kind == wire::packet::SNAP {
                     snap = Some((p.zxid, SnapDecoder::new(limits), Vec::new()));
                     continue;
@@ -736,14 +742,21 @@ async fn learn(srv: &Rc<Server>, obs: &Rc<Observer>, leader: Sid) -> Result<(), 
                 let fx = learner.tick(now());
                 perform(srv, obs, &mut learner, fx)?;
             }
-            let chunk = Vec::with_capacity(READ_CHUNK);
-            match clock::timeout(tick, rd.read(chunk)).await {
+            buf.drain(..pos);
+            pos = 0;
+            chunk.clear();
+            let read = std::mem::take(&mut chunk);
+            match clock::timeout(tick, rd.read(read)).await {
                 Ok(BufResult(Ok(0), _)) => {
                     return Err("the leader closed the connection".to_string());
                 }
                 Ok(BufResult(Err(e), _)) => return Err(format!("reading from the leader: {e}")),
-                Ok(BufResult(Ok(_), chunk)) => buf.extend_from_slice(&chunk),
-                Err(_) => {}
+                Ok(BufResult(Ok(_), read)) => {
+                    buf.extend_from_slice(&read);
+                    chunk = read;
+                }
+                // A read cut by the tick took its buffer with it.
+                Err(_) => chunk = Vec::with_capacity(READ_CHUNK),
             }
         }
     }

@@ -21,3 +21,40 @@ pub mod packets;
 pub mod snapstream;
 pub mod wire;
 pub mod zab;
+
+/// Seeded inputs for the decoders' "never panics" tests (the same bytes on every run).
+#[cfg(test)]
+pub(crate) mod fuzzing {
+    /// `count` inputs of up to `len_max` bytes from a seeded xorshift.
+    pub(crate) fn random_inputs(seed: u64, count: usize, len_max: usize) -> Vec<Vec<u8>> {
+        let mut s = seed;
+        let mut next = move || {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            s
+        };
+        (0..count)
+            .map(|_| {
+                let len = (next() % len_max as u64) as usize;
+                (0..len).map(|_| next() as u8).collect()
+            })
+            .collect()
+    }
+
+    /// Flips one byte of `base` per input (and cuts some short), to reach past the first field.
+    pub(crate) fn mutations(base: &[u8], seed: u64) -> Vec<Vec<u8>> {
+        random_inputs(seed, base.len().min(2000), 8)
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let mut b = base.to_vec();
+                if let Some(x) = b.get_mut(i % base.len().max(1)) {
+                    *x ^= r.first().copied().unwrap_or(0xff) | 1;
+                }
+                b.truncate(base.len() - (r.len() % 3) * (i % 2));
+                b
+            })
+            .collect()
+    }
+}

@@ -459,6 +459,7 @@ pub fn decode_snap(buf: &[u8], limits: SnapLimits) -> Result<(SnapContents, usiz
 mod tests {
     use super::*;
     use crate::proto::Id;
+    use crate::quorum::fuzzing::{mutations, random_inputs};
     use crate::tree::{CONTAINER_OWNER, ZOOKEEPER_CONFIG, ttl_owner};
 
     fn limits() -> SnapLimits {
@@ -755,39 +756,6 @@ mod tests {
             decode_snap(&b, small),
             Err(SnapError::TooMany { what: "nodes", .. })
         ));
-    }
-
-    /// A seeded xorshift: the same inputs on every run.
-    fn random_inputs(seed: u64, count: usize, len_max: usize) -> Vec<Vec<u8>> {
-        let mut s = seed;
-        let mut next = move || {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            s
-        };
-        (0..count)
-            .map(|_| {
-                let len = (next() % len_max as u64) as usize;
-                (0..len).map(|_| next() as u8).collect()
-            })
-            .collect()
-    }
-
-    /// Flips one byte of `base` per input (and cuts some short), to reach past the first field.
-    fn mutations(base: &[u8], seed: u64) -> Vec<Vec<u8>> {
-        random_inputs(seed, base.len().min(2000), 8)
-            .into_iter()
-            .enumerate()
-            .map(|(i, r)| {
-                let mut b = base.to_vec();
-                if let Some(x) = b.get_mut(i % base.len().max(1)) {
-                    *x ^= r.first().copied().unwrap_or(0xff) | 1;
-                }
-                b.truncate(base.len() - (r.len() % 3) * (i % 2));
-                b
-            })
-            .collect()
     }
 
     #[test]

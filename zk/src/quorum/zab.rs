@@ -38,22 +38,8 @@ pub type TxnBytes = Rc<[u8]>;
 /// `zookeeper.commitLogCount`: committed txns the leader keeps in memory for DIFF syncs.
 pub const COMMITTED_LOG_MAX: usize = 500;
 
-pub fn make_zxid(epoch: u32, counter: u32) -> Zxid {
-    (i64::from(epoch) << 32) | i64::from(counter)
-}
-
-pub fn epoch_of(zxid: Zxid) -> u32 {
-    // The epoch is the high 32 bits by definition; the cast keeps exactly those.
-    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-    let e = (zxid >> 32) as u32;
-    e
-}
-
-pub fn counter_of(zxid: Zxid) -> u32 {
-    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-    let c = (zxid & 0xffff_ffff) as u32;
-    c
-}
+/// Zxid arithmetic is the wire module's (one definition of the epoch/counter split).
+pub use crate::quorum::wire::{counter_of, epoch_of, make_zxid};
 
 /// One quorum-port message, typed. [`crate::quorum::wire`] maps each to its `QuorumPacket`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -555,7 +541,15 @@ impl Leader {
             return;
         }
         let max = self.epoch_candidates.values().copied().max().unwrap_or(0);
-        self.epoch = max.checked_add(1).expect("epoch space exhausted");
+        // A learner's accepted epoch comes off the wire: u32::MAX is refused, not a panic.
+        let Some(epoch) = max.checked_add(1) else {
+            self.lose(
+                LostReason::Protocol(format!("accepted epoch {max} leaves no next epoch")),
+                out,
+            );
+            return;
+        };
+        self.epoch = epoch;
         self.phase = Phase::EpochAck;
         self.started_ms = now_ms;
         self.persisted.accepted_epoch = self.epoch;
@@ -1652,6 +1646,26 @@ mod tests {
             })
             .collect();
         assert_eq!(commits, vec![a, b]);
+    }
+
+    #[test]
+    fn an_exhausted_epoch_from_a_learner_is_refused_not_a_panic() {
+        let voters: BTreeSet<Sid> = [1, 2, 3].into_iter().collect();
+        let mut ld = Leader::new(1, voters, T, p(1, 1, 0), Vec::new(), Vec::new(), 0);
+        ld.start(0);
+        let fx = ld.receive(
+            1,
+            2,
+            Msg::LearnerInfo {
+                observer: false,
+                sid: 2,
+                accepted_epoch: u32::MAX,
+            },
+        );
+        assert!(
+            matches!(fx.as_slice(), [Effect::Lost(LostReason::Protocol(_))]),
+            "{fx:?}"
+        );
     }
 
     #[test]
